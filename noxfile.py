@@ -1,0 +1,48 @@
+"""Project tasks. Every session installs what it needs; run them through ./nox on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+PYTHON = "3.11"
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+
+def _env() -> dict[str, str]:
+    """Point the project at the real MediaPipe models beside the checkout when they are there."""
+    env = {"TVM_NUM_THREADS": os.environ.get("TVM_NUM_THREADS", str(os.cpu_count() or 1))}
+    if "SELFIE_TVM_MODELS_DIR" not in os.environ and SHARED_MODELS.is_dir():
+        env["SELFIE_TVM_MODELS_DIR"] = str(SHARED_MODELS)
+    return env
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[tune,benchmark,bot,dev]")
+    session.run("pytest", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Segment a real portrait (scikit-image's astronaut) with the LiteRT baseline."""
+    session.install("-e", ".[dev]")
+    out = ROOT / "results" / "demo"
+    photo = out / "astronaut.png"
+    session.run("python", "-c", "from pathlib import Path; from skimage import data; from PIL import Image; "
+                f"Path({str(out)!r}).mkdir(parents=True, exist_ok=True); "
+                f"Image.fromarray(data.astronaut()).save({str(photo)!r})")
+    model = session.posargs[0] if session.posargs else "selfie_segmenter"
+    session.run("selfie-tvm", "segment", str(photo), "--model", model, "--out", str(out), env=_env())

@@ -1,0 +1,161 @@
+"""Find a model file: explicit path, models directory, user cache, generator, then download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import ChecksumMismatchError, ModelDownloadError, ModelNotFoundError
+from .registry import ModelSpec, registry
+from .settings import RuntimeSettings, get_settings
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    path: Path
+    source: str  # "explicit", "models_dir", "cache", "generated", "downloaded"
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+    def sha256(self) -> str:
+        return sha256_of(self.path)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_sha(path: Path, spec: ModelSpec, where: str) -> None:
+    if spec.sha256 and sha256_of(path) != spec.sha256:
+        raise ChecksumMismatchError(
+            f"{path} ({where}) does not match the registry sha256 of {spec.name} ({spec.sha256}); "
+            "it is corrupt or a different version: delete it or replace it with the official file "
+            f"from {spec.url}")
+
+
+def download(url: str, dest: Path, sha256: str | None, *, timeout_s: float = 30.0,
+             progress: bool = True) -> Path:
+    """Stream `url` to `dest` atomically, verifying length and sha256 before it lands."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    h = hashlib.sha256()
+    received = 0
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp, os.fdopen(fd, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                    while chunk := resp.read(CHUNK):
+                        out.write(chunk)
+                        h.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ModelDownloadError(f"could not download {url}: {reason}") from e
+        if total is not None and received != total:
+            raise ModelDownloadError(f"download of {url} was truncated: got {received} of {total} bytes")
+        if sha256 and h.hexdigest() != sha256:
+            raise ChecksumMismatchError(
+                f"download of {url} has sha256 {h.hexdigest()}, expected {sha256}; nothing was saved")
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _generate(spec: ModelSpec, dest: Path) -> Path:
+    if spec.generator != "twin":
+        raise ModelNotFoundError(f"unknown generator {spec.generator!r} for {spec.name}")
+    from .twin import twin_bytes
+
+    _atomic_write(dest, twin_bytes())
+    return dest
+
+
+def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
+                  settings: RuntimeSettings | None = None, allow_download: bool = True,
+                  progress: bool = True) -> ResolvedModel:
+    """Resolve a registry name (or a .tflite path whose file name is in the registry)."""
+    settings = settings or get_settings()
+    reg = registry()
+    if model is not None and (str(model).endswith(".tflite") or Path(model).is_file()):
+        path, model = Path(model), None
+    if model is None and path is not None:
+        spec = reg.find_by_filename(path.name)
+        if spec is None:
+            raise ModelNotFoundError(
+                f"{path.name} is not a registered model file name; name the model it is "
+                f"(one of: {', '.join(sorted(reg.models))})")
+    else:
+        spec = reg.get(str(model or reg.default))
+
+    if path is not None:
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file {path} does not exist")
+        return ResolvedModel(spec, path, "explicit")
+
+    if settings.models_dir is not None:
+        candidate = Path(settings.models_dir) / spec.filename
+        if candidate.is_file():
+            _check_sha(candidate, spec, "SELFIE_TVM_MODELS_DIR")
+            return ResolvedModel(spec, candidate, "models_dir")
+
+    cached = Path(settings.cache_dir) / spec.filename
+    if spec.generator is not None:
+        from .twin import TWIN_VERSION
+
+        # Versioned so that a changed generator never serves a stale cached file.
+        cached = cached.with_name(f"{spec.name}-v{TWIN_VERSION}.tflite")
+        if not cached.is_file():
+            _generate(spec, cached)
+            return ResolvedModel(spec, cached, "generated")
+        return ResolvedModel(spec, cached, "cache")
+    if cached.is_file():
+        _check_sha(cached, spec, "cache")
+        return ResolvedModel(spec, cached, "cache")
+
+    if not allow_download or settings.offline:
+        raise ModelNotFoundError(_missing_message(spec, cached, settings))
+    try:
+        download(spec.url, cached, spec.sha256, timeout_s=settings.download_timeout_s, progress=progress)
+    except ModelDownloadError as e:
+        raise type(e)(f"{e}.\n{_missing_message(spec, cached, settings)}") from e
+    return ResolvedModel(spec, cached, "downloaded")
+
+
+def _missing_message(spec: ModelSpec, cached: Path, settings: RuntimeSettings) -> str:
+    where = f"{settings.models_dir}/ or " if settings.models_dir else ""
+    hint = ""
+    if spec.name == registry().default:
+        hint = " Offline, the architecture twin stands in for latency work: --model selfie_multiclass_twin."
+    return (f"model {spec.name} is not available locally. Download {spec.url} and put it at "
+            f"{where}{cached} (or set SELFIE_TVM_MODELS_DIR to a directory holding {spec.filename}).{hint}")

@@ -1,0 +1,45 @@
+"""Every error selfie-tvm raises on bad input: specific, with what to do next."""
+
+
+class SelfieTvmError(Exception):
+    """Base class: messages are meant for end users."""
+
+
+class RegistryError(SelfieTvmError):
+    pass
+
+
+class ModelNotFoundError(SelfieTvmError):
+    pass
+
+
+class ModelDownloadError(SelfieTvmError):
+    pass
+
+
+class ChecksumMismatchError(ModelDownloadError):
+    pass
+
+
+class ImageError(SelfieTvmError):
+    pass
+
+
+class UnsupportedImageFormatError(ImageError):
+    pass
+
+
+class CorruptImageError(ImageError):
+    pass
+
+
+class ImageTooLargeError(ImageError):
+    pass
+
+
+class ColorError(SelfieTvmError):
+    pass
+
+
+class EngineError(SelfieTvmError):
+    pass

@@ -1,0 +1,94 @@
+"""Loading photos safely: formats, EXIF orientation, grayscale/alpha, size caps."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import CorruptImageError, ImageTooLargeError, UnsupportedImageFormatError
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
+# Photos whose long side exceeds this are downscaled before anything else (segmentation runs
+# at 256 px anyway; this bounds memory and effect cost).
+MAX_SIDE = 4096
+# Refuse outright what could be a decompression bomb (about 100 megapixels).
+MAX_PIXELS = 100_000_000
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Return an RGB uint8 array (H, W, 3), upright as the camera meant it."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if not data:
+        raise CorruptImageError("the file is empty")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise UnsupportedImageFormatError(
+                f"not an image this tool can read; send a {', '.join(SUPPORTED_FORMATS)} photo") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageTooLargeError(f"the image has more than {MAX_PIXELS:,} pixels") from None
+        if img.format not in SUPPORTED_FORMATS:
+            raise UnsupportedImageFormatError(
+                f"{img.format} images are not supported; send a {', '.join(SUPPORTED_FORMATS)} photo")
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageTooLargeError(
+                f"the image is {img.width}x{img.height} ({img.width * img.height:,} pixels); "
+                f"the limit is {MAX_PIXELS:,} pixels")
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise CorruptImageError(f"the {img.format} file is corrupt or truncated ({e})") from None
+    img = _to_rgb(img)
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    if img.mode in ("I;16", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        span = float(arr.max() - arr.min()) or 1.0
+        img = Image.fromarray(((arr - arr.min()) * 255.0 / span).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def save_image(rgb: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def cover(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale to cover width x height, keeping the aspect ratio, then centre-crop."""
+    return np.asarray(ImageOps.fit(Image.fromarray(rgb), (width, height), Image.Resampling.LANCZOS))
