@@ -79,7 +79,7 @@ def download(url: str, dest: Path, sha256: str | None, *, timeout_s: float = 30.
                         received += len(chunk)
                         bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
+            reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
             raise ModelDownloadError(f"could not download {url}: {reason}") from e
         if total is not None and received != total:
             raise ModelDownloadError(f"download of {url} was truncated: got {received} of {total} bytes")

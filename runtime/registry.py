@@ -56,7 +56,8 @@ class ModelSpec:
         try:
             return self.classes.index(name)
         except ValueError:
-            raise RegistryError(f"model {self.name} has no class {name!r} (classes: {', '.join(self.classes)})") from None
+            known = ", ".join(self.classes)
+            raise RegistryError(f"model {self.name} has no class {name!r} (classes: {known})") from None
 
     @property
     def synthetic_notice(self) -> str | None:
