@@ -6,10 +6,13 @@ import argparse
 import logging
 import sys
 
+from tuning.cli import compile as compile_cmd
+from tuning.cli import tune as tune_cmd
+
 from ..errors import SelfieTvmError
 from . import background, hair, models, segment
 
-COMMANDS = (segment, hair, background, models)
+COMMANDS = (segment, hair, background, models, compile_cmd, tune_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

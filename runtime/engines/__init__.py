@@ -10,6 +10,8 @@ from .base import Engine
 
 ENGINES: dict[str, str] = {
     "litert": "runtime.engines.litert:LiteRTEngine",
+    "tvm-default": "runtime.engines.tvm:TVMDefaultEngine",
+    "tvm-tuned": "runtime.engines.tvm:TVMTunedEngine",
 }
 
 

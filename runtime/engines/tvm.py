@@ -1,0 +1,63 @@
+"""TVM engines: run an exported library (tvm-default or tvm-tuned) through the Relax VM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..acquire import ResolvedModel
+from ..errors import EngineError
+from .base import Engine
+
+
+def set_tvm_threads(threads: int) -> None:
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(0, threads)
+
+
+class TVMEngine(Engine):
+    kind = "default"
+
+    def __init__(self, model: ResolvedModel, threads: int, *, library: Path | None = None, target=None,
+                 build_root: Path | None = None) -> None:
+        super().__init__(model, threads)
+        import tvm
+        from tvm import relax
+
+        from tuning.artifacts import LibraryMetadata, build_dir, check_metadata, library_paths
+        from tuning.target import host_target
+
+        target = target or host_target()
+        if library is None:
+            directory = build_dir(model.spec.name, target) if build_root is None else build_root
+            library, meta_path = library_paths(directory, self.kind)
+        else:
+            meta_path = library.with_suffix(".json")
+        if not library.is_file() or not meta_path.is_file():
+            raise EngineError(
+                f"no {self.name} library for {model.spec.name} on {target.id} at {library}; build it with "
+                f"`selfie-tvm compile --model {model.spec.name}`" + (" --tuned" if self.kind == "tuned" else ""))
+        self.metadata = LibraryMetadata.read(meta_path)
+        check_metadata(self.metadata, model.spec.name, model.sha256(), target, library)
+        self.library = library
+        set_tvm_threads(threads)
+        self._device = tvm.cpu()
+        self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
+        self._main = self._vm["main"]
+        self._tensor = tvm.runtime.tensor
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self._main(self._tensor(np.ascontiguousarray(x, dtype=np.float32), self._device))
+        return out.numpy()
+
+
+class TVMDefaultEngine(TVMEngine):
+    name = "tvm-default"
+    kind = "default"
+
+
+class TVMTunedEngine(TVMEngine):
+    name = "tvm-tuned"
+    kind = "tuned"

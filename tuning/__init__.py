@@ -1,0 +1,1 @@
+"""TVM pipeline: import .tflite into Relax, build default and tuned libraries, tune, export."""

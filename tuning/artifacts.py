@@ -1,0 +1,71 @@
+"""Where build outputs live and the metadata that ties each library to its model and target."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runtime.errors import EngineError
+
+from .target import TargetSpec, cpu_model_name
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = PROJECT_ROOT / "tvm_model"
+RESULTS_ROOT = PROJECT_ROOT / "results"
+KINDS = ("default", "tuned")
+
+
+def build_dir(model: str, target: TargetSpec, root: Path = BUILD_ROOT) -> Path:
+    return root / model / target.id
+
+
+def records_dir(model: str, target: TargetSpec, root: Path = RESULTS_ROOT) -> Path:
+    """Committed tuning records: rebuild a tuned library without tuning again."""
+    return root / model / target.id / "tuning"
+
+
+@dataclass
+class LibraryMetadata:
+    kind: str
+    model: str
+    model_sha256: str
+    target: dict
+    tvm_version: str
+    built_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    cpu: str = field(default_factory=cpu_model_name)
+    budget: int | None = None
+    trials: int | None = None
+    records: str | None = None
+    synthetic_weights: bool = False
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> LibraryMetadata:
+        return cls(**json.loads(path.read_text()))
+
+    @property
+    def target_spec(self) -> TargetSpec:
+        return TargetSpec.from_dict(self.target)
+
+
+def library_paths(directory: Path, kind: str) -> tuple[Path, Path]:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    return directory / f"{kind}.so", directory / f"{kind}.json"
+
+
+def check_metadata(meta: LibraryMetadata, model_name: str, model_sha256: str, target: TargetSpec | None,
+                   path: Path) -> None:
+    """Refuse a library built for another model file or another target."""
+    if meta.model != model_name or meta.model_sha256 != model_sha256:
+        raise EngineError(
+            f"{path} was built from {meta.model} (sha256 {meta.model_sha256[:12]}...), not from this "
+            f"{model_name} file (sha256 {model_sha256[:12]}...): rebuild it with `selfie-tvm compile`")
+    if target is not None and meta.target_spec != target:
+        raise EngineError(
+            f"{path} was built for target {meta.target_spec.id} {meta.target}, not for {target.id} "
+            f"{target.as_dict()}: rebuild it for this target or pass the matching --target options")

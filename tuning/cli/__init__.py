@@ -1,0 +1,1 @@
+"""`selfie-tvm compile` and `selfie-tvm tune` (registered by runtime.cli)."""

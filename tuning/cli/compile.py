@@ -1,0 +1,36 @@
+"""`selfie-tvm compile`: export default.so (untuned) and, with --tuned, tuned.so from records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .options import add_model_option, add_target_options, ensure_tvm_threads, target_from
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="compile a model with TVM and export shared libraries")
+    add_model_option(p)
+    add_target_options(p)
+    p.add_argument("--tuned", action="store_true", help="also build tuned.so from tuning records")
+    p.add_argument("--records", type=Path, default=None,
+                   help="tuning records directory (default: results/<model>/<target>/tuning)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: tvm_model/<model>/<target>)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    ensure_tvm_threads(args.num_cores)
+    from runtime.acquire import resolve_model
+    from tuning.artifacts import records_dir
+    from tuning.build import export
+
+    model = resolve_model(args.model, path=args.model_path)
+    target = target_from(args)
+    print(f"compiling {model.spec.name} for {target.id} ({target.to_tvm()})")
+    print(f"wrote {export(model, target, 'default', out_root=args.out)}")
+    if args.tuned:
+        records = args.records or records_dir(model.spec.name, target)
+        print(f"wrote {export(model, target, 'tuned', records=records, out_root=args.out)}")
+    if model.spec.synthetic_notice:
+        print(f"note: {model.spec.synthetic_notice}")
+    return 0

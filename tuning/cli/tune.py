@@ -1,0 +1,86 @@
+"""`selfie-tvm tune`: MetaSchedule tuning (resumable), tuned library export, statistics."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from .options import add_model_option, add_target_options, ensure_tvm_threads, target_from
+
+DEFAULT_BUDGET = 2000
+
+
+def register(sub) -> None:
+    p = sub.add_parser("tune", help="auto-tune a model with MetaSchedule and export tuned.so")
+    add_model_option(p)
+    add_target_options(p)
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help="total trials, counting those already in the records (default: %(default)s)")
+    p.add_argument("--per-task", type=int, default=None, help="cap on trials per task")
+    p.add_argument("--per-iter", type=int, default=16, help="candidates measured per search iteration")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="tuning records directory (default: results/<model>/<target>/tuning)")
+    p.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT",
+                   help="measure on devices registered with this TVM RPC tracker")
+    p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
+    p.add_argument("--out", type=Path, default=None, help="library directory (default: tvm_model/<model>/<target>)")
+    p.set_defaults(run=run)
+
+
+def _median_ms(engine, x, runs: int = 3) -> float:
+    engine.run(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        engine.run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def run(args) -> int:
+    if (args.rpc_tracker is None) != (args.rpc_key is None):
+        raise SystemExit("--rpc-tracker and --rpc-key go together")
+    ensure_tvm_threads(args.num_cores)
+    import numpy as np
+
+    from runtime.acquire import resolve_model
+    from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
+    from tuning import stats
+    from tuning.artifacts import build_dir, library_paths, records_dir
+    from tuning.build import export
+    from tuning.importer import import_tflite, optimize
+    from tuning.tune import RpcSpec, tune
+
+    model = resolve_model(args.model, path=args.model_path)
+    target = target_from(args)
+    tvm_target = target.to_tvm()
+    work_dir = args.work_dir or records_dir(model.spec.name, target)
+    out = args.out or build_dir(model.spec.name, target)
+    rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
+    print(f"tuning {model.spec.name} for {target.id}; records in {work_dir}")
+
+    if not library_paths(out, "default")[0].is_file():
+        export(model, target, "default", out_root=out)
+    mod = optimize(import_tflite(model.path, model.spec.name), tvm_target)
+    result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
+                  per_iter=args.per_iter, rpc=rpc)
+    print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
+    lib = export(model, target, "tuned", records=work_dir, budget=args.budget, out_root=out)
+    print(f"wrote {lib}")
+
+    default_ms = tuned_ms = None
+    if rpc is None:
+        x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
+                                              model.spec.input.channels), dtype=np.float32)
+        threads = target.num_cores
+        default_ms = _median_ms(TVMDefaultEngine(model, threads, target=target, build_root=out), x)
+        tuned_ms = _median_ms(TVMTunedEngine(model, threads, target=target, build_root=out), x)
+        print(f"median of 3 ({threads} threads): default {default_ms:.1f} ms, tuned {tuned_ms:.1f} ms "
+              f"({default_ms / tuned_ms:.1f}x)")
+    s = stats.collect(mod, tvm_target, work_dir)
+    paths = stats.write(s, Path(work_dir).parent, title=f"{model.spec.name} on {target.id}", default_ms=default_ms)
+    print("statistics: " + ", ".join(str(p) for p in paths))
+    if model.spec.synthetic_notice:
+        print(f"note: {model.spec.synthetic_notice}")
+    return 0

@@ -1,0 +1,120 @@
+"""Tuning statistics from a MetaSchedule database: per-task table, convergence, summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.analysis import estimate_tir_flops
+from tvm_ffi import structural_hash
+
+
+@dataclass
+class TaskStats:
+    task: str
+    weight: int
+    flops: float
+    trials: int
+    best_us: float | None
+    gflops: float | None
+    share: float | None  # of the estimated total latency of tuned kernels
+
+
+@dataclass
+class TuningStats:
+    tasks: list[TaskStats]
+    convergence: list[tuple[int, float]]  # (trials so far, estimated total latency in ms)
+    total_trials: int
+
+    @property
+    def estimated_total_ms(self) -> float | None:
+        return self.convergence[-1][1] if self.convergence else None
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame([asdict(t) for t in self.tasks]).sort_values("share", ascending=False)
+
+
+def _mean(run_secs) -> float | None:
+    secs = [float(s) for s in run_secs or []]
+    return sum(secs) / len(secs) if secs and min(secs) < 1e9 else None
+
+
+def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> TuningStats:
+    """`mod` is the optimised module that was tuned (its tasks define the table's rows)."""
+    db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True)
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    index_of = {structural_hash(t.dispatched[0]): i for i, t in enumerate(tasks)}
+    best: dict[int, float] = {}
+    trials = [0] * len(tasks)
+    convergence: list[tuple[int, float]] = []
+    records = db.get_all_tuning_records()
+    for n, record in enumerate(records, start=1):
+        i = index_of.get(structural_hash(record.workload.mod))
+        if i is None:
+            continue
+        trials[i] += 1
+        cost = _mean(record.run_secs)
+        if cost is not None and cost < best.get(i, float("inf")):
+            best[i] = cost
+        if len(best) == len(tasks):
+            convergence.append((n, sum(tasks[j].weight * best[j] for j in best) * 1e3))
+    total = sum(tasks[i].weight * best[i] for i in best) or 1.0
+    rows = []
+    for i, t in enumerate(tasks):
+        flops = float(estimate_tir_flops(t.dispatched[0]))
+        b = best.get(i)
+        rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
+                              flops / b / 1e9 if b else None, t.weight * b / total if b else None))
+    return TuningStats(rows, convergence, len(records))
+
+
+def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | None = None) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = stats.table()
+    csv_path, json_path = out_dir / "tuning_tasks.csv", out_dir / "tuning_tasks.json"
+    table.to_csv(csv_path, index=False, float_format="%.6g")
+    json_path.write_text(json.dumps({
+        "total_trials": stats.total_trials, "estimated_total_ms": stats.estimated_total_ms,
+        "convergence": stats.convergence, "tasks": table.to_dict(orient="records")}, indent=1) + "\n")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if stats.convergence:
+        xs, ys = zip(*stats.convergence, strict=True)
+        ax.plot(xs, ys, label="best estimated total (sum of task weight x best kernel latency)")
+    if default_ms:
+        ax.axhline(default_ms, color="grey", ls="--", label=f"untuned module, measured: {default_ms:.0f} ms")
+    ax.set_xlabel("trials measured")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plot_path = out_dir / "tuning_convergence.png"
+    fig.savefig(plot_path, dpi=120)
+    plt.close(fig)
+
+    top = table.head(10)
+    lines = [f"# {title}", "",
+             f"- trials measured: {stats.total_trials}",
+             f"- estimated total of tuned kernels: {stats.estimated_total_ms:.1f} ms" if stats.estimated_total_ms
+             else "- estimated total: not every task has a valid measurement yet",
+             "", "Top tasks by share of the estimated total:", "",
+             "| task | GFLOP | trials | best (us) | GFLOP/s | share |", "|---|---|---|---|---|---|"]
+    for row in top.itertuples():
+        best = f"{row.best_us:.1f}" if row.best_us == row.best_us and row.best_us else "-"
+        gf = f"{row.gflops:.1f}" if row.gflops == row.gflops and row.gflops else "-"
+        share = f"{row.share:.1%}" if row.share == row.share and row.share is not None else "-"
+        lines.append(f"| {row.task} | {row.flops / 1e9:.3f} | {row.trials} | {best} | {gf} | {share} |")
+    summary = out_dir / "tuning_summary.md"
+    summary.write_text("\n".join(lines) + "\n")
+    return [csv_path, json_path, plot_path, summary]

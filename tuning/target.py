@@ -1,0 +1,101 @@
+"""The compilation target: the host CPU as LLVM sees it, corrected by what the kernel reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Feature groups LLVM may assume for a CPU name that a hypervisor can still hide from the guest
+# (LLVM says "znver4" on these VMs while /proc/cpuinfo has no avx512f: code for it would SIGILL).
+_HIDEABLE = {
+    "avx512f": "-avx512f",
+    "avx2": "-avx2",
+    "fma": "-fma",
+}
+SEED_TRIPLE = "x86_64-linux-gnu"  # what the seed project compiled for
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    mcpu: str
+    num_cores: int
+    mtriple: str | None = None
+    mattr: tuple[str, ...] = ()
+
+    def to_tvm(self):
+        import tvm
+
+        config: dict = {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}
+        if self.mtriple:
+            config["mtriple"] = self.mtriple
+        if self.mattr:
+            config["mattr"] = list(self.mattr)
+        return tvm.target.Target(config)
+
+    @property
+    def vector_isa(self) -> str:
+        flags = cpu_flags()
+        if "avx512f" in flags and "-avx512f" not in self.mattr:
+            return "avx512"
+        if "avx2" in flags and "-avx2" not in self.mattr:
+            return "avx2"
+        return "sse"
+
+    @property
+    def id(self) -> str:
+        """A short, path-safe name for build outputs and results, e.g. znver4-avx2-2c."""
+        triple = f"-{self.mtriple.split('-')[0]}" if self.mtriple and not self.mtriple.startswith("x86_64") else ""
+        return f"{self.mcpu}-{self.vector_isa}{triple}-{self.num_cores}c"
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["mattr"] = list(self.mattr)
+        d["id"] = self.id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TargetSpec:
+        return cls(d["mcpu"], int(d["num_cores"]), d.get("mtriple"), tuple(d.get("mattr", ())))
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_target(mcpu: str | None = None, num_cores: int | None = None, mtriple: str | None = None) -> TargetSpec:
+    """Detect the host; any argument given overrides detection."""
+    from tvm.target import codegen
+
+    cpu = mcpu or codegen.llvm_get_system_cpu()
+    mattr: tuple[str, ...] = ()
+    if mcpu is None:
+        flags = cpu_flags()
+        if flags:
+            mattr = tuple(neg for flag, neg in _HIDEABLE.items()
+                          if flag not in flags and codegen.llvm_cpu_has_features([flag], _tvm_target(cpu)))
+    cores = num_cores or len(os.sched_getaffinity(0))
+    return TargetSpec(cpu, cores, mtriple or SEED_TRIPLE, mattr)
+
+
+def _tvm_target(cpu: str):
+    import tvm
+
+    return tvm.target.Target({"kind": "llvm", "mcpu": cpu})
