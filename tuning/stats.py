@@ -69,7 +69,7 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> Tun
         flops = float(estimate_tir_flops(t.dispatched[0]))
         b = best.get(i)
         rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
-                              flops / b / 1e9 if b else None, t.weight * b / total if b else None))
+                              flops / b / 1e9 if b and flops else None, t.weight * b / total if b else None))
     return TuningStats(rows, convergence, len(records))
 
 

@@ -36,9 +36,9 @@ class TVMEngine(Engine):
         else:
             meta_path = library.with_suffix(".json")
         if not library.is_file() or not meta_path.is_file():
+            command = f"selfie-tvm compile --model {model.spec.name}" + (" --tuned" if self.kind == "tuned" else "")
             raise EngineError(
-                f"no {self.name} library for {model.spec.name} on {target.id} at {library}; build it with "
-                f"`selfie-tvm compile --model {model.spec.name}`" + (" --tuned" if self.kind == "tuned" else ""))
+                f"no {self.name} library for {model.spec.name} on {target.id} at {library}; build it with `{command}`")
         self.metadata = LibraryMetadata.read(meta_path)
         check_metadata(self.metadata, model.spec.name, model.sha256(), target, library)
         self.library = library

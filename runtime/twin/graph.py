@@ -138,6 +138,10 @@ class GraphBuilder:
         out_shape = tuple(1 if i == axis else s for i, s in enumerate(x.shape))
         return self._emit("SUM", [x, self._int_const("axis", [axis])], out_shape, keep_dims=True)
 
+    def custom(self, name: str, x: Tensor) -> Tensor:
+        """An operator TFLite and TVM know nothing about (used to test error paths)."""
+        return self._emit(name, [x], x.shape)
+
     def resize(self, x: Tensor, size: int, method: str) -> Tensor:
         op = {"nearest": "RESIZE_NEAREST_NEIGHBOR", "bilinear": "RESIZE_BILINEAR"}[method]
         n, _, _, c = x.shape

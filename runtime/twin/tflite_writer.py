@@ -155,10 +155,14 @@ def serialise(g: GraphBuilder, description: str) -> bytes:
     opcode_index = {name: i for i, name in enumerate(op_names)}
     opcode_offsets = []
     for name in op_names:
-        code = getattr(tflite.BuiltinOperator, name)
+        # Names that are not TFLite builtins become CUSTOM ops with that custom code.
+        code = getattr(tflite.BuiltinOperator, name, tflite.BuiltinOperator.CUSTOM)
+        custom_code = b.CreateString(name) if code == tflite.BuiltinOperator.CUSTOM else None
         OperatorCode.Start(b)
         OperatorCode.AddDeprecatedBuiltinCode(b, min(code, 127))
         OperatorCode.AddBuiltinCode(b, code)
+        if custom_code is not None:
+            OperatorCode.AddCustomCode(b, custom_code)
         OperatorCode.AddVersion(b, OP_VERSIONS.get(name, 1))
         opcode_offsets.append(OperatorCode.End(b))
 
@@ -166,13 +170,15 @@ def serialise(g: GraphBuilder, description: str) -> bytes:
     for o in g.operators:
         inputs = _int_vector(b, o.inputs)
         outputs = _int_vector(b, o.outputs)
-        options_type, options = _options(b, o.op, o.options)
+        custom = not hasattr(tflite.BuiltinOperator, o.op)
+        options_type, options = (0, None) if custom else _options(b, o.op, o.options)
         Operator.Start(b)
         Operator.AddOpcodeIndex(b, opcode_index[o.op])
         Operator.AddInputs(b, inputs)
         Operator.AddOutputs(b, outputs)
-        Operator.AddBuiltinOptionsType(b, options_type)
-        Operator.AddBuiltinOptions(b, options)
+        if options is not None:
+            Operator.AddBuiltinOptionsType(b, options_type)
+            Operator.AddBuiltinOptions(b, options)
         operator_offsets.append(Operator.End(b))
 
     tensors_vec = _offset_vector(b, tensor_offsets)

@@ -1,0 +1,173 @@
+"""MetaSchedule tuning: budget, resume after interruption, tuned export, statistics, RPC measurement."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.engines import create_engine
+from runtime.processing import preprocess, to_probabilities
+from tuning import stats
+from tuning.build import export
+from tuning.importer import import_tflite, optimize
+from tuning.target import host_target
+from tuning.tune import RpcSpec, count_records, tune
+
+from .tiny_models import tiny_segmenter
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_segmenter(tmp_path_factory.mktemp("tiny") / "tiny.tflite")
+
+
+@pytest.fixture(scope="module")
+def tiny_mod(tiny, target):
+    return optimize(import_tflite(tiny.path, "tiny"), target.to_tvm())
+
+
+@pytest.fixture(scope="module")
+def tuned_dir(tiny_mod, target, tmp_path_factory):
+    work = tmp_path_factory.mktemp("records")
+    result = tune(tiny_mod, target.to_tvm(), work, budget=8, per_iter=4, progress=False)
+    assert result.trials_before == 0 and result.trials_run >= 8
+    return work
+
+
+def test_budget_already_spent_runs_no_trials(tuned_dir, tiny_mod, target):
+    before = count_records(tuned_dir)
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=8, per_iter=4, progress=False)
+    assert result.trials_run == 0 and count_records(tuned_dir) == before
+
+
+def test_tuned_library_matches_litert(tuned_dir, tiny, target, tmp_path, astronaut):
+    export(tiny, target, "tuned", records=tuned_dir, budget=8, out_root=tmp_path)
+    engine = create_engine("tvm-tuned", tiny, threads=2, target=target, build_root=tmp_path)
+    assert engine.metadata.trials == count_records(tuned_dir) and engine.metadata.budget == 8
+    x = preprocess(astronaut, tiny.spec)
+    diff = np.abs(to_probabilities(engine.run(x), tiny.spec)
+                  - to_probabilities(create_engine("litert", tiny, 1).run(x), tiny.spec))
+    assert diff.max() <= 1e-4
+
+
+def test_tuned_build_without_records_is_refused(tiny, target, tmp_path):
+    with pytest.raises(ValueError, match="needs tuning records"):
+        export(tiny, target, "tuned", records=tmp_path, out_root=tmp_path)
+
+
+def test_statistics(tuned_dir, tiny_mod, target, tmp_path):
+    s = stats.collect(tiny_mod, target.to_tvm(), tuned_dir)
+    table = s.table()
+    assert len(table) == len(s.tasks) >= 3
+    assert table["trials"].sum() == count_records(tuned_dir)
+    measured = table.dropna(subset=["best_us"])
+    assert len(measured) >= 1
+    computing = measured[measured["flops"] > 0]
+    assert len(computing) >= 1 and (computing["gflops"] > 0).all()
+    assert measured[measured["flops"] == 0]["gflops"].isna().all()  # data movement: no GFLOP/s
+    paths = stats.write(s, tmp_path, title="tiny")
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert "trials measured" in (tmp_path / "tuning_summary.md").read_text()
+
+
+def _wait_for(condition, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)  # polling interval, not a synchronisation delay
+
+
+TUNE_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.tiny_models import tiny_segmenter
+from tuning.importer import import_tflite, optimize
+from tuning.target import host_target
+from tuning.tune import tune
+t = host_target().to_tvm()
+model = tiny_segmenter(Path(sys.argv[1]))
+tune(optimize(import_tflite(model.path, "tiny"), t), t, Path(sys.argv[2]), budget=200, per_iter=4, progress=False)
+"""
+
+
+def test_interrupted_run_keeps_its_records_and_resumes(tmp_path, tiny_mod, target):
+    work = tmp_path / "records"
+    proc = subprocess.Popen([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path / "t.tflite"), str(work)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: count_records(work) >= 4, 600, "the first measured batch", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = count_records(work)
+    assert saved >= 4
+    result = tune(tiny_mod, target.to_tvm(), work, budget=saved + 4, per_iter=4, progress=False)
+    assert result.trials_before == saved and result.trials_run >= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_tracker():
+    import tvm.rpc
+
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                               "--port", str(port), "--port-end", str(port + 1)], start_new_session=True)]
+    try:
+        _wait_for(lambda: _can_connect(port), 60, "the RPC tracker", procs[0])
+        procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                       "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu"],
+                                      start_new_session=True))
+        tracker = tvm.rpc.connect_tracker("127.0.0.1", port)
+        _wait_for(lambda: "test-cpu" in tracker.text_summary(), 60, "the RPC server to register", procs[1])
+        yield f"127.0.0.1:{port}"
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def _can_connect(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_tuning_through_an_rpc_tracker(rpc_tracker, tiny_mod, target, tmp_path):
+    rpc = RpcSpec.parse(rpc_tracker, "test-cpu")
+    result = tune(tiny_mod, target.to_tvm(), tmp_path, budget=4, per_iter=4, rpc=rpc, progress=False)
+    assert result.trials_run >= 4
+    s = stats.collect(tiny_mod, target.to_tvm(), tmp_path)
+    assert any(t.best_us for t in s.tasks)  # the remote measurements were valid
+
+
+def test_rpc_spec_parsing():
+    assert RpcSpec.parse("10.0.0.1:9190", "k") == RpcSpec("10.0.0.1", 9190, "k")
+    with pytest.raises(ValueError, match="host:port"):
+        RpcSpec.parse("nohostport", "k")

@@ -1,0 +1,29 @@
+"""Small real .tflite files written with the project's own TFLite writer, for fast TVM tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from runtime.acquire import ResolvedModel
+from runtime.registry import InputSpec, registry
+from runtime.twin.graph import GraphBuilder
+from runtime.twin.tflite_writer import serialise
+
+
+def tiny_segmenter(path: Path, *, mystery_ops: int = 0) -> ResolvedModel:
+    """32x32 input, two conv layers and a classifier: 3 classes of logits."""
+    g = GraphBuilder(seed=7)
+    x = g.input("image", (1, 32, 32, 3))
+    y = g.conv2d(x, 16, 3, 2, relu=True)
+    y = g.depthwise(y, 3, relu=True)
+    for i in range(mystery_ops):
+        y = g.custom("MysteryOp" if i % 2 == 0 else "AnotherMysteryOp", y)
+    y = g.conv2d(y, 16, relu=True)
+    y = g.transpose_conv(y, 8, kernel=2, stride=2)
+    g.mark_output(g.conv2d(y, 3), "logits")
+    path.write_bytes(serialise(g, "tiny test model"))
+    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny", synthetic=True,
+                               input=InputSpec(32, 32, "NHWC", (0.0, 1.0)),
+                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
+    return ResolvedModel(spec, path, "explicit")
