@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import nox
@@ -46,3 +48,43 @@ def demo(session: nox.Session) -> None:
                 f"Image.fromarray(data.astronaut()).save({str(photo)!r})")
     model = session.posargs[0] if session.posargs else "selfie_segmenter"
     session.run("selfie-tvm", "segment", str(photo), "--model", model, "--out", str(out), env=_env())
+
+
+@nox.session(python=PYTHON)
+def tune(session: nox.Session) -> None:
+    """Tune a model (default: the twin) and export default.so and tuned.so.
+
+    Arguments after -- go to `selfie-tvm tune`, e.g. `./nox -s tune -- --budget 500`,
+    `--model selfie_segmenter`, `--mcpu znver3`, `--rpc-tracker host:port --rpc-key K`.
+    """
+    session.install("-e", ".[tune]")
+    session.run("selfie-tvm", "tune", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """Build what is missing, benchmark LiteRT vs TVM default vs TVM tuned, write the report.
+
+    `./nox -s benchmark -- --model selfie_segmenter --engines litert,tvm-tuned --threads 1,2 --runs 30`;
+    other arguments go to pytest, e.g. `--benchmark-compare` to compare with the last saved run.
+    """
+    parser = argparse.ArgumentParser(prog="nox -s benchmark --")
+    parser.add_argument("--model", default="selfie_multiclass_twin")
+    parser.add_argument("--engines", default="litert,tvm-default,tvm-tuned")
+    parser.add_argument("--threads", default=None, help="e.g. 1,2 (default: 1..cores)")
+    parser.add_argument("--runs", default="20")
+    parser.add_argument("--warmup", default="3")
+    parser.add_argument("--budget", default="500", help="tuning budget if no records exist")
+    args, pytest_args = parser.parse_known_args(session.posargs)
+    session.install("-e", ".[tune,benchmark]")
+    env = _env()
+    session.run("python", "-m", "benchmark.prepare", "--model", args.model, "--engines", args.engines,
+                "--budget", args.budget, env=env)
+    bench_json = Path(tempfile.mkdtemp(prefix="selfie-tvm-bench-")) / "benchmark.json"
+    options = ["--model", args.model, "--engines", args.engines, "--runs", args.runs, "--warmup", args.warmup]
+    if args.threads:
+        options += ["--threads", args.threads]
+    session.run("pytest", "benchmark", "-v", "--benchmark-enable", "--benchmark-save-data", "--benchmark-autosave",
+                f"--benchmark-json={bench_json}", "--benchmark-columns=min,median,iqr,max,rounds",
+                "-p", "no:cacheprovider", *options, *pytest_args, env=env)
+    session.run("python", "-m", "benchmark.report", str(bench_json), "--model", args.model, env=env)

@@ -15,6 +15,7 @@ def pytest_configure(config):
     if "SELFIE_TVM_MODELS_DIR" not in os.environ and SHARED_MODELS.is_dir():
         os.environ["SELFIE_TVM_MODELS_DIR"] = str(SHARED_MODELS)
     os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "models"))
+    os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(Path(config.rootpath) / ".pytest_cache" / "tvm_model"))
 
 
 def need_model(name: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,8 @@ from runtime.errors import EngineError
 from .target import TargetSpec, cpu_model_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = PROJECT_ROOT / "tvm_model"
+# SELFIE_TVM_BUILD_DIR moves build outputs elsewhere (the tests use a temporary directory).
+BUILD_ROOT = Path(os.environ.get("SELFIE_TVM_BUILD_DIR") or PROJECT_ROOT / "tvm_model")
 RESULTS_ROOT = PROJECT_ROOT / "results"
 KINDS = ("default", "tuned")
 

@@ -1,0 +1,1 @@
+"""Benchmark harness: latency distributions (pytest-benchmark), agreement, profile, reports."""

@@ -1,0 +1,50 @@
+"""Do the TVM engines compute what LiteRT computes? Max |delta probability| and per-class IoU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from runtime.acquire import ResolvedModel
+from runtime.processing import category_mask, preprocess, to_probabilities
+
+
+def inputs_for(model: ResolvedModel) -> list[tuple[str, np.ndarray]]:
+    """Real portraits for real models; for the twin, seeded synthetic inputs (its masks mean nothing)."""
+    spec = model.spec
+    if spec.synthetic:
+        rng = np.random.default_rng(0)
+        return [(f"synthetic-{i}", rng.random((1, spec.input.height, spec.input.width, spec.input.channels),
+                                              dtype=np.float32)) for i in range(3)]
+    import matplotlib.cbook
+    from skimage import data
+
+    from runtime.images import load_image
+
+    photos = {"astronaut": data.astronaut(),
+              "grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
+    return [(name, preprocess(rgb, spec)) for name, rgb in photos.items()]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def compare(model: ResolvedModel, engines: dict, reference: str = "litert") -> pd.DataFrame:
+    """One row per (engine, input, class): max |dp| over the image, IoU of the class masks."""
+    rows = []
+    for input_name, x in inputs_for(model):
+        ref = to_probabilities(engines[reference].run(x), model.spec)
+        ref_mask = category_mask(ref)
+        for name, engine in engines.items():
+            if name == reference:
+                continue
+            probs = to_probabilities(engine.run(x), model.spec)
+            mask = category_mask(probs)
+            for c, cls in enumerate(model.spec.classes):
+                rows.append({"engine": name, "input": input_name, "class": cls,
+                             "max_abs_dprob": float(np.abs(probs[..., c] - ref[..., c]).max()),
+                             "iou": _iou(mask == c, ref_mask == c),
+                             "pixels_equal": float((mask == ref_mask).mean())})
+    return pd.DataFrame(rows)

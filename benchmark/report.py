@@ -1,0 +1,188 @@
+"""Turn a pytest-benchmark JSON file into results/<model>/<cpu-id>/: report.md, tables, figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from runtime.acquire import resolve_model
+from runtime.engines import create_engine
+from tuning.artifacts import RESULTS_ROOT, build_dir, library_paths
+from tuning.target import host_target
+
+from . import agreement, environment, profile, summary
+
+ENGINE_ORDER = ["litert", "tvm-default", "tvm-tuned"]
+ENGINE_LABEL = {"litert": "LiteRT (XNNPACK)", "tvm-default": "TVM default", "tvm-tuned": "TVM tuned"}
+
+
+def load_samples(bench_json: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw per-round latencies of inference benchmarks, and per-benchmark extra info."""
+    samples, info = [], []
+    for b in bench_json["benchmarks"]:
+        extra = b.get("extra_info", {})
+        data = b["stats"].get("data")
+        if data is None:
+            raise ValueError("the benchmark JSON has no raw data: run pytest with --benchmark-save-data")
+        for i, seconds in enumerate(data):
+            samples.append({"kind": extra.get("kind"), "engine": extra.get("engine"),
+                            "threads": extra.get("threads"), "round": i, "latency_ms": seconds * 1e3})
+        info.append({"kind": extra.get("kind"), "engine": extra.get("engine"), "threads": extra.get("threads"),
+                     "load_ms": extra.get("load_ms"), "first_run_ms": extra.get("first_run_ms"),
+                     "rss_delta_mb": extra.get("rss_delta_mb")})
+    return pd.DataFrame(samples), pd.DataFrame(info)
+
+
+def _log_ms_axis(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def plot(samples: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = samples.assign(engine=samples["engine"].map(ENGINE_LABEL),
+                          threads=samples["threads"].astype(str) + " thread(s)")
+    order = [ENGINE_LABEL[e] for e in ENGINE_ORDER if ENGINE_LABEL[e] in set(data["engine"])]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.boxplot(data=data, x="latency_ms", y="engine", hue="threads", order=order, ax=ax, fliersize=2)
+    sns.stripplot(data=data, x="latency_ms", y="engine", hue="threads", order=order, dodge=True, ax=ax,
+                  size=2.5, palette="dark:black", alpha=0.4, legend=False)
+    _log_ms_axis(ax)
+    ax.set_xlabel("inference latency per image (ms, log scale; lower is better)")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    paths.append(out / "latency_box.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    data["engine, threads"] = data["engine"] + ", " + data["threads"]
+    sns.ecdfplot(data=data, x="latency_ms", hue="engine, threads", ax=ax)
+    _log_ms_axis(ax)
+    ax.set_xlabel("inference latency per image (ms, log scale)")
+    ax.set_ylabel("fraction of runs at or below")
+    ax.set_title(title + ": ECDF")
+    fig.tight_layout()
+    paths.append(out / "latency_ecdf.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    return df.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, with_profile: bool = True) -> Path:
+    model = resolve_model(model_name)
+    target = host_target()
+    out = out or RESULTS_ROOT / model.spec.name / target.id
+    out.mkdir(parents=True, exist_ok=True)
+    bench_json = json.loads(bench_path.read_text())
+    if bench_path.resolve() != (out / "benchmark.json").resolve():
+        shutil.copyfile(bench_path, out / "benchmark.json")
+    samples, info = load_samples(bench_json)
+    inference = samples[samples["kind"] == "inference"]
+    table = summary.summarise(inference)
+    ratio = summary.ratios(table)
+    processing = (summary.summarise(samples[samples["kind"].isin(["preprocess", "postprocess"])])
+                  .drop(columns="threads").rename(columns={"engine": "step"}))
+    startup = info[info["kind"] == "inference"].drop(columns="kind")
+    inference.to_csv(out / "latency_samples.csv", index=False)
+    table.to_csv(out / "latency_stats.csv", index=False, float_format="%.4f")
+
+    engines_run = [e for e in ENGINE_ORDER if e in set(table["engine"])]
+    max_threads = int(table["threads"].max())
+    engines = {e: create_engine(e, model, max_threads) for e in engines_run}
+    agree = agreement.compare(model, engines) if "litert" in engines and len(engines) > 1 else pd.DataFrame()
+    agree.to_csv(out / "agreement.csv", index=False, float_format="%.6g")
+    env = environment.collect(target.vector_isa)
+    (out / "environment.json").write_text(json.dumps({**env.as_dict(), "target": target.as_dict(),
+                                                      "model": model.spec.name, "model_sha256": model.sha256()},
+                                                     indent=2) + "\n")
+    title = f"{model.spec.name} on {env.cpu} ({env.cores} cores)"
+    figures = plot(inference, out, title)
+
+    prof_md = ""
+    tuned_lib = library_paths(build_dir(model.spec.name, target), "tuned")[0]
+    if with_profile and "tvm-tuned" in engines:
+        from runtime.engines.tvm import set_tvm_threads
+
+        set_tvm_threads(max_threads)
+        flops = profile.kernel_flops(model, target)
+        x = agreement.inputs_for(model)[0][1]
+        prof = profile.profile(tuned_lib, x, flops)
+        prof.to_csv(out / "profile_tuned.csv", index=False, float_format="%.6g")
+        total_flop = prof["flop"].sum()
+        p50 = float(table[(table.engine == "tvm-tuned") & (table.threads == max_threads)]["p50"].iloc[0])
+        achieved = total_flop / p50 / 1e6
+        peak = env.peak_gflops
+        top = prof.head(10)[["kernel", "calls", "ms", "share", "gflops"]]
+        prof_md = "\n".join([
+            f"## Where the tuned module spends its time ({max_threads} threads)", "",
+            _md(top.assign(share=top["share"].map("{:.1%}".format))), "",
+            f"Whole model: {total_flop / 1e9:.2f} GFLOP per image (sum of TVM's FLOP estimates of every kernel "
+            f"call) / p50 {p50:.1f} ms = **{achieved:.1f} GFLOP/s**"
+            + (f", {achieved / peak:.1%} of the machine's fp32 peak of {peak:.0f} GFLOP/s "
+               f"({env.peak_formula})." if peak else "."), ""])
+
+    synthetic = model.spec.synthetic_notice
+    lines = [f"# Benchmark: {model.spec.name}", ""]
+    if synthetic:
+        lines += [f"> **{synthetic}** Agreement below is measured on synthetic inputs.", ""]
+    lines += [
+        f"Machine: {env.cpu}, {env.cores} cores ({env.flags}), target `{target.id}`. "
+        f"Python {env.python}, apache-tvm {env.tvm}, ai-edge-litert {env.litert}, numpy {env.numpy}. {env.date}.",
+        "",
+        "Inference alone (pre/post-processing timed apart below). Engines interleaved round by round: before "
+        "each timed run of one engine, every other engine runs once. Latency in ms.", "",
+        "## Latency", "", _md(table), "",
+        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
+        "## Start-up", "",
+        "Load: creating the engine (reading the model / library). First run: the first inference after it. "
+        "Memory: growth of the process's resident set over load and first run.", "",
+        _md(startup), "",
+        "## Pre- and post-processing (512x512 photo)", "", _md(processing), "",
+    ]
+    if not agree.empty:
+        worst = agree.groupby("engine").agg(max_abs_dprob=("max_abs_dprob", "max"), min_iou=("iou", "min"),
+                                            min_pixels_equal=("pixels_equal", "min")).reset_index()
+        inputs = ", ".join(sorted(set(agree["input"])))
+        lines += ["## Agreement with LiteRT", "",
+                  f"Inputs: {inputs}. Worst case over inputs and classes:", "", _md(worst, ".6f"), "",
+                  "Per class in `agreement.csv`.", ""]
+    lines += [prof_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    lines += ["", "Raw data: `benchmark.json` (pytest-benchmark), `latency_samples.csv`, `latency_stats.csv`."]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("bench_json", type=Path)
+    p.add_argument("--model", default="selfie_multiclass_twin")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-profile", action="store_true")
+    args = p.parse_args(argv)
+    print(f"report: {write_report(args.bench_json, args.model, args.out, with_profile=not args.no_profile)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
