@@ -34,6 +34,8 @@ def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.nd
                 f"not an image this tool can read; send a {', '.join(SUPPORTED_FORMATS)} photo") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageTooLargeError(f"the image has more than {MAX_PIXELS:,} pixels") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise CorruptImageError(f"the file is corrupt or truncated ({e})") from None
         if img.format not in SUPPORTED_FORMATS:
             raise UnsupportedImageFormatError(
                 f"{img.format} images are not supported; send a {', '.join(SUPPORTED_FORMATS)} photo")

@@ -59,6 +59,11 @@ def test_corrupt_jpeg(astronaut):
         load_image(data[: len(data) // 2])
 
 
+def test_truncated_header():
+    with pytest.raises(CorruptImageError, match="corrupt or truncated"):
+        load_image(b"\xff\xd8\xff\xe0 truncated")
+
+
 def test_not_an_image():
     with pytest.raises(UnsupportedImageFormatError, match="JPEG, PNG, WEBP"):
         load_image(b"%PDF-1.4 this is not a photo")

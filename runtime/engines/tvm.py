@@ -12,9 +12,18 @@ from .base import Engine
 
 
 def set_tvm_threads(threads: int) -> None:
+    """Resize TVM's (process-wide) thread pool.
+
+    Reconfiguring the pool pins the calling thread to core 0; every thread it starts afterwards
+    (LiteRT's among them) would inherit that, so the caller's affinity is restored.
+    """
+    import os
+
     import tvm
 
+    affinity = os.sched_getaffinity(0)
     tvm.get_global_func("runtime.config_threadpool")(0, threads)
+    os.sched_setaffinity(0, affinity)
 
 
 class TVMEngine(Engine):

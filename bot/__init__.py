@@ -1,0 +1,1 @@
+"""Telegram bot: a thin consumer of runtime/ (no image or model logic lives here)."""

@@ -1,0 +1,208 @@
+"""A local stand-in for the Telegram Bot API: the methods the bot uses, over real HTTP (aiohttp).
+
+Tests play the users: they queue updates (messages with text, photos, documents, stickers) and
+read back what the bot sent, files included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from PIL import Image
+
+JSON_FIELDS = {"media", "commands", "allowed_updates", "reply_markup", "scope"}
+
+
+@dataclass
+class Sent:
+    method: str
+    params: dict
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def images(self) -> list[Image.Image]:
+        return [Image.open(io.BytesIO(data)) for data in self.files.values()]
+
+
+class FakeTelegram:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.updates: list[dict] = []
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.sent: dict[int, list[Sent]] = {}
+        self.commands: list[dict] = []
+        self._read: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    # -- server -----------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/bot{token}/{method}", self._method)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _params(self, request: web.Request) -> tuple[dict, dict[str, bytes]]:
+        params, files = dict(request.query), {}
+        if request.method == "POST":
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                form = await request.post()
+                for key, value in form.items():
+                    if isinstance(value, web.FileField):
+                        files[key] = value.file.read()
+                    else:
+                        params[key] = json.loads(value) if key in JSON_FIELDS else value
+        return params, files
+
+    async def _method(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        params, files = await self._params(request)
+        handler = getattr(self, f"api_{method}", None)
+        if handler is None:
+            return web.json_response({"ok": False, "error_code": 404, "description": f"no method {method}"},
+                                     status=404)
+        result = await handler(params, files)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        for data, file_path in self.files.values():
+            if file_path == path:
+                return web.Response(body=data)
+        return web.Response(status=404)
+
+    # -- Bot API methods ----------------------------------------------------------------------
+    async def api_getMe(self, params, files):
+        return {"id": 4242, "is_bot": True, "first_name": "Selfie", "username": "selfie_tvm_bot"}
+
+    async def api_deleteWebhook(self, params, files):
+        return True
+
+    async def api_setMyCommands(self, params, files):
+        self.commands = params["commands"]
+        return True
+
+    async def api_getUpdates(self, params, files):
+        offset = int(params.get("offset", 0) or 0)
+        timeout = float(params.get("timeout", 0) or 0)
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                pending = [u for u in self.updates if u["update_id"] >= offset]
+                remaining = deadline - time.monotonic()
+                if pending or remaining <= 0:
+                    return pending
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    return []
+
+    async def api_getFile(self, params, files):
+        data, path = self.files[params["file_id"]]
+        return {"file_id": params["file_id"], "file_unique_id": params["file_id"], "file_size": len(data),
+                "file_path": path}
+
+    async def api_sendChatAction(self, params, files):
+        await self._record(params, Sent("sendChatAction", params))
+        return True
+
+    async def api_sendMessage(self, params, files):
+        await self._record(params, Sent("sendMessage", params))
+        return self._message(params, text=params.get("text"))
+
+    async def api_sendPhoto(self, params, files):
+        await self._record(params, Sent("sendPhoto", params, files))
+        return self._message(params, photo=[self._photo_size(files.get("photo", b""))], caption=params.get("caption"))
+
+    async def api_sendMediaGroup(self, params, files):
+        ordered = {}
+        for item in params["media"]:
+            name = item["media"].removeprefix("attach://")
+            ordered[name] = files[name]
+        await self._record(params, Sent("sendMediaGroup", params, ordered))
+        return [self._message(params, photo=[self._photo_size(b"")], caption=item.get("caption"))
+                for item in params["media"]]
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _record(self, params, sent: Sent) -> None:
+        async with self._changed:
+            self.sent.setdefault(int(params["chat_id"]), []).append(sent)
+            self._changed.notify_all()
+
+    def _message(self, params, **content) -> dict:
+        chat_id = int(params["chat_id"])
+        return {"message_id": next(self._ids), "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"}, **{k: v for k, v in content.items() if v is not None}}
+
+    def _photo_size(self, data: bytes) -> dict:
+        file_id = f"sent{next(self._ids)}"
+        return {"file_id": file_id, "file_unique_id": file_id, "width": 1, "height": 1, "file_size": len(data)}
+
+    def add_file(self, data: bytes, name: str = "photo.jpg") -> str:
+        file_id = f"file{next(self._ids)}"
+        self.files[file_id] = (data, f"photos/{file_id}_{name}")
+        return file_id
+
+    async def _push(self, chat_id: int, message: dict) -> None:
+        update = {"update_id": next(self._ids), "message": {
+            "message_id": next(self._ids), "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": f"user{chat_id}"}, **message}}
+        async with self._changed:
+            self.updates.append(update)
+            self._changed.notify_all()
+
+    async def send_text(self, chat_id: int, text: str) -> None:
+        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") \
+            else []
+        await self._push(chat_id, {"text": text, "entities": entities})
+
+    async def send_photo(self, chat_id: int, data: bytes, *, size: int | None = None) -> None:
+        file_id = self.add_file(data)
+        await self._push(chat_id, {"photo": [{"file_id": file_id, "file_unique_id": file_id, "width": 512,
+                                              "height": 512, "file_size": size or len(data)}]})
+
+    async def send_document(self, chat_id: int, data: bytes, mime: str, name: str = "photo.png") -> None:
+        file_id = self.add_file(data, name)
+        await self._push(chat_id, {"document": {"file_id": file_id, "file_unique_id": file_id, "file_name": name,
+                                                "mime_type": mime, "file_size": len(data)}})
+
+    async def send_sticker(self, chat_id: int) -> None:
+        await self._push(chat_id, {"sticker": {"file_id": "stk", "file_unique_id": "stk", "type": "regular",
+                                               "width": 512, "height": 512, "is_animated": False,
+                                               "is_video": False}})
+
+    async def replies(self, chat_id: int, count: int, timeout: float = 120.0) -> list[Sent]:
+        """Wait for `count` replies (chat actions excluded) beyond those already read, and return them."""
+        read = self._read.get(chat_id, 0)
+
+        def fresh() -> list[Sent]:
+            msgs = [s for s in self.sent.get(chat_id, []) if s.method != "sendChatAction"]
+            return msgs[read:]
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(fresh()) >= count), timeout)
+            got = fresh()[:count]
+        self._read[chat_id] = read + count
+        return got
