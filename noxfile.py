@@ -88,3 +88,10 @@ def benchmark(session: nox.Session) -> None:
                 f"--benchmark-json={bench_json}", "--benchmark-columns=min,median,iqr,max,rounds",
                 "-p", "no:cacheprovider", *options, *pytest_args, env=env)
     session.run("python", "-m", "benchmark.report", str(bench_json), "--model", args.model, env=env)
+
+
+@nox.session(python=PYTHON)
+def bot(session: nox.Session) -> None:
+    """Run the Telegram bot locally (TELEGRAM_BOT_TOKEN in .env or the environment)."""
+    session.install("-e", ".[bot]")
+    session.run("python", "-m", "bot", env=_env())
