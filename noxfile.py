@@ -69,7 +69,7 @@ def benchmark(session: nox.Session) -> None:
     other arguments go to pytest, e.g. `--benchmark-compare` to compare with the last saved run.
     """
     parser = argparse.ArgumentParser(prog="nox -s benchmark --")
-    parser.add_argument("--model", default="selfie_multiclass_twin")
+    parser.add_argument("--model", default="auto", help="auto: the main model if available, else its twin")
     parser.add_argument("--engines", default="litert,tvm-default,tvm-tuned")
     parser.add_argument("--threads", default=None, help="e.g. 1,2 (default: 1..cores)")
     parser.add_argument("--runs", default="20")
@@ -78,16 +78,19 @@ def benchmark(session: nox.Session) -> None:
     args, pytest_args = parser.parse_known_args(session.posargs)
     session.install("-e", ".[tune,benchmark]")
     env = _env()
+    work = Path(tempfile.mkdtemp(prefix="selfie-tvm-bench-"))
+    chosen = work / "model.txt"
     session.run("python", "-m", "benchmark.prepare", "--model", args.model, "--engines", args.engines,
-                "--budget", args.budget, env=env)
-    bench_json = Path(tempfile.mkdtemp(prefix="selfie-tvm-bench-")) / "benchmark.json"
-    options = ["--model", args.model, "--engines", args.engines, "--runs", args.runs, "--warmup", args.warmup]
+                "--budget", args.budget, "--chosen-model-file", str(chosen), env=env)
+    model = chosen.read_text().strip()
+    bench_json = work / "benchmark.json"
+    options = ["--model", model, "--engines", args.engines, "--runs", args.runs, "--warmup", args.warmup]
     if args.threads:
         options += ["--threads", args.threads]
     session.run("pytest", "benchmark", "-v", "--benchmark-enable", "--benchmark-save-data", "--benchmark-autosave",
                 f"--benchmark-json={bench_json}", "--benchmark-columns=min,median,iqr,max,rounds",
                 "-p", "no:cacheprovider", *options, *pytest_args, env=env)
-    session.run("python", "-m", "benchmark.report", str(bench_json), "--model", args.model, env=env)
+    session.run("python", "-m", "benchmark.report", str(bench_json), "--model", model, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from runtime.acquire import ResolvedModel, resolve_model
+from runtime.errors import SelfieTvmError
+from runtime.registry import registry
 from tuning.artifacts import build_dir, library_paths, records_dir
 from tuning.build import export
 from tuning.target import TargetSpec, host_target
@@ -39,13 +42,31 @@ def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget
         export(model, target, "tuned", records=records)
 
 
+def choose_model(name: str) -> ResolvedModel:
+    """`auto`: the main model if it can be had (locally or by download), else its architecture twin."""
+    if name != "auto":
+        return resolve_model(name)
+    main = registry().default
+    try:
+        return resolve_model(main)
+    except SelfieTvmError as e:
+        twin = next(m for m in registry().models.values() if m.twin_of == main)
+        print(f"{main} is not available ({str(e).splitlines()[0]}).\nBenchmarking {twin.name} instead: "
+              f"{twin.synthetic_notice}", flush=True)
+        return resolve_model(twin.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", default="selfie_multiclass_twin")
+    p.add_argument("--model", default="auto", help="registry name, or auto (the main model, else its twin)")
     p.add_argument("--engines", default="litert,tvm-default,tvm-tuned")
     p.add_argument("--budget", type=int, default=PREPARE_BUDGET)
+    p.add_argument("--chosen-model-file", type=Path, default=None, help="write the chosen model's name here")
     args = p.parse_args(argv)
-    prepare(resolve_model(args.model), host_target(), args.engines.split(","), args.budget)
+    model = choose_model(args.model)
+    if args.chosen_model_file:
+        args.chosen_model_file.write_text(model.spec.name)
+    prepare(model, host_target(), args.engines.split(","), args.budget)
     return 0
 
 

@@ -33,3 +33,12 @@ async def download(bot: Bot, file_id: str) -> bytes:
     buffer = io.BytesIO()
     await bot.download(file_id, destination=buffer)
     return buffer.getvalue()
+
+
+async def accept_photo(message: Message, max_bytes: int) -> str | None:
+    """The message's photo file id, or None after telling the user why it can't be used."""
+    try:
+        return photo_file(message, max_bytes)
+    except PhotoRejected as e:
+        await message.answer(str(e))
+        return None

@@ -109,3 +109,14 @@ def test_profile_of_a_library(tmp_path, astronaut):
     assert (table["ms"] > 0).all()
     assert table["ms"].is_monotonic_decreasing
     assert (table.dropna(subset=["gflops"])["gflops"] > 0).all()
+
+
+def test_auto_model_falls_back_to_the_twin_offline(monkeypatch, capsys):
+    from benchmark.prepare import choose_model
+
+    monkeypatch.setenv("SELFIE_TVM_OFFLINE", "1")
+    monkeypatch.setenv("SELFIE_TVM_MODELS_DIR", "/nonexistent")
+    model = choose_model("auto")
+    assert model.spec.name == "selfie_multiclass_twin"
+    out = capsys.readouterr().out
+    assert "selfie_multiclass_256x256 is not available" in out and "meaningless" in out

@@ -9,7 +9,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import PhotoRejected, download, photo_file
+from ..photos import accept_photo, download
 from ..replies import run_task
 
 
@@ -24,10 +24,8 @@ async def ask_portrait(message: Message, state: FSMContext) -> None:
 
 
 async def got_portrait(message: Message, state: FSMContext, service) -> None:
-    try:
-        file_id = photo_file(message, service.settings.max_download_bytes)
-    except PhotoRejected as e:
-        await message.answer(str(e))
+    file_id = await accept_photo(message, service.settings.max_download_bytes)
+    if file_id is None:
         return
     await state.update_data(portrait=file_id)
     await state.set_state(Background.background)
@@ -35,10 +33,8 @@ async def got_portrait(message: Message, state: FSMContext, service) -> None:
 
 
 async def got_background(message: Message, state: FSMContext, service) -> None:
-    try:
-        file_id = photo_file(message, service.settings.max_download_bytes)
-    except PhotoRejected as e:
-        await message.answer(str(e))
+    file_id = await accept_photo(message, service.settings.max_download_bytes)
+    if file_id is None:
         return
     portrait = await download(message.bot, (await state.get_data())["portrait"])
     background = await download(message.bot, file_id)

@@ -12,7 +12,7 @@ from runtime.colors import ACCEPTED, parse_color
 from runtime.errors import ColorError
 
 from ..filters import NOT_A_COMMAND
-from ..photos import PhotoRejected, download, photo_file
+from ..photos import accept_photo, download
 from ..replies import run_task
 
 
@@ -27,10 +27,8 @@ async def ask_photo(message: Message, state: FSMContext) -> None:
 
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
-    try:
-        file_id = photo_file(message, service.settings.max_download_bytes)
-    except PhotoRejected as e:
-        await message.answer(str(e))
+    file_id = await accept_photo(message, service.settings.max_download_bytes)
+    if file_id is None:
         return
     await state.update_data(photo=file_id)
     await state.set_state(HairColor.color)

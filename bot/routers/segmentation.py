@@ -9,7 +9,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import PhotoRejected, download, photo_file
+from ..photos import accept_photo, download
 from ..replies import run_task
 
 
@@ -23,10 +23,8 @@ async def ask_photo(message: Message, state: FSMContext) -> None:
 
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
-    try:
-        file_id = photo_file(message, service.settings.max_download_bytes)
-    except PhotoRejected as e:
-        await message.answer(str(e))
+    file_id = await accept_photo(message, service.settings.max_download_bytes)
+    if file_id is None:
         return
     photo = await download(message.bot, file_id)
     if await run_task(message, lambda: service.run(service.segmentation, photo), album=True):
