@@ -39,7 +39,11 @@ async def run_polling(settings: BotSettings, service: SegmentationService) -> No
     await dp.start_polling(bot, handle_signals=False)
 
 
-def run_webhook(settings: BotSettings, service: SegmentationService) -> None:
+WEBHOOK_PATH = "/webhook"
+
+
+def create_webhook_app(settings: BotSettings, service: SegmentationService):
+    """An aiohttp app receiving updates at WEBHOOK_PATH; registers settings.webhook_url on start."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
     from aiohttp import web
 
@@ -51,6 +55,12 @@ def run_webhook(settings: BotSettings, service: SegmentationService) -> None:
         await bot.set_webhook(settings.webhook_url)
 
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot).register(app, path="/webhook")
+    SimpleRequestHandler(dispatcher=dp, bot=bot).register(app, path=WEBHOOK_PATH)
     setup_application(app, dp, bot=bot)
-    web.run_app(app, host=settings.webhook_host, port=settings.webhook_port)
+    return app
+
+
+def run_webhook(settings: BotSettings, service: SegmentationService) -> None:
+    from aiohttp import web
+
+    web.run_app(create_webhook_app(settings, service), host=settings.webhook_host, port=settings.webhook_port)

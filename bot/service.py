@@ -67,25 +67,26 @@ class ModelRunner:
         return result, timings
 
 
-def benchmark_p50(model: str, results_root: Path) -> dict[tuple[str, int], float]:
-    """p50 latencies from the committed benchmark report of this model, if there is one."""
-    out = {}
-    for path in sorted(results_root.glob(f"{model}/*/latency_stats.csv")):
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                out[(row["engine"], int(row["threads"]))] = float(row["p50"])
-    return out
+def benchmark_p50(model: str, results_root: Path, target_id: str) -> dict[tuple[str, int], float]:
+    """p50 latencies from this model's benchmark report for this machine's target, if there is one."""
+    path = results_root / model / target_id / "latency_stats.csv"
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        return {(row["engine"], int(row["threads"])): float(row["p50"]) for row in csv.DictReader(f)}
 
 
 class SegmentationService:
     def __init__(self, settings: BotSettings, results_root: Path | None = None) -> None:
         from tuning.artifacts import RESULTS_ROOT
+        from tuning.target import host_target
 
         self.settings = settings
+        self.target_id = host_target().id
         self.main = ModelRunner(settings.model, settings.engines, settings.threads)
         hair_name = hair_model_for(self.main.spec)
         self.hair = self.main if hair_name == self.main.spec.name else self._optional_runner(hair_name)
-        self.p50 = benchmark_p50(self.main.spec.name, results_root or RESULTS_ROOT)
+        self.p50 = benchmark_p50(self.main.spec.name, results_root or RESULTS_ROOT, self.target_id)
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
         self._pending = 0
 
@@ -131,7 +132,7 @@ class SegmentationService:
         bench = [f"{ENGINE_LABEL[e]} {self.p50[(e, threads)]:.0f} ms" for e in ("tvm-default", "tvm-tuned", "litert")
                  if runner is self.main and (e, threads) in self.p50]
         if bench:
-            lines.append(f"benchmark p50, {threads} threads: " + " · ".join(bench))
+            lines.append(f"benchmark p50 ({self.target_id}, {threads} threads): " + " · ".join(bench))
         if runner.spec.synthetic_notice:
             lines.append("⚠️ synthetic model: its masks are meaningless (latency is representative)")
         return "\n".join(lines)

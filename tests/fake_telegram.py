@@ -37,6 +37,7 @@ class FakeTelegram:
         self.sent: dict[int, list[Sent]] = {}
         self.commands: list[dict] = []
         self._read: dict[int, int] = {}
+        self.webhook_url: str | None = None
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self.url = ""
@@ -97,6 +98,11 @@ class FakeTelegram:
         return {"id": 4242, "is_bot": True, "first_name": "Selfie", "username": "selfie_tvm_bot"}
 
     async def api_deleteWebhook(self, params, files):
+        self.webhook_url = None
+        return True
+
+    async def api_setWebhook(self, params, files):
+        self.webhook_url = params["url"]
         return True
 
     async def api_setMyCommands(self, params, files):
@@ -169,6 +175,12 @@ class FakeTelegram:
             "message_id": next(self._ids), "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private"},
             "from": {"id": chat_id, "is_bot": False, "first_name": f"user{chat_id}"}, **message}}
+        if self.webhook_url:  # webhook mode: deliver by POSTing to the bot, as Telegram does
+            import aiohttp
+
+            async with aiohttp.ClientSession() as session, session.post(self.webhook_url, json=update) as resp:
+                assert resp.status == 200, await resp.text()
+            return
         async with self._changed:
             self.updates.append(update)
             self._changed.notify_all()

@@ -220,6 +220,42 @@ def test_busy_reply_when_the_queue_is_full(selfie_service, astronaut):
         selfie_service.settings = settings
 
 
+def test_webhook_mode(twin_service, astronaut):
+    from aiohttp import web
+
+    from bot.app import WEBHOOK_PATH, create_webhook_app
+
+    async def main():
+        telegram = FakeTelegram(TOKEN)
+        url = await telegram.start()
+        runner = None
+        try:
+            # Bind first to learn the port, then tell the bot its public URL.
+            probe = web.AppRunner(web.Application())
+            await probe.setup()
+            site = web.TCPSite(probe, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            await probe.cleanup()
+            settings = twin_service.settings.model_copy(update={
+                "api_server": url, "webhook_url": f"http://127.0.0.1:{port}{WEBHOOK_PATH}"})
+            runner = web.AppRunner(create_webhook_app(settings, twin_service))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            assert telegram.webhook_url == settings.webhook_url
+            await telegram.send_text(77, "/segmentation")
+            await telegram.replies(77, 1)
+            await telegram.send_photo(77, jpeg(astronaut))
+            album, overlay = await telegram.replies(77, 2)
+            assert len(album.files) == 7 and "synthetic" in overlay.params["caption"]
+        finally:
+            if runner:
+                await runner.cleanup()
+            await telegram.stop()
+
+    asyncio.run(main())
+
+
 def test_missing_or_malformed_token_is_a_clear_error(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for token in (None, "not-a-token"):
@@ -228,3 +264,17 @@ def test_missing_or_malformed_token_is_a_clear_error(tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert "TELEGRAM_BOT_TOKEN" in proc.stderr and "not-a-token" not in proc.stderr
+
+
+def test_benchmark_p50_is_read_from_this_machines_report(tmp_path):
+    import pandas as pd
+
+    from benchmark.summary import summarise
+    from bot.service import benchmark_p50
+
+    samples = pd.DataFrame({"engine": ["litert"] * 3 + ["tvm-tuned"] * 3, "threads": [2] * 6,
+                            "latency_ms": [70, 80, 90, 100, 120, 140]})
+    (tmp_path / "m" / "this-cpu").mkdir(parents=True)
+    summarise(samples).to_csv(tmp_path / "m" / "this-cpu" / "latency_stats.csv", index=False)
+    assert benchmark_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
+    assert benchmark_p50("m", tmp_path, "another-cpu") == {}

@@ -9,7 +9,8 @@ from pathlib import Path
 import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.analysis import estimate_tir_flops
-from tvm_ffi import structural_hash
+
+from .tune import RECORDS, WORKLOADS
 
 
 @dataclass
@@ -45,20 +46,28 @@ def _mean(run_secs) -> float | None:
 
 
 def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> TuningStats:
-    """`mod` is the optimised module that was tuned (its tasks define the table's rows)."""
+    """`mod` is the optimised module that was tuned (its tasks define the table's rows).
+
+    Records are read in the order they were measured (the database file's line order; the
+    database API returns them grouped and sorted by cost, which says nothing about convergence).
+    """
+    work_dir = Path(work_dir)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True)
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    index_of = {structural_hash(t.dispatched[0]): i for i, t in enumerate(tasks)}
+    task_of_shash = {str(db.commit_workload(t.dispatched[0]).as_json()[0]): i
+                     for i, t in enumerate(tasks) if db.has_workload(t.dispatched[0])}
+    workloads = _lines(work_dir / WORKLOADS)
+    task_of_workload = [task_of_shash.get(str(w[0])) for w in workloads]
     best: dict[int, float] = {}
     trials = [0] * len(tasks)
     convergence: list[tuple[int, float]] = []
-    records = db.get_all_tuning_records()
-    for n, record in enumerate(records, start=1):
-        i = index_of.get(structural_hash(record.workload.mod))
+    records = _lines(work_dir / RECORDS)
+    for n, (workload_index, record) in enumerate(records, start=1):
+        i = task_of_workload[workload_index]
         if i is None:
             continue
         trials[i] += 1
-        cost = _mean(record.run_secs)
+        cost = _mean(record[1])
         if cost is not None and cost < best.get(i, float("inf")):
             best[i] = cost
         if len(best) == len(tasks):
@@ -71,6 +80,13 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> Tun
         rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
                               flops / b / 1e9 if b and flops else None, t.weight * b / total if b else None))
     return TuningStats(rows, convergence, len(records))
+
+
+def _lines(path: Path) -> list:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | None = None) -> list[Path]:
@@ -93,11 +109,12 @@ def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | 
         ax.plot(xs, ys, label="best estimated total (sum of task weight x best kernel latency)")
     if default_ms:
         ax.axhline(default_ms, color="grey", ls="--", label=f"untuned module, measured: {default_ms:.0f} ms")
-    ax.set_xlabel("trials measured")
+    ax.set_xlabel("trials measured (the curve starts once every task has a measurement)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     plot_path = out_dir / "tuning_convergence.png"
     fig.savefig(plot_path, dpi=120)
