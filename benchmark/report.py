@@ -33,7 +33,8 @@ def load_samples(bench_json: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
                             "threads": extra.get("threads"), "round": i, "latency_ms": seconds * 1e3})
         info.append({"kind": extra.get("kind"), "engine": extra.get("engine"), "threads": extra.get("threads"),
                      "load_ms": extra.get("load_ms"), "first_run_ms": extra.get("first_run_ms"),
-                     "rss_delta_mb": extra.get("rss_delta_mb")})
+                     "rss_delta_mb": extra.get("rss_delta_mb"),
+                     "process_peak_rss_mb": extra.get("process_peak_rss_mb")})
     return pd.DataFrame(samples), pd.DataFrame(info)
 
 
@@ -155,7 +156,8 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "
-        "Memory: growth of the process's resident set over load and first run.", "",
+        "Memory: growth of the process's resident set over load and first run, and the process's peak "
+        "resident set after the engine's benchmark (all engines loaded so far).", "",
         _md(startup), "",
         "## Pre- and post-processing (512x512 photo)", "", _md(processing), "",
     ]

@@ -6,6 +6,8 @@ Before every timed round of one engine, the other engines run once (pytest-bench
 
 from __future__ import annotations
 
+import resource
+
 from .conftest import set_threads
 
 
@@ -27,6 +29,8 @@ def test_inference(benchmark, bench, engine_name, threads):
         rss_delta_mb=this.rss_delta_mb)
     out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=bench.runs, warmup_rounds=bench.warmup,
                              iterations=1)
+    # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
+    benchmark.extra_info["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert out.shape[-1] == bench.model.spec.num_classes or bench.model.spec.output_kind == "probability"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,22 @@ def test_start_help_and_command_menu(twin_service):
     converse(twin_service, scenario)
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 def test_segmentation_album_with_timings_and_missing_engine(selfie_service, astronaut):
+    logs = _Collect()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(logs)
+    root.setLevel(logging.DEBUG)
+
     async def scenario(tg: FakeTelegram):
         await tg.send_text(7, "/segmentation")
         await tg.replies(7, 1)
@@ -98,7 +114,13 @@ def test_segmentation_album_with_timings_and_missing_engine(selfie_service, astr
         assert "TVM tuned not available here; result from TVM default" in caption
         assert overlay.images()[0].size[0] > 512  # legend panel beside the photo
 
-    converse(selfie_service, scenario)
+    try:
+        converse(selfie_service, scenario)
+    finally:
+        root.removeHandler(logs)
+        root.setLevel(old_level)
+    text = "\n".join(logs.lines)
+    assert logs.lines and TOKEN.split(":")[1] not in text
 
 
 def test_twin_album_has_one_mask_per_class_and_says_synthetic(twin_service, astronaut):
@@ -170,6 +192,10 @@ def test_bad_inputs_get_specific_replies_and_the_flow_survives(selfie_service, a
         assert "not an image" in (await tg.replies(5, 1))[0].params["text"]
         await tg.send_document(5, b"\xff\xd8\xff\xe0 truncated", "image/jpeg", "bad.jpg")
         assert "corrupt" in (await tg.replies(5, 1))[0].params["text"]
+        huge = io.BytesIO()
+        Image.new("L", (12_000, 9_000)).save(huge, format="PNG")
+        await tg.send_document(5, huge.getvalue(), "image/png", "huge.png")
+        assert "the limit is" in (await tg.replies(5, 1))[0].params["text"]
         await tg.send_photo(5, jpeg(astronaut), size=25 * 2**20)
         assert "20 MB" in (await tg.replies(5, 1))[0].params["text"]
         await tg.send_photo(5, jpeg(astronaut))  # still waiting for a photo: this one works

@@ -171,3 +171,22 @@ def test_rpc_spec_parsing():
     assert RpcSpec.parse("10.0.0.1:9190", "k") == RpcSpec("10.0.0.1", 9190, "k")
     with pytest.raises(ValueError, match="host:port"):
         RpcSpec.parse("nohostport", "k")
+
+
+def test_tune_command_with_a_tiny_budget(tmp_path, capsys):
+    """`selfie-tvm tune` end to end: default export, tuning, tuned export, timing, statistics."""
+    from runtime.cli import main
+
+    from .conftest import need_model
+
+    need_model("selfie_segmenter_landscape")
+    args = ["tune", "--model", "selfie_segmenter_landscape", "--budget", "4", "--per-iter", "4",
+            "--work-dir", str(tmp_path / "records" / "tuning"), "--out", str(tmp_path / "lib")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "tuned" in out and "x)" in out
+    assert {p.name for p in (tmp_path / "lib").iterdir()} == {"default.so", "default.json", "tuned.so", "tuned.json"}
+    assert (tmp_path / "records" / "tuning_tasks.csv").is_file()
+    # the budget is spent: a second run measures nothing new
+    assert main(args) == 0
+    assert "trials: 0 new" in capsys.readouterr().out

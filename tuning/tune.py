@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,21 @@ def make_runner(rpc: RpcSpec | None):
     return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
 
 
+@contextmanager
+def _unnamed_log_handlers_detached():
+    """MetaSchedule rebuilds its logging config from the *names* of its logger's handlers and
+    crashes on an unnamed one (pytest's capture handlers, for instance): set those aside meanwhile."""
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    unnamed = [h for h in ms_logger.handlers if h.get_name() is None]
+    for h in unnamed:
+        ms_logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in unnamed:
+            ms_logger.addHandler(h)
+
+
 def extract_task_names(mod: tvm.IRModule, target: tvm.target.Target) -> list[str]:
     return [t.task_name for t in ms.relax_integration.extract_tasks(mod, target)]
 
@@ -170,7 +186,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     names = extract_task_names(mod, target)
     start = time.time()
     state = TuningState()
-    with tqdm(total=remaining, desc=f"tuning {len(names)} tasks", unit="trial", disable=not progress) as bar:
+    with (tqdm(total=remaining, desc=f"tuning {len(names)} tasks", unit="trial", disable=not progress) as bar,
+          _unnamed_log_handlers_detached()):
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                      ProgressCallback(bar, work_dir / PROGRESS, names, state)]
         ms.relax_integration.tune_relax(
