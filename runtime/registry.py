@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -42,7 +42,6 @@ class ModelSpec:
     synthetic: bool = False
     twin_of: str | None = None
     license: str | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def filename(self) -> str:

@@ -119,3 +119,6 @@ def test_target_detection_and_overrides():
     assert (explicit.mcpu, explicit.num_cores, explicit.mattr) == ("skylake", 4, ())
     tvm_target = explicit.to_tvm()
     assert tvm_target.attrs["mcpu"] == "skylake" and int(tvm_target.attrs["num-cores"]) == 4
+    # the id describes the target, not the host it was named on
+    assert host_target(mcpu="skylake-avx512", num_cores=8).id == "skylake-avx512-avx512-8c"
+    assert host_target(mcpu="x86-64", num_cores=1).id == "x86-64-sse-1c"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 # Feature groups LLVM may assume for a CPU name that a hypervisor can still hide from the guest
@@ -34,13 +35,15 @@ class TargetSpec:
             config["mattr"] = list(self.mattr)
         return tvm.target.Target(config)
 
-    @property
+    @cached_property
     def vector_isa(self) -> str:
-        flags = cpu_flags()
-        if "avx512f" in flags and "-avx512f" not in self.mattr:
-            return "avx512"
-        if "avx2" in flags and "-avx2" not in self.mattr:
-            return "avx2"
+        """Widest SIMD the *target* allows (its CPU name and -mattr), not what this host has."""
+        from tvm.target import codegen
+
+        target = self.to_tvm()
+        for isa, feature in (("avx512", "avx512f"), ("avx2", "avx2")):
+            if codegen.llvm_cpu_has_features([feature], target):
+                return isa
         return "sse"
 
     @property
