@@ -96,7 +96,7 @@ def bench(request) -> Bench:
         # Import TVM now, so that an engine's load time measures loading its library only.
         import tvm  # noqa: F401
 
-        import tuning.artifacts  # noqa: F401
+        import runtime.artifacts  # noqa: F401
     model = resolve_model(request.config.getoption("--model"))
     spec = model.spec.input
     # Real photo for real models; inference time does not depend on pixel values.

@@ -7,22 +7,12 @@ import platform
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
-from pathlib import Path
 
-from tuning.target import cpu_flags, cpu_model_name
+from runtime.target import cpu_flags, cpu_mhz, cpu_model_name
 
 # fp32 FLOPs per cycle per core: FMA units x SIMD lanes x 2 (multiply + add). Zen 2-4 and
 # Skylake-class cores issue two 256-bit FMAs per cycle; AVX-512 parts with two 512-bit units double it.
 FLOPS_PER_CYCLE = {"avx512": 2 * 16 * 2, "avx2": 2 * 8 * 2, "sse": 2 * 4 * 2}
-
-
-def _mhz() -> float | None:
-    try:
-        values = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("cpu MHz")]
-        return max(values) if values else None
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
@@ -59,7 +49,7 @@ def collect(vector_isa: str) -> Environment:
     flags = cpu_flags()
     interesting = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4", "f16c", "amx")))
     return Environment(
-        cpu=cpu_model_name(), cores=len(os.sched_getaffinity(0)), mhz=_mhz(), vector_isa=vector_isa,
+        cpu=cpu_model_name(), cores=len(os.sched_getaffinity(0)), mhz=cpu_mhz(), vector_isa=vector_isa,
         flags=" ".join(interesting), python=platform.python_version(), tvm=version("apache-tvm"),
         litert=version("ai-edge-litert"), numpy=version("numpy"),
         date=datetime.now(UTC).isoformat(timespec="seconds"))

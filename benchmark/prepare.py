@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 
 from runtime.acquire import ResolvedModel, resolve_model
+from runtime.artifacts import build_dir, library_paths, records_dir
 from runtime.errors import SelfieTvmError
 from runtime.registry import registry
-from tuning.artifacts import build_dir, library_paths, records_dir
+from runtime.target import TargetSpec, host_target
 from tuning.build import export
-from tuning.target import TargetSpec, host_target
 from tuning.tune import count_records
 
 PREPARE_BUDGET = 500

@@ -16,8 +16,8 @@ from tvm import relax
 from tvm.s_tir.analysis import estimate_tir_flops
 
 from runtime.acquire import ResolvedModel
+from runtime.target import TargetSpec
 from tuning.importer import import_tflite, optimize
-from tuning.target import TargetSpec
 
 
 def kernel_flops(model: ResolvedModel, target: TargetSpec) -> dict[str, float]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from runtime.acquire import resolve_model
+from runtime.artifacts import build_dir, library_paths, results_root
 from runtime.engines import create_engine
-from tuning.artifacts import RESULTS_ROOT, build_dir, library_paths
-from tuning.target import host_target
+from runtime.target import host_target
 
 from . import agreement, environment, profile, summary
 
@@ -92,7 +92,7 @@ def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, with_profile: bool = True) -> Path:
     model = resolve_model(model_name)
     target = host_target()
-    out = out or RESULTS_ROOT / model.spec.name / target.id
+    out = out or results_root() / model.spec.name / target.id
     out.mkdir(parents=True, exist_ok=True)
     bench_json = json.loads(bench_path.read_text())
     if bench_path.resolve() != (out / "benchmark.json").resolve():

@@ -78,15 +78,15 @@ def benchmark_p50(model: str, results_root: Path, target_id: str) -> dict[tuple[
 
 class SegmentationService:
     def __init__(self, settings: BotSettings, results_root: Path | None = None) -> None:
-        from tuning.artifacts import RESULTS_ROOT
-        from tuning.target import host_target
+        from runtime.artifacts import results_root as default_results_root
+        from runtime.target import host_target
 
         self.settings = settings
         self.target_id = host_target().id
         self.main = ModelRunner(settings.model, settings.engines, settings.threads)
         hair_name = hair_model_for(self.main.spec)
         self.hair = self.main if hair_name == self.main.spec.name else self._optional_runner(hair_name)
-        self.p50 = benchmark_p50(self.main.spec.name, results_root or RESULTS_ROOT, self.target_id)
+        self.p50 = benchmark_p50(self.main.spec.name, results_root or default_results_root(), self.target_id)
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
         self._pending = 0
 

@@ -96,8 +96,8 @@ def test_report_from_quick_run(quick_run):
 def test_profile_of_a_library(tmp_path, astronaut):
     from benchmark.profile import kernel_flops, profile
     from runtime.processing import preprocess
+    from runtime.target import host_target
     from tuning.build import export
-    from tuning.target import host_target
 
     from .tiny_models import tiny_segmenter
 

@@ -17,8 +17,8 @@ from bot.app import create_bot, create_dispatcher
 from bot.service import SegmentationService
 from bot.settings import BotSettings
 from runtime.acquire import resolve_model
+from runtime.target import host_target
 from tuning.build import export
-from tuning.target import host_target
 
 from .conftest import need_model
 from .fake_telegram import FakeTelegram

@@ -15,10 +15,10 @@ import pytest
 
 from runtime.engines import create_engine
 from runtime.processing import preprocess, to_probabilities
+from runtime.target import host_target
 from tuning import stats
 from tuning.build import export
 from tuning.importer import import_tflite, optimize
-from tuning.target import host_target
 from tuning.tune import RpcSpec, count_records, tune
 
 from .tiny_models import tiny_segmenter
@@ -101,7 +101,7 @@ import sys
 from pathlib import Path
 from tests.tiny_models import tiny_segmenter
 from tuning.importer import import_tflite, optimize
-from tuning.target import host_target
+from runtime.target import host_target
 from tuning.tune import tune
 t = host_target().to_tvm()
 model = tiny_segmenter(Path(sys.argv[1]))

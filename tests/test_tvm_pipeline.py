@@ -11,9 +11,9 @@ from runtime.acquire import resolve_model
 from runtime.engines import create_engine
 from runtime.errors import EngineError
 from runtime.processing import category_mask, preprocess, to_probabilities
+from runtime.target import SEED_TRIPLE, host_target
 from tuning.build import export
 from tuning.importer import UnsupportedOperatorError, import_tflite
-from tuning.target import SEED_TRIPLE, host_target
 
 from .conftest import need_model
 from .tiny_models import tiny_segmenter

@@ -8,10 +8,10 @@ from pathlib import Path
 import tvm
 
 from runtime.acquire import ResolvedModel
+from runtime.artifacts import LibraryMetadata, build_dir, library_paths
+from runtime.target import TargetSpec
 
-from .artifacts import LibraryMetadata, build_dir, library_paths
 from .importer import import_tflite, optimize
-from .target import TargetSpec
 from .tune import apply_records, count_records
 
 log = logging.getLogger(__name__)

@@ -1,25 +1,45 @@
-"""`selfie-tvm`: one sub-command per verb, each in its own module."""
+"""`selfie-tvm`: one sub-command per verb, each in its own module.
+
+The runtime's own verbs are listed here; other packages add theirs through the entry-point group
+`selfie_tvm.commands` (pyproject.toml: `tuning` registers `compile` and `tune`), so the runtime
+never imports them. A verb module has `register(subparsers)`, which sets `run` on its parser.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-
-from tuning.cli import compile as compile_cmd
-from tuning.cli import tune as tune_cmd
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from ..errors import SelfieTvmError
 from . import background, hair, models, segment
 
-COMMANDS = (segment, hair, background, models, compile_cmd, tune_cmd)
+ENTRY_POINT_GROUP = "selfie_tvm.commands"
+BUILTIN = {"segment": segment, "hair": hair, "background": background, "models": models}
+
+log = logging.getLogger(__name__)
+
+
+def commands() -> dict[str, ModuleType]:
+    """The runtime's verbs, then those other installed packages register."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:
+            continue
+        try:
+            found[ep.name] = ep.load()
+        except ImportError as e:  # a verb whose package's extras are not installed
+            log.debug("command %s unavailable: %s", ep.name, e)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfie-tvm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="selfie-tvm", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
+    for command in commands().values():
         command.register(sub)
     return parser
 

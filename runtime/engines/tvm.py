@@ -35,8 +35,8 @@ class TVMEngine(Engine):
         import tvm
         from tvm import relax
 
-        from tuning.artifacts import LibraryMetadata, build_dir, check_metadata, library_paths
-        from tuning.target import host_target
+        from runtime.artifacts import LibraryMetadata, build_dir, check_metadata, library_paths
+        from runtime.target import host_target
 
         target = target or host_target()
         if library is None:

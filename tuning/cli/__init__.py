@@ -1,1 +1,1 @@
-"""`selfie-tvm compile` and `selfie-tvm tune` (registered by runtime.cli)."""
+"""`selfie-tvm compile` and `selfie-tvm tune`, registered through the `selfie_tvm.commands` entry points."""

@@ -21,7 +21,7 @@ def register(sub) -> None:
 def run(args) -> int:
     ensure_tvm_threads(args.num_cores)
     from runtime.acquire import resolve_model
-    from tuning.artifacts import records_dir
+    from runtime.artifacts import records_dir
     from tuning.build import export
 
     model = resolve_model(args.model, path=args.model_path)

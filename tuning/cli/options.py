@@ -25,6 +25,6 @@ def ensure_tvm_threads(num_cores: int | None) -> None:
 
 
 def target_from(args):
-    from tuning.target import host_target
+    from runtime.target import host_target
 
     return host_target(args.mcpu, args.num_cores, args.mtriple)

@@ -45,9 +45,9 @@ def run(args) -> int:
     import numpy as np
 
     from runtime.acquire import resolve_model
+    from runtime.artifacts import build_dir, library_paths, records_dir
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from tuning import stats
-    from tuning.artifacts import build_dir, library_paths, records_dir
     from tuning.build import export
     from tuning.importer import import_tflite, optimize
     from tuning.tune import RpcSpec, tune

@@ -1,31 +1,39 @@
-"""Where build outputs live and the metadata that ties each library to its model and target."""
+"""Where build outputs live and the metadata that ties each library to its model and target.
+
+Runtime facts: the runtime loads libraries; `tuning` writes them.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.errors import EngineError
-
+from .errors import EngineError
+from .settings import get_settings
 from .target import TargetSpec, cpu_model_name
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# SELFIE_TVM_BUILD_DIR moves build outputs elsewhere (the tests use a temporary directory).
-BUILD_ROOT = Path(os.environ.get("SELFIE_TVM_BUILD_DIR") or PROJECT_ROOT / "tvm_model")
-RESULTS_ROOT = PROJECT_ROOT / "results"
 KINDS = ("default", "tuned")
 
 
-def build_dir(model: str, target: TargetSpec, root: Path = BUILD_ROOT) -> Path:
-    return root / model / target.id
+def build_root() -> Path:
+    """Where libraries are built (SELFIE_TVM_BUILD_DIR, default tvm_model/), read when asked."""
+    return get_settings().build_dir
 
 
-def records_dir(model: str, target: TargetSpec, root: Path = RESULTS_ROOT) -> Path:
+def results_root() -> Path:
+    """Where reports and tuning records live (SELFIE_TVM_RESULTS_DIR, default results/), read when asked."""
+    return get_settings().results_dir
+
+
+def build_dir(model: str, target: TargetSpec, root: Path | None = None) -> Path:
+    return (root or build_root()) / model / target.id
+
+
+def records_dir(model: str, target: TargetSpec, root: Path | None = None) -> Path:
     """Committed tuning records: rebuild a tuned library without tuning again."""
-    return root / model / target.id / "tuning"
+    return (root or results_root()) / model / target.id / "tuning"
 
 
 @dataclass

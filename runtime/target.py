@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from contextlib import suppress
 from dataclasses import asdict, dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 # Feature groups LLVM may assume for a CPU name that a hypervisor can still hide from the guest
@@ -63,24 +64,39 @@ class TargetSpec:
         return cls(d["mcpu"], int(d["num_cores"]), d.get("mtriple"), tuple(d.get("mattr", ())))
 
 
-def cpu_flags() -> set[str]:
+@lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[dict[str, str], tuple[float, ...]]:
+    """/proc/cpuinfo, read once: the first processor's fields and every processor's current MHz."""
+    fields: dict[str, str] = {}
+    mhz: list[float] = []
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return set()
+        return {}, ()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        fields.setdefault(key, value)
+        if key == "cpu MHz":
+            with suppress(ValueError):
+                mhz.append(float(value))
+    return fields, tuple(mhz)
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo()[0].get("flags", "").split())
 
 
 def cpu_model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _cpuinfo()[0].get("model name") or platform.processor() or "unknown"
+
+
+def cpu_mhz() -> float | None:
+    """The highest current clock any core reports, if the kernel says."""
+    values = _cpuinfo()[1]
+    return max(values) if values else None
 
 
 def host_target(mcpu: str | None = None, num_cores: int | None = None, mtriple: str | None = None) -> TargetSpec:
