@@ -6,7 +6,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .reference_graph import REFERENCE as SHARED_REFERENCE
+
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+# The real MediaPipe files the suite runs on (the main model itself cannot be downloaded here).
+REAL_MODELS = ("selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v3", "hair_segmentation")
+# Skips CI accepts: reason -> why. Empty: in CI every test runs.
+ALLOWED_CI_SKIPS: dict[str, str] = {}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("SELFIE_TVM_MODELS_DIR", SHARED_MODELS))
+
+
+def missing_shared_files() -> list[str]:
+    missing = [str(models_dir() / f"{name}.tflite") for name in REAL_MODELS
+               if not (models_dir() / f"{name}.tflite").is_file()]
+    if not SHARED_REFERENCE.is_file():
+        missing.append(str(SHARED_REFERENCE))
+    return missing
 
 
 def pytest_configure(config):
@@ -16,13 +38,45 @@ def pytest_configure(config):
         os.environ["SELFIE_TVM_MODELS_DIR"] = str(SHARED_MODELS)
     os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "models"))
     os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(Path(config.rootpath) / ".pytest_cache" / "tvm_model"))
+    if in_ci() and (missing := missing_shared_files()):
+        raise pytest.UsageError(
+            "CI=true but the real models and reference graph are missing: " + ", ".join(missing)
+            + ". Put the shared/ directory (models/, reference/) beside the checkout, or point "
+            "SELFIE_TVM_MODELS_DIR at the models; outside CI those tests are skipped instead.")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI a skip is a failure, unless its reason is listed in ALLOWED_CI_SKIPS."""
+    if not in_ci():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    unexpected = [r for r in skipped if not any(reason in str(r.longrepr) for reason in ALLOWED_CI_SKIPS)]
+    if unexpected:
+        reporter.write_line(f"CI=true: {len(unexpected)} test(s) skipped without an allowed reason "
+                            "(tests/conftest.py ALLOWED_CI_SKIPS); failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def need_model(name: str) -> Path:
-    path = Path(os.environ.get("SELFIE_TVM_MODELS_DIR", SHARED_MODELS)) / f"{name}.tflite"
+    """A real model file: skipped when absent on a developer machine, a failure in CI."""
+    path = models_dir() / f"{name}.tflite"
     if not path.is_file():
-        pytest.skip(f"{name}.tflite is not in SELFIE_TVM_MODELS_DIR")
+        message = f"{name}.tflite is not in SELFIE_TVM_MODELS_DIR ({models_dir()})"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
     return path
+
+
+def need_reference() -> Path:
+    """The real model's graph as TVM printed it (shared/reference), with the same rules as need_model."""
+    if not SHARED_REFERENCE.is_file():
+        message = f"{SHARED_REFERENCE} is not beside the checkout"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    return SHARED_REFERENCE
 
 
 @pytest.fixture(scope="session")

@@ -27,22 +27,41 @@ def test_twin_output_says_it_is_synthetic(grace_hopper_path, tmp_path, capsys):
     assert len(list(tmp_path.glob("*.mask.*.png"))) == 6
 
 
-def test_hair_uses_fallback_model_and_reports_colour(grace_hopper_path, tmp_path, capsys):
+def test_hair_uses_fallback_model_and_reports_colour(grace_hopper_path, grace_hopper, tmp_path, capsys):
     need_model("hair_segmentation")
     out = tmp_path / "h.png"
+    # selfie_segmenter has no hair class: the hair comes from hair_segmentation
     assert main(["hair", str(grace_hopper_path), "--color", "#00ff00", "--model", "selfie_segmenter",
                  "--out", str(out)]) == 0
-    assert out.is_file() and "#00ff00" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "hair_segmentation on litert" in printed and "#00ff00" in printed
+    result = np.asarray(Image.open(out)).astype(int)
+    assert result.shape == grace_hopper.shape
+    delta = result - grace_hopper.astype(int)
+    changed = np.abs(delta).max(axis=-1) > 10
+    # some hair, not the whole photo, turned green, mostly in the upper part (the hair on her head)
+    assert 0.01 < changed.mean() < 0.2
+    assert np.median(np.nonzero(changed)[0]) < result.shape[0] / 3
+    mean_delta = delta[changed].mean(axis=0)
+    assert mean_delta[1] > 50 and mean_delta[1] > 3 * max(mean_delta[0], mean_delta[2])
 
 
-def test_background(grace_hopper_path, tmp_path):
+def test_background(grace_hopper_path, grace_hopper, tmp_path, capsys):
     need_model("selfie_segmenter")
     bg = tmp_path / "bg.png"
     Image.new("RGB", (50, 20), (0, 0, 255)).save(bg)
     out = tmp_path / "b.png"
     assert main(["background", str(grace_hopper_path), "--background", str(bg), "--model", "selfie_segmenter",
                  "--out", str(out)]) == 0
-    assert np.asarray(Image.open(out)).shape == (600, 512, 3)
+    assert "selfie_segmenter on litert" in capsys.readouterr().out
+    result = np.asarray(Image.open(out)).astype(int)
+    assert result.shape == (600, 512, 3)
+    blue = np.abs(result - (0, 0, 255)).max(axis=-1) <= 3
+    kept = np.abs(result - grace_hopper.astype(int)).max(axis=-1) <= 3
+    # the background became the (scaled) blue picture; the person is the photo's own pixels
+    assert blue.mean() > 0.3 and kept.mean() > 0.4
+    assert blue[:50, :50].all() and blue[:50, -50:].all()  # top corners: background
+    assert kept[250:350, 206:306].all()  # her face
 
 
 def test_bad_colour_is_a_clean_error(grace_hopper_path, capsys):

@@ -18,11 +18,14 @@ def hair_mask(astronaut):
     return load_segmenter("hair_segmentation", "litert", threads=2).segment(astronaut).confidence("hair")
 
 
-def test_recolor_changes_only_hair_pixels(astronaut, hair_mask):
+def test_recolor_changes_pixels_in_proportion_to_the_hair_mask(astronaut, hair_mask):
     out = recolor_hair(astronaut, hair_mask, (200, 30, 160))
-    changed = (out != astronaut).any(axis=-1)
-    assert changed.any()
-    assert not changed[hair_mask == 0].any()
+    change = np.abs(out.astype(int) - astronaut.astype(int)).max(axis=-1)
+    # the soft mask is never exactly 0, so "outside" means low weight: a pixel moves at most
+    # mask x 255 levels (plus rounding)
+    assert (change <= hair_mask * 255 + 0.5).all()
+    assert change[hair_mask < 0.01].max() <= 3
+    assert np.median(change[hair_mask > 0.9]) > 20  # and the hair itself does change
 
 
 def test_recolor_moves_hue_and_keeps_texture(astronaut, hair_mask):

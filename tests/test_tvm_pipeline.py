@@ -15,10 +15,8 @@ from runtime.target import SEED_TRIPLE, host_target
 from tuning.build import export
 from tuning.importer import UnsupportedOperatorError, import_tflite
 
-from .conftest import need_model
+from .conftest import REAL_MODELS, need_model
 from .tiny_models import tiny_segmenter
-
-REAL_MODELS = ["selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v3", "hair_segmentation"]
 
 
 @pytest.fixture(scope="module")
@@ -70,31 +68,41 @@ def test_twin_matches_litert_on_synthetic_input(libraries, target):
     assert max_diff <= 1e-4 and equal >= 0.999
 
 
-def test_reloaded_library_gives_the_same_output(libraries, target, astronaut):
-    model, out = libraries("selfie_segmenter")
-    x = preprocess(astronaut, model.spec)
+@pytest.fixture(scope="module")
+def tiny_library(tmp_path_factory, target):
+    """The tiny generated model and its default library: for tests that need no real model."""
+    work = tmp_path_factory.mktemp("tiny")
+    model = tiny_segmenter(work / "tiny.tflite")
+    export(model, target, "default", out_root=work / "lib")
+    return model, work / "lib"
+
+
+def test_reloaded_library_gives_the_same_output(tiny_library, target):
+    model, out = tiny_library
+    x = np.random.default_rng(2).random((1, 32, 32, 3), dtype=np.float32)
     first = create_engine("tvm-default", model, threads=1, target=target, build_root=out).run(x)
     second = create_engine("tvm-default", model, threads=2, target=target, build_root=out).run(x)
+    assert first.shape == (1, 32, 32, 3) and np.abs(first).max() > 0
     np.testing.assert_allclose(first, second, atol=1e-6)
 
 
-def test_metadata_records_model_target_and_version(libraries, target):
-    model, out = libraries("selfie_segmenter")
+def test_metadata_records_model_target_and_version(tiny_library, target):
+    model, out = tiny_library
     meta = json.loads((out / "default.json").read_text())
-    assert meta["model"] == "selfie_segmenter" and meta["model_sha256"] == model.sha256()
+    assert meta["model"] == "tiny" and meta["model_sha256"] == model.sha256()
     assert meta["target"]["id"] == target.id and meta["target"]["mtriple"] == SEED_TRIPLE
     assert meta["tvm_version"].startswith("0.27")
 
 
-def test_library_for_another_model_is_refused(libraries, target, tmp_path):
-    _, out = libraries("selfie_segmenter")
-    other = resolve_model("selfie_segmenter_landscape")
-    with pytest.raises(EngineError, match="built from selfie_segmenter"):
+def test_library_for_another_model_is_refused(tiny_library, target, tmp_path):
+    _, out = tiny_library
+    other = tiny_segmenter(tmp_path / "other.tflite", seed=8)  # same name and graph, other weights
+    with pytest.raises(EngineError, match="built from tiny .*rebuild it with `selfie-tvm compile`"):
         create_engine("tvm-default", other, threads=1, target=target, library=out / "default.so")
 
 
-def test_library_for_another_target_is_refused(libraries):
-    model, out = libraries("selfie_segmenter")
+def test_library_for_another_target_is_refused(tiny_library):
+    model, out = tiny_library
     with pytest.raises(EngineError, match="built for target"):
         create_engine("tvm-default", model, threads=1, target=host_target(mcpu="haswell"), build_root=out)
 

@@ -11,7 +11,8 @@ from runtime.engines import create_engine
 from runtime.tflite_graph import TFLiteGraph
 from runtime.twin import DESCRIPTION, twin_bytes
 
-from .reference_graph import REFERENCE, parse
+from .conftest import need_reference
+from .reference_graph import parse
 
 # Relay op (as TVM printed the real model) -> TFLite op in the twin. Convolutions are compared
 # separately, by signature.
@@ -32,8 +33,7 @@ def graph(twin) -> TFLiteGraph:
 
 @pytest.fixture(scope="module")
 def reference():
-    if not REFERENCE.is_file():
-        pytest.skip("shared/reference is not beside the checkout")
+    need_reference()
     return parse()
 
 

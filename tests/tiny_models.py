@@ -11,9 +11,9 @@ from runtime.twin.graph import GraphBuilder
 from runtime.twin.tflite_writer import serialise
 
 
-def tiny_segmenter(path: Path, *, mystery_ops: int = 0) -> ResolvedModel:
-    """32x32 input, two conv layers and a classifier: 3 classes of logits."""
-    g = GraphBuilder(seed=7)
+def tiny_segmenter(path: Path, *, mystery_ops: int = 0, seed: int = 7) -> ResolvedModel:
+    """32x32 input, two conv layers and a classifier: 3 classes of logits (weights from `seed`)."""
+    g = GraphBuilder(seed=seed)
     x = g.input("image", (1, 32, 32, 3))
     y = g.conv2d(x, 16, 3, 2, relu=True)
     y = g.depthwise(y, 3, relu=True)
