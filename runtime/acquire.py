@@ -25,9 +25,6 @@ class ResolvedModel:
     path: Path
     source: str  # "explicit", "models_dir", "cache", "generated", "downloaded"
 
-    def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
-
     def sha256(self) -> str:
         return sha256_of(self.path)
 

@@ -37,7 +37,6 @@ class ModelSpec:
     hair_class: str | None = None
     url: str | None = None
     sha256: str | None = None
-    size_bytes: int | None = None
     generator: str | None = None
     synthetic: bool = False
     twin_of: str | None = None
@@ -96,7 +95,6 @@ def _parse_model(name: str, raw: dict) -> ModelSpec:
             hair_class=raw.get("hair_class"),
             url=raw.get("url"),
             sha256=raw.get("sha256"),
-            size_bytes=raw.get("size_bytes"),
             generator=raw.get("generator"),
             synthetic=bool(raw.get("synthetic", False)),
             twin_of=raw.get("twin_of"),

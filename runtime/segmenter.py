@@ -18,10 +18,6 @@ class Timings:
     inference_ms: float
     postprocess_ms: float
 
-    @property
-    def total_ms(self) -> float:
-        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
-
 
 @dataclass(frozen=True)
 class Segmentation:

@@ -16,7 +16,6 @@ _BUILTIN_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k
 @dataclass(frozen=True)
 class OpInfo:
     name: str  # builtin name, or the custom code for CUSTOM ops
-    custom: bool
     input_shapes: tuple[tuple[int, ...], ...]
     output_shapes: tuple[tuple[int, ...], ...]
 
@@ -35,12 +34,16 @@ class OpInfo:
         return 0
 
 
-def op_name(model: tflite.Model, opcode_index: int) -> tuple[str, bool]:
+def op_name(model: tflite.Model, opcode_index: int) -> str:
+    """An operator's name: its builtin name (e.g. CONV_2D), or its custom code for CUSTOM ops.
+
+    The one opcode lookup of the project: the graph reader and the TVM importer both use it.
+    """
     code = model.OperatorCodes(opcode_index)
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     if builtin == tflite.BuiltinOperator.CUSTOM:
-        return code.CustomCode().decode(), True
-    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), False
+        return code.CustomCode().decode()
+    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
 class TFLiteGraph:
@@ -63,17 +66,14 @@ class TFLiteGraph:
         result = []
         for i in range(self.subgraph.OperatorsLength()):
             op = self.subgraph.Operators(i)
-            name, custom = op_name(self.model, op.OpcodeIndex())
+            name = op_name(self.model, op.OpcodeIndex())
             ins = tuple(self._shape(int(t)) for t in op.InputsAsNumpy())
             outs = tuple(self._shape(int(t)) for t in op.OutputsAsNumpy())
-            result.append(OpInfo(name, custom, ins, outs))
+            result.append(OpInfo(name, ins, outs))
         return result
 
     def op_counts(self) -> Counter:
         return Counter(op.name for op in self.ops)
-
-    def custom_ops(self) -> Counter:
-        return Counter(op.name for op in self.ops if op.custom)
 
     def total_macs(self) -> int:
         return sum(op.macs for op in self.ops)

@@ -28,4 +28,5 @@ def run(args) -> int:
         synthetic = " [synthetic weights]" if spec.synthetic else ""
         print(f"{name}{default}{synthetic}: {spec.num_classes} classes, input "
               f"{spec.input.height}x{spec.input.width}; {where}")
+        print(f"    {spec.description}" + (f" ({spec.license})" if spec.license else ""))
     return 0

@@ -23,6 +23,3 @@ class Engine(ABC):
 
     @abstractmethod
     def run(self, x: np.ndarray) -> np.ndarray: ...
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.threads} thread{'s' if self.threads > 1 else ''})"
