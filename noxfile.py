@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import nox
@@ -65,32 +63,12 @@ def tune(session: nox.Session) -> None:
 def benchmark(session: nox.Session) -> None:
     """Build what is missing, benchmark LiteRT vs TVM default vs TVM tuned, write the report.
 
-    `./nox -s benchmark -- --model selfie_segmenter --engines litert,tvm-tuned --threads 1,2 --runs 30`;
-    other arguments go to pytest, e.g. `--benchmark-compare` to compare with the last saved run.
+    Options (defined once, in benchmark/options.py; `./nox -s benchmark -- --help` lists them):
+    `./nox -s benchmark -- --model selfie_segmenter --engines litert,tvm-tuned --threads 1,2 --runs 30`,
+    `--full` for the long protocol; other arguments go to pytest, e.g. `--benchmark-compare`.
     """
-    parser = argparse.ArgumentParser(prog="nox -s benchmark --")
-    parser.add_argument("--model", default="auto", help="auto: the main model if available, else its twin")
-    parser.add_argument("--engines", default="litert,tvm-default,tvm-tuned")
-    parser.add_argument("--threads", default=None, help="e.g. 1,2 (default: 1..cores)")
-    parser.add_argument("--runs", default="20")
-    parser.add_argument("--warmup", default="3")
-    parser.add_argument("--budget", default="500", help="tuning budget if no records exist")
-    args, pytest_args = parser.parse_known_args(session.posargs)
     session.install("-e", ".[tune,benchmark]")
-    env = _env()
-    work = Path(tempfile.mkdtemp(prefix="selfie-tvm-bench-"))
-    chosen = work / "model.txt"
-    session.run("python", "-m", "benchmark.prepare", "--model", args.model, "--engines", args.engines,
-                "--budget", args.budget, "--chosen-model-file", str(chosen), env=env)
-    model = chosen.read_text().strip()
-    bench_json = work / "benchmark.json"
-    options = ["--model", model, "--engines", args.engines, "--runs", args.runs, "--warmup", args.warmup]
-    if args.threads:
-        options += ["--threads", args.threads]
-    session.run("pytest", "benchmark", "-v", "--benchmark-enable", "--benchmark-save-data", "--benchmark-autosave",
-                f"--benchmark-json={bench_json}", "--benchmark-columns=min,median,iqr,max,rounds",
-                "-p", "no:cacheprovider", *options, *pytest_args, env=env)
-    session.run("python", "-m", "benchmark.report", str(bench_json), "--model", model, env=env)
+    session.run("python", "-m", "benchmark", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)

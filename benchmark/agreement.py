@@ -31,14 +31,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else float("nan")
 
 
-def compare(model: ResolvedModel, engines: dict, reference: str = "litert") -> pd.DataFrame:
-    """One row per (engine, input, class): max |dp| over the image, IoU of the class masks."""
+def compare(model: ResolvedModel, engines: dict, reference: str = "litert",
+            max_inputs: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per (engine, input, class): max |dp| over the image, IoU of the class masks.
+
+    `max_inputs`: engine -> how many of the inputs it is compared on (default: all).
+    """
     rows = []
-    for input_name, x in inputs_for(model):
+    max_inputs = max_inputs or {}
+    for i, (input_name, x) in enumerate(inputs_for(model)):
         ref = to_probabilities(engines[reference].run(x), model.spec)
         ref_mask = category_mask(ref)
         for name, engine in engines.items():
-            if name == reference:
+            if name == reference or i >= max_inputs.get(name, float("inf")):
                 continue
             probs = to_probabilities(engine.run(x), model.spec)
             mask = category_mask(probs)

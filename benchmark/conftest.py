@@ -1,8 +1,10 @@
-"""Options and shared state of the latency benchmarks (run: pytest benchmark/ --benchmark-enable)."""
+"""Options and shared state of the latency benchmarks (run: python -m benchmark, or pytest benchmark/).
+
+The options are benchmark/options.py's, so `pytest benchmark/` and `python -m benchmark` agree on every default.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -10,34 +12,36 @@ import numpy as np
 import psutil
 import pytest
 
-ALL_ENGINES = ("litert", "tvm-default", "tvm-tuned")
+from runtime.engines import ENGINE_NAMES
+
+from . import agreement
+from .options import Plan, Protocol, add_options, choose_model, parse_engines, parse_threads
 
 
 def pytest_addoption(parser):
-    g = parser.getgroup("selfie-tvm benchmark")
-    g.addoption("--model", default="selfie_multiclass_twin", help="registry model name")
-    g.addoption("--engines", default=",".join(ALL_ENGINES), help="comma-separated engines")
-    g.addoption("--threads", default=None, help="comma-separated thread counts (default: 1..cores)")
-    g.addoption("--runs", type=int, default=20, help="timed rounds per engine and thread count")
-    g.addoption("--warmup", type=int, default=3, help="untimed warm-up rounds")
-
-
-def _threads(config) -> list[int]:
-    raw = config.getoption("--threads")
-    if raw:
-        return [int(t) for t in raw.split(",")]
-    return list(range(1, len(os.sched_getaffinity(0)) + 1))
+    add_options(parser.getgroup("selfie-tvm benchmark").addoption, pytest_only=True)
 
 
 def pytest_generate_tests(metafunc):
-    if "engine_name" in metafunc.fixturenames:
-        engines = metafunc.config.getoption("--engines").split(",")
-        unknown = set(engines) - set(ALL_ENGINES)
-        if unknown:
-            raise pytest.UsageError(f"unknown engines {sorted(unknown)}; choose from {ALL_ENGINES}")
-        metafunc.parametrize("engine_name", engines)
-    if "threads" in metafunc.fixturenames:
-        metafunc.parametrize("threads", _threads(metafunc.config))
+    try:
+        if "engine_name" in metafunc.fixturenames:
+            metafunc.parametrize("engine_name", parse_engines(metafunc.config.getoption("--engines")))
+        if "threads" in metafunc.fixturenames:
+            metafunc.parametrize("threads", parse_threads(metafunc.config.getoption("--threads")))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def pytest_collection_modifyitems(items):
+    """Inference benchmarks thread count by thread count, and within one the engines in table order."""
+    def key(item):
+        params = getattr(item, "callspec", None)
+        params = params.params if params else {}
+        if "engine_name" not in params:
+            return (1, 0, 0)
+        return (0, params["threads"], ENGINE_NAMES.index(params["engine_name"]))
+
+    items.sort(key=key)
 
 
 @dataclass
@@ -52,8 +56,7 @@ class LoadedEngine:
 class Bench:
     model: object
     engines: list[str]
-    runs: int
-    warmup: int
+    protocol: Protocol
     x: np.ndarray
     loaded: dict[tuple[str, int], LoadedEngine] = field(default_factory=dict)
 
@@ -78,9 +81,14 @@ class Bench:
                                             (proc.memory_info().rss - rss0) / 2**20)
         return self.loaded[key]
 
+    def plan(self, name: str, threads: int) -> Plan:
+        """Load every engine at this thread count (its first run decides whether it is slow), then plan."""
+        first = {e: self.get(e, threads).first_run_ms for e in self.engines}
+        return self.protocol.plan(name, first)
+
 
 def set_threads(engine, threads: int) -> None:
-    """TVM's thread pool is per process: point it at this run's thread count before timing."""
+    """Point TVM's thread pool (the calling thread's) at this run's thread count before timing."""
     if engine.name.startswith("tvm"):
         from runtime.engines.tvm import set_tvm_threads
 
@@ -89,17 +97,14 @@ def set_threads(engine, threads: int) -> None:
 
 @pytest.fixture(scope="session")
 def bench(request) -> Bench:
-    from runtime.acquire import resolve_model
-
-    engines = request.config.getoption("--engines").split(",")
+    engines = parse_engines(request.config.getoption("--engines"))
     if any(e.startswith("tvm") for e in engines):
         # Import TVM now, so that an engine's load time measures loading its library only.
         import tvm  # noqa: F401
 
         import runtime.artifacts  # noqa: F401
-    model = resolve_model(request.config.getoption("--model"))
-    spec = model.spec.input
-    # Real photo for real models; inference time does not depend on pixel values.
-    x = np.random.default_rng(0).random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
-    return Bench(model, engines, request.config.getoption("--runs"),
-                 request.config.getoption("--warmup"), x)
+    model = choose_model(request.config.getoption("--model"))
+    # The same input for every engine: a real portrait for real models (so that the answers compared
+    # after timing mean something), seeded noise for the twin. Inference time does not depend on it.
+    x = agreement.inputs_for(model)[0][1]
+    return Bench(model, engines, Protocol.from_values(lambda dest: request.config.getoption(dest)), x)

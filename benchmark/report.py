@@ -11,13 +11,10 @@ import pandas as pd
 
 from runtime.acquire import resolve_model
 from runtime.artifacts import build_dir, library_paths, results_root
-from runtime.engines import create_engine
+from runtime.engines import ENGINE_NAMES, create_engine, engine_label
 from runtime.target import host_target
 
 from . import agreement, environment, profile, summary
-
-ENGINE_ORDER = ["litert", "tvm-default", "tvm-tuned"]
-ENGINE_LABEL = {"litert": "LiteRT (XNNPACK)", "tvm-default": "TVM default", "tvm-tuned": "TVM tuned"}
 
 
 def load_samples(bench_json: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -34,7 +31,9 @@ def load_samples(bench_json: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         info.append({"kind": extra.get("kind"), "engine": extra.get("engine"), "threads": extra.get("threads"),
                      "load_ms": extra.get("load_ms"), "first_run_ms": extra.get("first_run_ms"),
                      "rss_delta_mb": extra.get("rss_delta_mb"),
-                     "process_peak_rss_mb": extra.get("process_peak_rss_mb")})
+                     "process_peak_rss_mb": extra.get("process_peak_rss_mb"),
+                     "protocol": extra.get("protocol"), "slow": extra.get("slow"), "warmup": extra.get("warmup"),
+                     "interleaved_with": extra.get("interleaved_with"), "slow_ms": extra.get("slow_ms")})
     return pd.DataFrame(samples), pd.DataFrame(info)
 
 
@@ -53,9 +52,9 @@ def plot(samples: pd.DataFrame, out: Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data = samples.assign(engine=samples["engine"].map(ENGINE_LABEL),
+    data = samples.assign(engine=samples["engine"].map(engine_label),
                           threads=samples["threads"].astype(str) + " thread(s)")
-    order = [ENGINE_LABEL[e] for e in ENGINE_ORDER if ENGINE_LABEL[e] in set(data["engine"])]
+    order = [engine_label(e) for e in ENGINE_NAMES if e in set(samples["engine"])]
     paths = []
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -89,6 +88,55 @@ def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return df.to_markdown(index=False, floatfmt=floatfmt)
 
 
+def _ci(low: float, high: float) -> str:
+    return "n/a (< 6 runs)" if pd.isna(low) else f"{low:.2f} - {high:.2f}"
+
+
+def latency_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The statistics as the report shows them: engine labels, the p50's confidence interval in one column."""
+    ci = f"p50 {summary.CONFIDENCE:.0%} CI"
+    bounds = zip(table["p50_ci_low"], table["p50_ci_high"], strict=True)
+    shown = table.assign(engine=table["engine"].map(engine_label), **{ci: [_ci(lo, hi) for lo, hi in bounds]})
+    return shown[["engine", "threads", "runs", "min", "p50", ci, "p90", "p99", "mean", "std", "iqr"]]
+
+
+def _names(engines) -> str:
+    return ", ".join(engine_label(e) for e in engines) or "none"
+
+
+def protocol_section(info: pd.DataFrame) -> list[str]:
+    """How each engine was measured, from what the benchmark recorded (benchmark/options.py: Protocol)."""
+    inf = info[info["kind"] == "inference"]
+    rows = pd.DataFrame({
+        "engine": inf["engine"].map(engine_label), "threads": inf["threads"].astype(int),
+        "timed runs": inf["runs"].astype(int), "warm-up runs": inf["warmup"].fillna(0).astype(int),
+        "each timed run follows one untimed run of": [_names(w or []) for w in inf["interleaved_with"]],
+    })
+    protocols = set(inf["protocol"].dropna())
+    order = [e for e in ENGINE_NAMES if e in set(inf["engine"])]
+    slow = [e for e in order if inf[inf["engine"] == e]["slow"].fillna(False).astype(bool).any()]
+    fast = [e for e in order if e not in slow]
+    if protocols == {"quick"}:
+        threshold = inf["slow_ms"].dropna()
+        over = f"over {threshold.iloc[0]:.0f} ms" if len(threshold) else "slow"
+        text = (f"Quick protocol (the default of `nox -s benchmark`). Fast engines ({_names(fast)}) are interleaved "
+                "round by round: before every timed run of one, each other fast engine runs once, untimed, so slow "
+                f"drifts of the machine hit them alike. Slow engines (first run {over}: {_names(slow)}) get a few "
+                "timed runs, each after one untimed run of every fast engine, and never run between the fast "
+                "engines' rounds. `nox -s benchmark -- --full` runs the long protocol: every engine equally often, "
+                "each timed run after one untimed run of every other engine.")
+    elif protocols == {"full"}:
+        text = ("Full protocol (`nox -s benchmark -- --full`): every engine gets the same number of timed runs, "
+                "and before each of them every other engine runs once, untimed, so slow drifts of the machine hit "
+                "all engines alike.")
+    else:
+        text = "Protocol not recorded in the benchmark JSON."
+    return ["## Protocol", "", text + " The first run after loading is not timed (see Start-up).", "", _md(rows),
+            "", f"p50 {summary.CONFIDENCE:.0%} CI: distribution-free confidence interval of the median, between two "
+            "order statistics chosen from the binomial distribution (the sign test inverted, "
+            "`scipy.stats.quantile_test`); at 95 % it needs at least 6 runs.", ""]
+
+
 def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, with_profile: bool = True) -> Path:
     model = resolve_model(model_name)
     target = host_target()
@@ -103,14 +151,21 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
     ratio = summary.ratios(table)
     processing = (summary.summarise(samples[samples["kind"].isin(["preprocess", "postprocess"])])
                   .drop(columns="threads").rename(columns={"engine": "step"}))
-    startup = info[info["kind"] == "inference"].drop(columns="kind")
+    runs = inference.groupby(["engine", "threads"]).size().rename("runs").reset_index()
+    info = info.merge(runs, on=["engine", "threads"], how="left")
+    startup = info[info["kind"] == "inference"][["engine", "threads", "load_ms", "first_run_ms", "rss_delta_mb",
+                                                  "process_peak_rss_mb"]]
+    startup = startup.assign(engine=startup["engine"].map(engine_label))
     inference.to_csv(out / "latency_samples.csv", index=False)
     table.to_csv(out / "latency_stats.csv", index=False, float_format="%.4f")
 
-    engines_run = [e for e in ENGINE_ORDER if e in set(table["engine"])]
+    engines_run = [e for e in ENGINE_NAMES if e in set(table["engine"])]
     max_threads = int(table["threads"].max())
     engines = {e: create_engine(e, model, max_threads) for e in engines_run}
-    agree = agreement.compare(model, engines) if "litert" in engines and len(engines) > 1 else pd.DataFrame()
+    # A slow engine (the untuned module, seconds per run) is compared on the first input only.
+    slow = set(info[(info["kind"] == "inference") & (info["slow"] == True)]["engine"])  # noqa: E712
+    agree = (agreement.compare(model, engines, max_inputs={e: 1 for e in slow})
+             if "litert" in engines and len(engines) > 1 else pd.DataFrame())
     agree.to_csv(out / "agreement.csv", index=False, float_format="%.6g")
     env = environment.collect(target.vector_isa)
     (out / "environment.json").write_text(json.dumps({**env.as_dict(), "target": target.as_dict(),
@@ -150,9 +205,7 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         f"Machine: {env.cpu}, {env.cores} cores ({env.flags}), target `{target.id}`. "
         f"Python {env.python}, apache-tvm {env.tvm}, ai-edge-litert {env.litert}, numpy {env.numpy}. {env.date}.",
         "",
-        "Inference alone (pre/post-processing timed apart below). Engines interleaved round by round: before "
-        "each timed run of one engine, every other engine runs once. Latency in ms.", "",
-        "## Latency", "", _md(table), "",
+        "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
         "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "
@@ -160,13 +213,17 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         "resident set after the engine's benchmark (all engines loaded so far).", "",
         _md(startup), "",
         "## Pre- and post-processing (512x512 photo)", "", _md(processing), "",
+        *protocol_section(info),
     ]
     if not agree.empty:
         worst = agree.groupby("engine").agg(max_abs_dprob=("max_abs_dprob", "max"), min_iou=("iou", "min"),
                                             min_pixels_equal=("pixels_equal", "min")).reset_index()
+        worst["engine"] = worst["engine"].map(engine_label)
         inputs = ", ".join(sorted(set(agree["input"])))
+        partial = "".join(f" {engine_label(e)}: the first input only (a slow engine)." for e in sorted(slow)
+                          if e in engines and e != "litert")
         lines += ["## Agreement with LiteRT", "",
-                  f"Inputs: {inputs}. Worst case over inputs and classes:", "", _md(worst, ".6f"), "",
+                  f"Inputs: {inputs}.{partial} Worst case over inputs and classes:", "", _md(worst, ".6f"), "",
                   "Per class in `agreement.csv`.", ""]
     lines += [prof_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     lines += ["", "Raw data: `benchmark.json` (pytest-benchmark), `latency_samples.csv`, `latency_stats.csv`."]
@@ -176,13 +233,16 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    """Rewrite a report from a saved pytest-benchmark JSON (`python -m benchmark` does all three steps)."""
+    from .options import add_options, choose_model
+
+    p = argparse.ArgumentParser(prog="python -m benchmark.report", description=__doc__)
     p.add_argument("bench_json", type=Path)
-    p.add_argument("--model", default="selfie_multiclass_twin")
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--no-profile", action="store_true")
+    add_options(p.add_argument, only=("model", "out", "no_profile"))
     args = p.parse_args(argv)
-    print(f"report: {write_report(args.bench_json, args.model, args.out, with_profile=not args.no_profile)}")
+    model = choose_model(args.model).spec.name
+    out = Path(args.out) if args.out else None
+    print(f"report: {write_report(args.bench_json, model, out, with_profile=not args.no_profile)}")
     return 0
 
 

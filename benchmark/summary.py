@@ -1,11 +1,25 @@
-"""Latency statistics from raw samples."""
+"""Latency statistics from raw samples, with a distribution-free confidence interval of the median."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-COLUMNS = ["runs", "min", "p50", "p90", "p99", "mean", "std", "iqr"]
+CONFIDENCE = 0.95
+COLUMNS = ["runs", "min", "p50", "p50_ci_low", "p50_ci_high", "p90", "p99", "mean", "std", "iqr"]
+
+
+def median_ci(samples, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Order-statistic confidence interval of the median (binomial, no assumption on the distribution).
+
+    scipy's `quantile_test` inverts the sign test: the interval runs between two order statistics
+    chosen so that it holds the population median with probability >= `confidence`. With fewer than
+    6 samples no such pair exists at 95 % and both bounds are NaN.
+    """
+    a = np.asarray(samples, dtype=np.float64)
+    ci = stats.quantile_test(a, q=float(np.median(a)), p=0.5).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
 
 
 def describe(samples_ms) -> dict[str, float]:
@@ -13,9 +27,10 @@ def describe(samples_ms) -> dict[str, float]:
     if a.size == 0:
         raise ValueError("no samples")
     q25, p50, q75, p90, p99 = np.percentile(a, [25, 50, 75, 90, 99])
-    return {"runs": int(a.size), "min": float(a.min()), "p50": float(p50), "p90": float(p90),
-            "p99": float(p99), "mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-            "iqr": float(q75 - q25)}
+    low, high = median_ci(a)
+    return {"runs": int(a.size), "min": float(a.min()), "p50": float(p50), "p50_ci_low": low, "p50_ci_high": high,
+            "p90": float(p90), "p99": float(p99), "mean": float(a.mean()),
+            "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "iqr": float(q75 - q25)}
 
 
 def summarise(samples: pd.DataFrame) -> pd.DataFrame:

@@ -1,37 +1,55 @@
-"""Latency benchmarks, one per (engine, thread count), engines interleaved round by round.
+"""Latency benchmarks, one per (engine, thread count); protocol in benchmark/options.py (Protocol.plan).
 
-Before every timed round of one engine, the other engines run once (pytest-benchmark's untimed
-`setup`), so slow drifts of the machine (frequency, neighbours, cache) hit every engine alike.
+Quick protocol (default): the fast engines (LiteRT and the tuned module, the comparison that matters)
+are interleaved round by round: before every timed run of one, each other fast engine runs once
+(pytest-benchmark's untimed `setup`), so slow drifts of the machine hit them alike. A slow engine
+(first run over --slow-ms: the untuned module, ~5.5 s) gets --slow-runs runs, each after one untimed
+run of every fast engine, and never runs between the fast engines' rounds. `--full`: every engine
+gets --runs runs, each after one untimed run of every other engine.
 """
 
 from __future__ import annotations
 
 import resource
 
+import numpy as np
+
+from runtime.processing import to_probabilities
+
 from .conftest import set_threads
 
 
 def test_inference(benchmark, bench, engine_name, threads):
+    plan = bench.plan(engine_name, threads)
     this = bench.get(engine_name, threads)
-    others = [bench.get(name, threads) for name in bench.engines if name != engine_name]
+    partners = [bench.get(name, threads) for name in plan.interleaved_with]
 
     def interleave():
-        for other in others:
+        for other in partners:
             set_threads(other.engine, threads)
             other.engine.run(bench.x)
         set_threads(this.engine, threads)
         return (bench.x,), {}
 
-    benchmark.group = f"{bench.model.spec.name}, {threads} thread(s)"
+    spec = bench.model.spec
+    benchmark.group = f"{spec.name}, {threads} thread(s)"
     benchmark.extra_info.update(
-        kind="inference", engine=engine_name, threads=threads, model=bench.model.spec.name,
-        synthetic_weights=bench.model.spec.synthetic, load_ms=this.load_ms, first_run_ms=this.first_run_ms,
-        rss_delta_mb=this.rss_delta_mb)
-    out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=bench.runs, warmup_rounds=bench.warmup,
+        kind="inference", engine=engine_name, threads=threads, model=spec.name,
+        synthetic_weights=spec.synthetic, load_ms=this.load_ms, first_run_ms=this.first_run_ms,
+        rss_delta_mb=this.rss_delta_mb, protocol=bench.protocol.name, slow=plan.slow, slow_ms=bench.protocol.slow_ms,
+        warmup=plan.warmup,
+        interleaved_with=list(plan.interleaved_with))
+    out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=plan.rounds, warmup_rounds=plan.warmup,
                              iterations=1)
     # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
     benchmark.extra_info["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    assert out.shape[-1] == bench.model.spec.num_classes or bench.model.spec.output_kind == "probability"
+
+    # What was timed is the model: the registry's output shape, and LiteRT's answer on the same input.
+    channels = spec.num_classes if spec.output_kind == "logits" else 1
+    assert out.shape == (1, spec.input.height, spec.input.width, channels)
+    if engine_name != "litert" and "litert" in bench.engines:
+        reference = bench.get("litert", threads).engine.run(bench.x)
+        np.testing.assert_allclose(to_probabilities(out, spec), to_probabilities(reference, spec), atol=1e-3)
 
 
 def test_preprocess(benchmark, bench):

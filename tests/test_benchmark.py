@@ -13,23 +13,47 @@ import pandas as pd
 import pytest
 
 from benchmark import summary
-from benchmark.report import write_report
+from benchmark.options import Plan, Protocol
 
 from .conftest import need_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_describe_matches_numpy_definitions():
-    rng = np.random.default_rng(3)
-    samples = rng.lognormal(3, 0.3, 500)
+def test_describe_on_a_sample_worked_by_hand():
+    # 1..10 shuffled: median 5.5; linear-interpolation quartiles 3.25 and 7.75; p90 9.1; p99 9.91;
+    # sample standard deviation sqrt(sum((k - 5.5)^2) / 9) = sqrt(82.5 / 9).
+    samples = np.random.default_rng(3).permutation(np.arange(1.0, 11.0))
     d = summary.describe(samples)
-    assert d["runs"] == 500
-    assert d["min"] == samples.min() and d["p50"] == pytest.approx(np.median(samples))
-    assert d["p99"] == pytest.approx(np.quantile(samples, 0.99))
-    assert d["iqr"] == pytest.approx(np.subtract(*np.quantile(samples, [0.75, 0.25])))
-    assert d["std"] == pytest.approx(pd.Series(samples).std())
-    assert d["min"] <= d["p50"] <= d["p90"] <= d["p99"]
+    assert d["runs"] == 10 and d["min"] == 1.0 and d["mean"] == 5.5
+    assert d["p50"] == pytest.approx(5.5) and d["iqr"] == pytest.approx(4.5)
+    assert d["p90"] == pytest.approx(9.1) and d["p99"] == pytest.approx(9.91)
+    assert d["std"] == pytest.approx((82.5 / 9) ** 0.5)
+    # The median's 95 % interval for n = 10 runs from the 2nd to the 9th order statistic (binomial table).
+    assert (d["p50_ci_low"], d["p50_ci_high"]) == (2.0, 9.0)
+
+
+@pytest.mark.parametrize(("n", "ranks"), [(6, (1, 6)), (20, (6, 15)), (30, (10, 21))])
+def test_median_ci_is_the_order_statistic_interval(n, ranks):
+    """Ranks from the binomial tables of the sign-test interval (e.g. Conover, Practical Nonparametric Statistics)."""
+    samples = np.random.default_rng(n).permutation(np.arange(1.0, n + 1))
+    assert summary.median_ci(samples) == (float(ranks[0]), float(ranks[1]))
+
+
+def test_median_ci_needs_six_runs():
+    low, high = summary.median_ci([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert np.isnan(low) and np.isnan(high)
+
+
+def test_median_ci_covers_the_true_median_at_least_95_percent_of_the_time():
+    # Lognormal latencies (skewed, like real ones): true median exp(mu). Exact coverage for n = 20 is 95.9 %.
+    rng = np.random.default_rng(7)
+    mu, sigma, trials = np.log(100.0), 0.3, 2000
+    hits = 0
+    for _ in range(trials):
+        low, high = summary.median_ci(rng.lognormal(mu, sigma, 20))
+        hits += low <= 100.0 <= high
+    assert 0.945 <= hits / trials <= 0.975
 
 
 def test_describe_rejects_empty():
@@ -50,40 +74,87 @@ def test_ratios_are_ratios_of_medians():
     assert r["threads"] == 2
 
 
+# First runs of the twin on a 2-core machine (ms): the untuned module is slow, the others fast.
+FIRST_RUNS = {"litert": 160.0, "tvm-default": 5700.0, "tvm-tuned": 240.0}
+
+
+def test_quick_protocol_interleaves_only_the_fast_engines():
+    protocol = Protocol(runs=20, slow_runs=6, slow_ms=1000.0, warmup=3)
+    assert protocol.plan("litert", FIRST_RUNS) == Plan(20, 3, ("tvm-tuned",), slow=False)
+    assert protocol.plan("tvm-tuned", FIRST_RUNS) == Plan(20, 3, ("litert",), slow=False)
+    # The slow engine: few runs, its first run as warm-up, each run after the fast engines.
+    assert protocol.plan("tvm-default", FIRST_RUNS) == Plan(6, 0, ("litert", "tvm-tuned"), slow=True)
+
+
+def test_full_protocol_interleaves_every_engine_equally():
+    protocol = Protocol(runs=20, slow_runs=6, slow_ms=1000.0, warmup=3, full=True)
+    for engine in FIRST_RUNS:
+        others = tuple(e for e in FIRST_RUNS if e != engine)
+        assert protocol.plan(engine, FIRST_RUNS) == Plan(20, 3, others, slow=False)
+
+
+def test_options_are_defined_once_for_the_command_and_pytest():
+    import argparse
+
+    from benchmark.options import OPTIONS, add_options, pytest_argv
+
+    command = argparse.ArgumentParser()
+    add_options(command.add_argument)
+    values = vars(command.parse_args(["--engines", "litert,tvm-tuned", "--runs", "7", "--full", "--budget", "9"]))
+    # What `python -m benchmark` hands to pytest, parsed as the benchmark's conftest registers it.
+    inner = argparse.ArgumentParser()
+    add_options(inner.add_argument, pytest_only=True)
+    forwarded = vars(inner.parse_args(pytest_argv(values)))
+    assert forwarded == {o.dest: values[o.dest] for o in OPTIONS if o.pytest}
+    assert forwarded["runs"] == 7 and forwarded["full"] is True and "budget" not in forwarded
+    # Unset options keep the one default.
+    assert vars(inner.parse_args([])) == {o.dest: o.kwargs.get("default") for o in OPTIONS if o.pytest}
+
+
+def test_unknown_engine_is_refused():
+    from benchmark.options import parse_engines
+
+    assert parse_engines("litert, tvm-tuned") == ["litert", "tvm-tuned"]
+    with pytest.raises(ValueError, match="tvm-fast"):
+        parse_engines("litert,tvm-fast")
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """A real, small benchmark run: the real landscape model, LiteRT vs TVM default, 1 thread, 3 rounds."""
+    """A real, small `python -m benchmark` run: the real landscape model, LiteRT vs TVM default, 1 thread."""
     need_model("selfie_segmenter_landscape")
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "TVM_NUM_THREADS": "2"}
-    model = ["--model", "selfie_segmenter_landscape"]
-    subprocess.run([sys.executable, "-m", "benchmark.prepare", *model, "--engines", "litert,tvm-default"],
+    subprocess.run([sys.executable, "-m", "benchmark", "--model", "selfie_segmenter_landscape",
+                    "--engines", "litert,tvm-default", "--threads", "1", "--runs", "3", "--warmup", "1",
+                    "--out", str(out / "report"), "--no-profile", f"--benchmark-storage=file://{out / 'storage'}"],
                    cwd=ROOT, env=env, check=True)
-    bench_json = out / "benchmark.json"
-    subprocess.run([sys.executable, "-m", "pytest", "benchmark", "-q", "--benchmark-enable", "--benchmark-save-data",
-                    f"--benchmark-json={bench_json}", "-p", "no:cacheprovider", *model,
-                    "--engines", "litert,tvm-default", "--threads", "1", "--runs", "3", "--warmup", "1"],
-                   cwd=ROOT, env=env, check=True)
-    return bench_json, out
+    return out / "report" / "benchmark.json", out
 
 
 def test_quick_run_saves_pytest_benchmark_json(quick_run):
-    bench_json, _ = quick_run
+    bench_json, out = quick_run
     data = json.loads(bench_json.read_text())
-    inference = [b for b in data["benchmarks"] if b["extra_info"].get("kind") == "inference"]
-    assert {b["extra_info"]["engine"] for b in inference} == {"litert", "tvm-default"}
-    assert all(len(b["stats"]["data"]) == 3 for b in inference)
-    assert all(b["extra_info"]["load_ms"] > 0 and b["extra_info"]["first_run_ms"] > 0 for b in inference)
+    inference = {b["extra_info"]["engine"]: b for b in data["benchmarks"] if b["extra_info"].get("kind") == "inference"}
+    assert set(inference) == {"litert", "tvm-default"}
+    # Both engines are fast here (ms per run), so both get --runs runs, interleaved with each other.
+    assert all(len(b["stats"]["data"]) == 3 for b in inference.values())
+    assert inference["litert"]["extra_info"]["interleaved_with"] == ["tvm-default"]
+    assert inference["tvm-default"]["extra_info"]["interleaved_with"] == ["litert"]
+    assert all(b["extra_info"]["load_ms"] > 0 and b["extra_info"]["first_run_ms"] > 0 for b in inference.values())
+    assert list((out / "storage").rglob("*.json")), "--benchmark-autosave saved nothing"
 
 
 def test_report_from_quick_run(quick_run):
-    bench_json, out = quick_run
-    report = write_report(bench_json, "selfie_segmenter_landscape", out / "report", with_profile=False)
-    text = report.read_text()
-    for heading in ("## Latency", "## Speed-ups", "## Start-up", "## Agreement with LiteRT", "## Figures"):
+    _, out = quick_run
+    text = (out / "report" / "report.md").read_text()
+    for heading in ("## Latency", "## Speed-ups", "## Start-up", "## Protocol", "## Agreement with LiteRT",
+                    "## Figures"):
         assert heading in text
+    assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
     stats = pd.read_csv(out / "report" / "latency_stats.csv")
     assert set(stats["engine"]) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
+    assert (stats["min"] <= stats["p50"]).all()
     agreement = pd.read_csv(out / "report" / "agreement.csv")
     assert set(agreement["input"]) == {"astronaut", "grace_hopper"}
     assert agreement["max_abs_dprob"].max() <= 1e-4
@@ -91,6 +162,30 @@ def test_report_from_quick_run(quick_run):
     assert env["cores"] >= 1 and env["tvm"].startswith("0.27")
     for png in ("latency_box.png", "latency_ecdf.png"):
         assert (out / "report" / png).stat().st_size > 10_000
+
+
+def test_report_states_runs_and_confidence_interval_per_engine(tmp_path):
+    """The quick protocol's report: each engine's runs, p50 CI and what it was interleaved with."""
+    from benchmark.report import latency_table, protocol_section
+
+    rng = np.random.default_rng(0)
+    samples = pd.DataFrame(
+        [{"engine": "litert", "threads": 2, "latency_ms": v} for v in rng.normal(74, 3, 20)]
+        + [{"engine": "tvm-tuned", "threads": 2, "latency_ms": v} for v in rng.normal(115, 5, 20)]
+        + [{"engine": "tvm-default", "threads": 2, "latency_ms": v} for v in rng.normal(5500, 80, 6)])
+    shown = latency_table(summary.summarise(samples)).set_index("engine")
+    assert shown.loc["TVM default", "runs"] == 6 and shown.loc["TFLite (LiteRT)", "runs"] == 20
+    default = np.sort(samples[samples.engine == "tvm-default"]["latency_ms"])
+    assert shown.loc["TVM default", "p50 95% CI"] == f"{default[0]:.2f} - {default[-1]:.2f}"
+    info = pd.DataFrame([
+        {"kind": "inference", "engine": "litert", "threads": 2, "runs": 20, "warmup": 3, "slow": False,
+         "protocol": "quick", "slow_ms": 1000.0, "interleaved_with": ["tvm-tuned"]},
+        {"kind": "inference", "engine": "tvm-default", "threads": 2, "runs": 6, "warmup": 0, "slow": True,
+         "protocol": "quick", "slow_ms": 1000.0, "interleaved_with": ["litert", "tvm-tuned"]},
+    ])
+    text = "\n".join(protocol_section(info))
+    assert "Quick protocol" in text and "first run over 1000 ms: TVM default" in text
+    assert "| TVM default     |         2 |            6 |              0 | TFLite (LiteRT), TVM tuned" in text
 
 
 def test_profile_of_a_library(tmp_path, astronaut):
@@ -112,7 +207,7 @@ def test_profile_of_a_library(tmp_path, astronaut):
 
 
 def test_auto_model_falls_back_to_the_twin_offline(monkeypatch, capsys):
-    from benchmark.prepare import choose_model
+    from benchmark.options import choose_model
 
     monkeypatch.setenv("SELFIE_TVM_OFFLINE", "1")
     monkeypatch.setenv("SELFIE_TVM_MODELS_DIR", "/nonexistent")

@@ -1,0 +1,163 @@
+"""The benchmark's options, defined once.
+
+`python -m benchmark` (what `nox -s benchmark` runs) parses them with argparse; `pytest benchmark/`
+registers the same ones (benchmark/conftest.py); `Protocol` turns them into the number of runs of
+each engine. Nothing else defines a benchmark option or its default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.engines import ENGINE_NAMES
+
+# Six runs are the fewest for which the distribution-free 95 % confidence interval of a median
+# exists: P(median outside [min, max]) = 2 / 2**6 = 3.1 %.
+SLOW_RUNS = 6
+SLOW_MS = 1000.0
+PREPARE_BUDGET = 500
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    pytest: bool = True  # also an option of `pytest benchmark/` (False: only of `python -m benchmark`)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--model", "registry name, or auto: the main model if it can be had, else its architecture twin",
+           {"default": "auto"}),
+    Option("--engines", f"comma-separated engines, from: {', '.join(ENGINE_NAMES)}",
+           {"default": ",".join(ENGINE_NAMES)}),
+    Option("--threads", "comma-separated thread counts (default: 1 to the number of usable cores)",
+           {"default": None}),
+    Option("--runs", "timed runs of every fast engine per thread count (with --full: of every engine)",
+           {"type": int, "default": 20}),
+    Option("--slow-runs", f"timed runs of a slow engine per thread count (default {SLOW_RUNS}: the fewest with "
+           "a 95%% confidence interval of the median); ignored with --full",
+           {"type": int, "default": SLOW_RUNS}),
+    Option("--slow-ms", "an engine whose first run takes longer than this many ms is slow (the untuned module)",
+           {"type": float, "default": SLOW_MS}),
+    Option("--warmup", "untimed warm-up runs before the timed runs of a fast engine (a slow engine's first run "
+           "is its warm-up)", {"type": int, "default": 3}),
+    Option("--full", "the long protocol: every engine gets --runs runs and --warmup warm-ups, and every timed run "
+           "follows one untimed run of every other engine", {"action": "store_true", "default": False}),
+    Option("--budget", "tuning budget (trials) when no tuning records exist for the model and this CPU",
+           {"type": int, "default": PREPARE_BUDGET}, pytest=False),
+    Option("--out", "report directory (default: results/<model>/<target>/)", {"default": None}, pytest=False),
+    Option("--no-profile", "skip the tuned module's per-kernel profile in the report",
+           {"action": "store_true", "default": False}, pytest=False),
+)
+
+
+def add_options(add, *, pytest_only: bool = False, only: tuple[str, ...] | None = None) -> None:
+    """Register the options with `add` (argparse's add_argument or pytest's addoption).
+
+    pytest_only: just those pytest needs; only: just these (by dest).
+    """
+    for opt in OPTIONS:
+        if (opt.pytest or not pytest_only) and (only is None or opt.dest in only):
+            add(opt.flag, help=opt.help, **opt.kwargs)
+
+
+def pytest_argv(values: dict[str, Any]) -> list[str]:
+    """The pytest options that reproduce `values` (a dest -> value mapping, e.g. vars(namespace))."""
+    argv: list[str] = []
+    for opt in OPTIONS:
+        value = values.get(opt.dest)
+        if not opt.pytest or value is None:
+            continue
+        if opt.kwargs.get("action") == "store_true":
+            argv += [opt.flag] if value else []
+        else:
+            argv += [opt.flag, str(value)]
+    return argv
+
+
+def parse_engines(text: str) -> list[str]:
+    engines = [e.strip() for e in text.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINE_NAMES]
+    if unknown or not engines:
+        raise ValueError(f"unknown engines {unknown}; choose from {', '.join(ENGINE_NAMES)}")
+    return engines
+
+
+def parse_threads(text: str | None) -> list[int]:
+    if not text:
+        return list(range(1, len(os.sched_getaffinity(0)) + 1))
+    threads = [int(t) for t in text.split(",")]
+    if any(t < 1 for t in threads):
+        raise ValueError(f"thread counts must be >= 1, got {text}")
+    return threads
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one engine is measured at one thread count."""
+
+    rounds: int
+    warmup: int
+    interleaved_with: tuple[str, ...]  # engines run once, untimed, before each timed run
+    slow: bool
+
+
+@dataclass(frozen=True)
+class Protocol:
+    runs: int = 20
+    slow_runs: int = SLOW_RUNS
+    slow_ms: float = SLOW_MS
+    warmup: int = 3
+    full: bool = False
+
+    @classmethod
+    def from_values(cls, get) -> Protocol:
+        """`get(dest)`: e.g. pytest's config.getoption or vars(namespace).get."""
+        return cls(runs=get("runs"), slow_runs=get("slow_runs"), slow_ms=get("slow_ms"), warmup=get("warmup"),
+                   full=bool(get("full")))
+
+    @property
+    def name(self) -> str:
+        return "full" if self.full else "quick"
+
+    def is_slow(self, first_run_ms: float) -> bool:
+        return not self.full and first_run_ms > self.slow_ms
+
+    def plan(self, engine: str, first_run_ms: dict[str, float]) -> Plan:
+        """`first_run_ms`: every engine of this thread count -> its first run's latency.
+
+        Quick protocol: the fast engines are interleaved round by round with each other; a slow engine
+        gets few runs, each after one untimed run of every fast engine, and never runs between the fast
+        engines' rounds (a 5.5 s run before every 100 ms one is what made the benchmark take 15 minutes).
+        Full protocol: every engine gets `runs` runs, each after one untimed run of every other engine.
+        """
+        slow = self.is_slow(first_run_ms[engine])
+        partners = tuple(e for e in first_run_ms if e != engine and not self.is_slow(first_run_ms[e]))
+        if slow:
+            return Plan(self.slow_runs, 0, partners, True)
+        return Plan(self.runs, self.warmup, partners, False)
+
+
+def choose_model(name: str):
+    """`auto`: the main model if it can be had (locally or by download), else its architecture twin."""
+    from runtime.acquire import resolve_model
+    from runtime.errors import SelfieTvmError
+    from runtime.registry import registry
+
+    if name != "auto":
+        return resolve_model(name)
+    main = registry().default
+    try:
+        return resolve_model(main)
+    except SelfieTvmError as e:
+        twin = next(m for m in registry().models.values() if m.twin_of == main)
+        print(f"{main} is not available ({str(e).splitlines()[0]}).\nBenchmarking {twin.name} instead: "
+              f"{twin.synthetic_notice}", flush=True)
+        return resolve_model(twin.name)
