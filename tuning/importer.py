@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import tflite
 import tvm
 from tvm import relax
 from tvm.relax.frontend.tflite import tflite_frontend
 
 from runtime.errors import SelfieTvmError
-from runtime.tflite_graph import TFLiteGraph
+from runtime.tflite_graph import TFLiteGraph, op_name
 
 from .custom_ops import CUSTOM_CONVERTERS
+from .transforms import subpixel_transposed_convolutions
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Graph-level choices of a build. Tuning records are keyed by the kernels these produce."""
+
+    # conv2d_transpose as one sub-pixel convolution (tuning/transforms.py) instead of TVM's
+    # dilate + pad + conv, which multiplies zeros and needs layout copies around it.
+    subpixel_transposed_conv: bool = True
+    # Mark constant weights layout-free so MetaSchedule's RewriteLayout may re-block them for its
+    # schedule; the re-blocking is folded into the constants at build time (weight prepacking).
+    weight_prepack: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# What TVM gives without tuning: the stock import, nothing of ours. The default build uses it.
+STOCK_GRAPH = GraphOptions(subpixel_transposed_conv=False, weight_prepack=False)
+TUNED_GRAPH = GraphOptions()
 
 
 class UnsupportedOperatorError(SelfieTvmError):
@@ -32,10 +53,8 @@ class MediaPipeOperatorConverter(tflite_frontend.OperatorConverter):
             self.convert_map[name] = lambda op, fn=fn: fn(self, op)
 
     def get_op_code_str(self, op):
-        code = self.model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.CUSTOM:
-            return code.CustomCode().decode()
-        return super().get_op_code_str(op)
+        # custom ops by their custom code, so CUSTOM_CONVERTERS can claim them
+        return op_name(self.model, op.OpcodeIndex())
 
 
 def supported_ops() -> set[str]:
@@ -51,24 +70,40 @@ def check_supported(graph: TFLiteGraph, model_name: str) -> None:
         raise UnsupportedOperatorError(model_name, missing)
 
 
-def import_tflite(path: Path, model_name: str | None = None) -> tvm.IRModule:
+def import_tflite(path: Path, model_name: str | None = None, options: GraphOptions = STOCK_GRAPH) -> tvm.IRModule:
     """Relax module with weights embedded as constants; input named as in the .tflite file."""
     graph = TFLiteGraph.load(path)
     check_supported(graph, model_name or Path(path).name)
     mod = tflite_frontend.from_tflite(graph.model, op_converter=MediaPipeOperatorConverter)
+    if options.subpixel_transposed_conv:
+        mod = subpixel_transposed_convolutions(mod)
     # TVM lowers conv2d_transpose only for NCHW data / IOHW kernels; TFLite's is NHWC.
     return relax.transform.ConvertLayout({"relax.nn.conv2d_transpose": ["NCHW", "IOHW"]})(mod)
 
 
-def optimize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+def optimize(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions = STOCK_GRAPH) -> tvm.IRModule:
     """The graph-level passes shared by the default build and tuning (fusion, constant folding).
 
     Tuning records are keyed by the fused kernels this produces: change it and records go stale.
     """
-    seq = tvm.transform.Sequential([
+    passes = [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.get_pipeline("zero"),
+    ]
+    if options.weight_prepack:
+        passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
+    with target:
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def finalize(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions) -> tvm.IRModule:
+    """After the records are applied: fold the weights' layout rewrites into the constants."""
+    if not options.weight_prepack:
+        return mod
+    seq = tvm.transform.Sequential([
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
     ])
     with target:
         return seq(mod)

@@ -14,9 +14,14 @@ from tqdm import tqdm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from runtime.errors import SelfieTvmError
+
 from .build_fn import build_candidate
+from .tasks import TaskPlan, mean_run_seconds, plan_tasks
 
 log = logging.getLogger(__name__)
+STALE_LIMIT = 4  # batches without a 1 % gain before a task is left alone
+MIN_FIRST_BATCH = 4  # smallest batch per kernel in the first round
 RECORDS = "database_tuning_record.json"
 WORKLOADS = "database_workload.json"
 PROGRESS = "progress.jsonl"
@@ -61,9 +66,16 @@ def count_records(work_dir: Path) -> int:
 class TuningState:
     """What the scheduler and the measure callback share about each task."""
 
+    weights: list[float] = field(default_factory=list)
     best_s: dict[int, float] = field(default_factory=dict)
     stale_rounds: dict[int, int] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
+
+    def estimated_total_ms(self) -> float | None:
+        """Sum over kernels of calls x best isolated latency; None until every kernel has one."""
+        if len(self.best_s) < len(self.weights):
+            return None
+        return sum(self.weights[i] * b for i, b in self.best_s.items()) * 1e3
 
 
 @derived_object
@@ -77,10 +89,7 @@ class ProgressCallback(ms.measure_callback.PyMeasureCallback):
         self.state = state
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        costs = []
-        for result in runner_results:
-            secs = [float(c) for c in (result.run_secs or [])]
-            costs.append(sum(secs) / len(secs) if secs and not result.error_msg else None)
+        costs = [mean_run_seconds(r.run_secs, r.error_msg) for r in runner_results]
         valid = [c for c in costs if c is not None]
         state = self.state
         state.in_flight.discard(task_id)
@@ -93,6 +102,9 @@ class ProgressCallback(ms.measure_callback.PyMeasureCallback):
         with self.log_path.open("a") as f:
             f.write(json.dumps({"time": time.time(), "task": self.task_names[task_id], "costs_s": costs}) + "\n")
         self.bar.update(len(runner_results))
+        total = state.estimated_total_ms()
+        covered = f"{len(state.best_s)}/{len(state.weights)} kernels"
+        self.bar.set_postfix_str(f"est. model {total:.1f} ms" if total is not None else covered, refresh=False)
 
 
 @derived_object
@@ -106,24 +118,27 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
     by how many of its recent batches brought no improvement.
     """
 
-    def __init__(self, state: TuningState) -> None:
+    def __init__(self, state: TuningState, stale_limit: int = STALE_LIMIT) -> None:
         super().__init__()
         self.state = state
+        self.stale_limit = stale_limit
         self._first_round = 0
 
     def next_task_id(self) -> int:
         tasks = self._outer().tasks_
         for i in range(len(tasks)):
             self._outer().touch_task(i)
+        state = self.state
         alive = [i for i, t in enumerate(tasks) if not t.is_terminated]
-        if not alive:
-            return -1
         while self._first_round < len(tasks):
             i = self._first_round
             self._first_round += 1
-            if i in alive:
+            if i in alive and i not in state.best_s:  # resumed tasks already have a best
                 return self._dispatch(i)
-        state = self.state
+        # Stop feeding a task once several batches in a row brought no 1 % improvement.
+        alive = [i for i in alive if state.stale_rounds.get(i, 0) < self.stale_limit]
+        if not alive:
+            return -1
 
         def priority(i: int) -> tuple[bool, float]:
             best = state.best_s.get(i)
@@ -164,17 +179,64 @@ def _unnamed_log_handlers_detached():
             ms_logger.addHandler(h)
 
 
-def extract_task_names(mod: tvm.IRModule, target: tvm.target.Target) -> list[str]:
-    return [t.task_name for t in ms.relax_integration.extract_tasks(mod, target)]
+class TuningBudgetError(SelfieTvmError):
+    pass
+
+
+def _resume_state(db, plan: TaskPlan) -> TuningState:
+    """Best latency of every task that already has records (a resumed or continued run)."""
+    state = TuningState(weights=[float(t.weight) for t in plan.tasks])
+    for i, task in enumerate(plan.tasks):
+        mod = task.dispatched[0]
+        if db.has_workload(mod):
+            top = db.get_top_k(db.commit_workload(mod), 1)
+            cost = mean_run_seconds(top[0].run_secs) if top else None
+            if cost is not None:
+                state.best_s[i] = cost
+    return state
+
+
+def first_round_batch(remaining: int, untuned: int, per_iter: int) -> int:
+    """Batch size that lets the first round reach every kernel still without a record."""
+    if untuned == 0:
+        return per_iter
+    if remaining < untuned * MIN_FIRST_BATCH:
+        raise TuningBudgetError(
+            f"a budget of {remaining} more trials cannot reach the {untuned} kernels without a record "
+            f"({MIN_FIRST_BATCH} trials each at least): use --budget {untuned * MIN_FIRST_BATCH}"
+            " or more, or add records first")
+    return max(MIN_FIRST_BATCH, min(per_iter, remaining // untuned))
+
+
+@contextmanager
+def _task_tables_to_log_file():
+    """MetaSchedule prints a table of all tasks after every batch; keep it in work_dir/logs only.
+
+    Its console handler takes the level of the 'tvm.s_tir.meta_schedule' logger at set-up time,
+    while its file handlers log everything.
+    """
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    level = ms_logger.level
+    ms_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ms_logger.setLevel(level)
+        for handler in list(ms_logger.handlers):
+            if handler.get_name() == "tvm.s_tir.meta_schedule.console":
+                handler.setLevel(logging.WARNING)
 
 
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget: int,
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
-         progress: bool = True, seed: int = 0) -> TuneResult:
+         progress: bool = True, seed: int = 0, only: list[str] | None = None) -> TuneResult:
     """Spend up to `budget` trials in total on `mod` (already optimised), counting earlier runs.
 
     Records already in work_dir count against the budget and seed the search; a budget that is
-    already spent runs no trials. An interrupted run keeps whatever reached the database.
+    already spent runs no trials. An interrupted run keeps whatever reached the database. Kernels
+    the build turns into views are not tuned; the first round reaches every other kernel, largest
+    first, before any gets a second batch; tasks that stop improving are left alone (the run may
+    end before the budget is spent).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -183,22 +245,26 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     if remaining <= 0:
         log.info("tuning budget %d already spent (%d records in %s)", budget, before, work_dir)
         return TuneResult(work_dir, before, 0, 0.0)
-    names = extract_task_names(mod, target)
+    plan = plan_tasks(mod, target, only)
+    db = ms.database.JSONDatabase(work_dir=str(work_dir))
+    state = _resume_state(db, plan)
+    batch = first_round_batch(remaining, len(plan.tasks) - len(state.best_s), per_iter)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
     start = time.time()
-    state = TuningState()
-    with (tqdm(total=remaining, desc=f"tuning {len(names)} tasks", unit="trial", disable=not progress) as bar,
-          _unnamed_log_handlers_detached()):
+    with (tqdm(total=remaining, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
+               dynamic_ncols=True) as bar,
+          _unnamed_log_handlers_detached(), _task_tables_to_log_file()):
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
-                     ProgressCallback(bar, work_dir / PROGRESS, names, state)]
-        ms.relax_integration.tune_relax(
-            mod=mod, params={}, target=target, work_dir=str(work_dir),
-            max_trials_global=remaining, max_trials_per_task=per_task, num_trials_per_iter=per_iter,
+                     ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
+        ms.tune.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+            max_trials_global=remaining, max_trials_per_task=per_task, num_trials_per_iter=batch,
             builder=ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120),
-            runner=make_runner(rpc),
+            runner=make_runner(rpc), database=db,
             cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(),
                                               adaptive_training=True),
-            measure_callbacks=callbacks, strategy="evolutionary", task_scheduler=InterruptibleScheduler(state),
-            seed=seed,
+            measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state),
         )
     return TuneResult(work_dir, before, count_records(work_dir) - before, time.time() - start)
 

@@ -1,0 +1,77 @@
+"""Which kernels of a module are worth tuning, in what order, and how a measurement is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.analysis import estimate_tir_flops
+
+# MetaSchedule marks a failed run with a huge cost (1e10 s).
+_FAILED_RUN_S = 1e9
+
+
+def mean_run_seconds(run_secs, error_msg=None) -> float | None:
+    """Mean latency of one measured candidate, or None when it failed to build or run."""
+    if error_msg:
+        return None
+    secs = [float(s) for s in run_secs or []]
+    if not secs or max(secs) >= _FAILED_RUN_S:
+        return None
+    return sum(secs) / len(secs)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """The tasks to tune (largest first) and those left out because the built model never runs them."""
+
+    tasks: list  # ms.ExtractedTask, largest weighted FLOPs first
+    skipped: list[str]  # kernels the build turns into views (reshapes): nothing to tune
+
+    @property
+    def names(self) -> list[str]:
+        return [t.task_name for t in self.tasks]
+
+
+def kernels_called(mod: tvm.IRModule) -> set[str]:
+    """Names of the TIR kernels the built module calls.
+
+    The VM build rewrites pure reshapes into zero-copy views (RewriteDataflowReshape): their
+    kernels never run, so measuring them in isolation only misleads the scheduler.
+    """
+    rewritten = relax.transform.RewriteDataflowReshape()(mod)
+    called: set[str] = set()
+
+    @relax.expr_functor.visitor
+    class _Calls(relax.PyExprVisitor):
+        def visit_call_(self, call: relax.Call) -> None:
+            super().visit_call_(call)
+            for arg in call.args:
+                if isinstance(arg, relax.GlobalVar):
+                    called.add(arg.name_hint)
+
+    for _, func in rewritten.functions_items():
+        if isinstance(func, relax.Function):
+            _Calls().visit_expr(func)
+    return called
+
+
+def task_flops(task) -> float:
+    try:
+        return float(estimate_tir_flops(task.dispatched[0]))
+    except Exception:  # some injective kernels have no FLOP estimate
+        return 0.0
+
+
+def plan_tasks(mod: tvm.IRModule, target: tvm.target.Target, only: list[str] | None = None) -> TaskPlan:
+    """`only`: restrict to kernels whose names start with one of these (experiments, top-ups)."""
+    extracted = ms.relax_integration.extract_tasks(mod, target)
+    called = kernels_called(mod)
+    tasks = [t for t in extracted if t.task_name in called
+             and (not only or any(t.task_name.startswith(prefix) for prefix in only))]
+    skipped = [t.task_name for t in extracted if t.task_name not in called]
+    # Largest work first, so the first round reaches what matters early; copies (no FLOPs) last.
+    tasks.sort(key=lambda t: -(int(t.weight) * task_flops(t)))
+    return TaskPlan(tasks, skipped)
