@@ -72,6 +72,16 @@ def benchmark(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def gallery(session: nox.Session) -> None:
+    """The README's gallery in results/gallery/: overlay, hair colour, background (real photos, real models), latency.
+
+    `./nox -s gallery -- --width 512`.
+    """
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "benchmark.gallery", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
 def bot(session: nox.Session) -> None:
     """Run the Telegram bot locally (TELEGRAM_BOT_TOKEN in .env or the environment)."""
     session.install("-e", ".[bot]")
