@@ -163,7 +163,7 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
     max_threads = int(table["threads"].max())
     engines = {e: create_engine(e, model, max_threads) for e in engines_run}
     # A slow engine (the untuned module, seconds per run) is compared on the first input only.
-    slow = set(info[(info["kind"] == "inference") & (info["slow"] == True)]["engine"])  # noqa: E712
+    slow = set(info[(info["kind"] == "inference") & info["slow"].fillna(False).astype(bool)]["engine"])
     agree = (agreement.compare(model, engines, max_inputs={e: 1 for e in slow})
              if "litert" in engines and len(engines) > 1 else pd.DataFrame())
     agree.to_csv(out / "agreement.csv", index=False, float_format="%.6g")
