@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
 
 from runtime.errors import SelfieTvmError
 
-from .app import run_polling, run_webhook
-from .service import SegmentationService
-from .settings import BotSettings
+
+class RedactToken(logging.Filter):
+    """Defence in depth: whatever a library logs, the token is replaced before it is written."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.token in text:
+            record.msg, record.args = text.replace(self.token, "<token>"), ()
+        if record.exc_info and self.token in logging.Formatter().formatException(record.exc_info):
+            record.msg = f"{record.getMessage()} ({record.exc_info[0].__name__}; details withheld: they hold the token)"
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiohttp's access log would print request URLs, which contain the token.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from .settings import BotSettings
+
     try:
         settings = BotSettings()
     except ValidationError as e:
@@ -27,15 +43,31 @@ def main() -> int:
         print(f"error: bot settings are invalid ({problems}). Put TELEGRAM_BOT_TOKEN in .env "
               "(see .env.example).", file=sys.stderr)
         return 2
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactToken(settings.token.get_secret_value()))
+    from .app import run_polling, run_webhook
+    from .service import SegmentationService
+
     try:
         service = SegmentationService(settings)
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if settings.webhook_url:
-        run_webhook(settings, service)
-    else:
-        asyncio.run(run_polling(settings, service))
+    except OSError as e:  # e.g. a model cache directory that cannot be created
+        print(f"error: {e.strerror or e} ({e.filename}); set SELFIE_TVM_CACHE_DIR to a writable directory",
+              file=sys.stderr)
+        return 2
+    try:
+        if settings.webhook_url:
+            run_webhook(settings, service)
+        else:
+            asyncio.run(run_polling(settings, service))
+    finally:
+        idle = service.close(timeout=2)
+        logging.getLogger(__name__).info("stopped")
+    if not idle:  # an engine run cannot be interrupted: don't wait for it to end
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Wiring: Bot, Dispatcher, routers, command menu; long polling or webhook."""
+"""Wiring: Bot, Dispatcher (memory or Redis FSM storage), routers, command menu; long polling or webhook."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -13,6 +14,7 @@ from .service import SegmentationService
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/webhook"
 
 
 def create_bot(settings: BotSettings) -> Bot:
@@ -20,8 +22,23 @@ def create_bot(settings: BotSettings) -> Bot:
     return Bot(token=settings.token.get_secret_value(), session=session)
 
 
-def create_dispatcher(service: SegmentationService) -> Dispatcher:
-    dp = Dispatcher(service=service)
+def create_storage(settings: BotSettings):
+    """(storage, events isolation): Redis when SELFIE_BOT_REDIS_URL is set (replicas share conversations and
+    handle one chat's updates one at a time), else aiogram's in-memory defaults."""
+    if not settings.redis_url:
+        return None, None
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = RedisStorage.from_url(settings.redis_url)
+    return storage, storage.create_isolation()
+
+
+def create_dispatcher(service: SegmentationService, settings: BotSettings | None = None) -> Dispatcher:
+    storage, isolation = create_storage(settings or service.settings)
+    options = {"storage": storage} if storage else {}
+    if isolation:
+        options["events_isolation"] = isolation
+    dp = Dispatcher(service=service, **options)
     dp.include_routers(common.create_router(), segmentation.create_router(), hair.create_router(),
                        background.create_router(), common.create_fallback_router())
 
@@ -29,33 +46,49 @@ def create_dispatcher(service: SegmentationService) -> Dispatcher:
     async def set_commands(bot: Bot) -> None:
         await bot.set_my_commands(common.COMMANDS)
 
+    @dp.shutdown()
+    async def finish_requests() -> None:
+        """Let requests being answered finish (a few seconds at most); background timings are dropped."""
+        import asyncio
+
+        pending = [t for t in service.tasks if not t.done()]
+        if pending:
+            log.info("stopping: waiting for %d request(s)", len(pending))
+            _, late = await asyncio.wait(pending, timeout=3)
+            for task in late:
+                task.cancel()
+
     return dp
 
 
 async def run_polling(settings: BotSettings, service: SegmentationService) -> None:
     bot = create_bot(settings)
-    dp = create_dispatcher(service)
+    dp = create_dispatcher(service, settings)
     await bot.delete_webhook(drop_pending_updates=False)
-    await dp.start_polling(bot, handle_signals=False)
+    log.info("polling for updates")
+    await dp.start_polling(bot, handle_signals=True)  # SIGTERM/SIGINT: stop polling, finish, close
 
 
-WEBHOOK_PATH = "/webhook"
+def webhook_secret(settings: BotSettings) -> str:
+    return settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
 
 
 def create_webhook_app(settings: BotSettings, service: SegmentationService):
-    """An aiohttp app receiving updates at WEBHOOK_PATH; registers settings.webhook_url on start."""
+    """An aiohttp app receiving updates at WEBHOOK_PATH; registers settings.webhook_url with a secret token on
+    start, and answers 401 to any request without it."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
     from aiohttp import web
 
     bot = create_bot(settings)
-    dp = create_dispatcher(service)
+    dp = create_dispatcher(service, settings)
+    secret = webhook_secret(settings)
 
     @dp.startup()
     async def register(bot: Bot) -> None:
-        await bot.set_webhook(settings.webhook_url)
+        await bot.set_webhook(settings.webhook_url, secret_token=secret)
 
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot).register(app, path=WEBHOOK_PATH)
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=WEBHOOK_PATH)
     setup_application(app, dp, bot=bot)
     return app
 
@@ -63,4 +96,5 @@ def create_webhook_app(settings: BotSettings, service: SegmentationService):
 def run_webhook(settings: BotSettings, service: SegmentationService) -> None:
     from aiohttp import web
 
-    web.run_app(create_webhook_app(settings, service), host=settings.webhook_host, port=settings.webhook_port)
+    web.run_app(create_webhook_app(settings, service), host=settings.webhook_host, port=settings.webhook_port,
+                access_log=None)

@@ -1,44 +1,127 @@
-"""Getting a photo out of a message into memory (never onto disk), with specific refusals."""
+"""Getting a photo out of a message into memory (never onto disk) and checking it at once.
+
+Every failure becomes one sentence for the user that names the image concerned; logs get the chat
+id and the kind of failure, never a URL (file URLs contain the bot token).
+"""
 
 from __future__ import annotations
 
-import io
+import asyncio
+import logging
 
+import aiohttp
+import numpy as np
 from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
+
+from runtime.errors import ImageError
+from runtime.images import load_image
+
+log = logging.getLogger(__name__)
 
 
 class PhotoRejected(Exception):
     """The message has no usable photo; the text says why, for the user."""
 
 
-def photo_file(message: Message, max_bytes: int) -> str:
+class _TooBig(Exception):
+    pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def photo_file(message: Message, max_bytes: int, what: str = "photo") -> str:
     if message.photo:
         item = message.photo[-1]  # the largest size Telegram made
     elif message.document:
         if not (message.document.mime_type or "").startswith("image/"):
-            raise PhotoRejected("That file is not an image. Please send a photo (JPEG, PNG or WebP).")
+            raise PhotoRejected(f"That file is not an image. Please send the {what} as a photo (JPEG, PNG or WebP).")
         item = message.document
     elif message.sticker:
-        raise PhotoRejected("Stickers can't be edited. Please send a photo.")
+        raise PhotoRejected(f"Stickers can't be edited. Please send the {what} as a photo.")
     else:
-        raise PhotoRejected("Please send a photo (or an image file), or /cancel.")
+        raise PhotoRejected(f"Please send the {what} as a photo (or an image file), or /cancel.")
     if item.file_size and item.file_size > max_bytes:
-        raise PhotoRejected(f"That file is {item.file_size / 2**20:.1f} MB; bots can only download files up to "
-                            f"{max_bytes / 2**20:.0f} MB. Please send a smaller photo.")
+        raise PhotoRejected(f"Your {what} is {_mb(item.file_size)}; bots can only download files up to "
+                            f"{max_bytes / 2**20:.0f} MB. Please send a smaller one.")
     return item.file_id
 
 
-async def download(bot: Bot, file_id: str) -> bytes:
-    buffer = io.BytesIO()
-    await bot.download(file_id, destination=buffer)
-    return buffer.getvalue()
+class _Capped:
+    """A write-only buffer that refuses to grow past `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.chunks, self.size = limit, [], 0
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _TooBig()
+        self.chunks.append(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        pass
+
+    def seek(self, *args) -> int:
+        return 0
 
 
-async def accept_photo(message: Message, max_bytes: int) -> str | None:
-    """The message's photo file id, or None after telling the user why it can't be used."""
+async def download(bot: Bot, file_id: str, *, max_bytes: int, timeout: int, chat_id: int, what: str) -> bytes:
+    """The file's bytes, or PhotoRejected with a sentence for the user (and a token-free log line)."""
     try:
-        return photo_file(message, max_bytes)
+        file = await bot.get_file(file_id)
+        if file.file_size and file.file_size > max_bytes:
+            raise _TooBig()
+        buffer = _Capped(max_bytes)
+        await bot.download_file(file.file_path, destination=buffer, timeout=timeout)
+        return b"".join(buffer.chunks)
+    except _TooBig:
+        raise PhotoRejected(f"Your {what} is larger than {max_bytes / 2**20:.0f} MB, the most a bot can download. "
+                            "Please send a smaller one.") from None
+    except TimeoutError:
+        log.warning("chat %s: downloading the %s timed out after %s s", chat_id, what, timeout)
+        raise PhotoRejected(f"Telegram took too long to give me your {what}; please send it again.") from None
+    except aiohttp.ClientResponseError as e:  # its text holds the file URL, and so the token: log the status only
+        log.warning("chat %s: downloading the %s failed with HTTP %s", chat_id, what, e.status)
+        raise PhotoRejected(f"I couldn't download your {what} from Telegram; please send it again.") from None
+    except aiohttp.ClientError as e:
+        log.warning("chat %s: downloading the %s failed (%s)", chat_id, what, type(e).__name__)
+        raise PhotoRejected(f"I couldn't download your {what} from Telegram; please send it again.") from None
+    except TelegramAPIError as e:
+        log.warning("chat %s: getFile for the %s failed (%s)", chat_id, what, type(e).__name__)
+        raise PhotoRejected(f"I couldn't download your {what} from Telegram; please send it again.") from None
+
+
+async def fetch_image(bot: Bot, file_id: str, *, settings, chat_id: int, what: str) -> np.ndarray:
+    """Download and decode (off the event loop) one image; PhotoRejected names it when it can't be used."""
+    data = await download(bot, file_id, max_bytes=settings.max_download_bytes, timeout=settings.download_timeout_s,
+                          chat_id=chat_id, what=what)
+    try:
+        return await asyncio.to_thread(load_image, data)
+    except ImageError as e:
+        raise PhotoRejected(f"Your {what} can't be used: {e}. Please send another {what}, or /cancel.") from None
+
+
+async def receive_image(message: Message, settings, what: str = "photo") -> tuple[str, np.ndarray] | None:
+    """(file id, decoded RGB) of the message's image, or None after telling the user why it can't be used."""
+    try:
+        file_id = photo_file(message, settings.max_download_bytes, what)
+        rgb = await fetch_image(message.bot, file_id, settings=settings, chat_id=message.chat.id, what=what)
     except PhotoRejected as e:
-        await message.answer(str(e))
+        await say(message, str(e))
         return None
+    return file_id, rgb
+
+
+async def say(message: Message, text: str) -> bool:
+    """Answer with one sentence; a failing send is logged (no token in it), never raised."""
+    try:
+        await message.answer(text)
+        return True
+    except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as e:
+        log.warning("chat %s: could not send a message (%s)", message.chat.id, type(e).__name__)
+        return False

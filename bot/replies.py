@@ -1,55 +1,115 @@
-"""Sending results, and turning failures into polite, specific replies."""
+"""Requests from accepted input to the last edited caption: admission, the reply, the late timings.
+
+A handler validates its input, then calls `submit`, which admits the request (or says why not) and
+returns at once; the request is processed in a task, in the chat's turn, and every failure ends in
+one sentence for the user and a log line without the token.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiohttp
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
-from aiogram.utils.chat_action import ChatActionSender
 
 from runtime.errors import SelfieTvmError
 
-from .service import Busy, Result
+from .photos import say
+from .service import Busy, Result, SegmentationService
 
 log = logging.getLogger(__name__)
 ALBUM_MAX = 10
-BUSY = "I'm busy with other photos right now. Please send it again in a minute."
-FAILED = "Sorry, something went wrong with that photo. Please try another one."
+CAPTION_MAX = 1024
+FAILED = "Sorry, something went wrong with that photo; please try another one."
+TIMEOUT = "Sorry, that took too long; please send the photo again in a minute."
+SEND_FAILED = "Sorry, Telegram refused the result I made for you; please try again."
+SEND_ERRORS = (TelegramAPIError, aiohttp.ClientError, TimeoutError)
 
 
 def _extension(data: bytes) -> str:
     return "png" if data.startswith(b"\x89PNG") else "jpg"
 
 
-async def send_result(message: Message, result: Result, *, album: bool = False) -> None:
+def _caption(result: Result) -> str:
+    return f"{result.images[-1][1]}\n{result.timings}"[:CAPTION_MAX]
+
+
+async def send_result(message: Message, result: Result, *, album: bool = False) -> Message:
+    """Send the images; the last one carries the timing report. Returns that last message."""
     files = [(BufferedInputFile(data, f"{i}.{_extension(data)}"), caption) for i, (data, caption) in
              enumerate(result.images)]
+    *grid, (last, _) = files
     if album:
-        *grid, (last, last_caption) = files
         for start in range(0, len(grid), ALBUM_MAX):
             chunk = grid[start : start + ALBUM_MAX]
             await message.answer_media_group([InputMediaPhoto(media=f, caption=c) for f, c in chunk])
-        await message.answer_photo(last, caption=f"{last_caption}\n{result.timings}")
-    else:
-        ((photo, caption),) = files
-        await message.answer_photo(photo, caption=f"{caption}\n{result.timings}")
+    return await message.answer_photo(last, caption=_caption(result))
 
 
-async def run_task(message: Message, task: Callable[[], Awaitable[Result]], *, album: bool = False) -> bool:
-    """Run a service task; reply with the result or a specific message. True when it succeeded."""
+async def submit(message: Message, service: SegmentationService, work: Callable[[], Result], *, album: bool = False,
+                 on_failure: Callable[[], Awaitable[None]] | None = None) -> bool:
+    """Admit the request (or tell the user why not) and process it in a task. True when admitted."""
+    chat = message.chat.id
     try:
-        async with ChatActionSender.upload_photo(bot=message.bot, chat_id=message.chat.id):
-            result = await task()
-    except Busy:
-        await message.answer(BUSY)
+        service.admission.enter(chat)
+    except Busy as e:
+        await say(message, str(e))
         return False
-    except SelfieTvmError as e:
-        await message.answer(f"{e}")
-        return False
-    except Exception:
-        log.exception("request from chat %s failed", message.chat.id)
-        await message.answer(FAILED)
-        return False
-    await send_result(message, result, album=album)
+    task = asyncio.create_task(_process(message, service, work, album, on_failure))
+    service.tasks.add(task)
+    task.add_done_callback(service.tasks.discard)
     return True
+
+
+async def _process(message, service: SegmentationService, work, album, on_failure) -> None:
+    chat = message.chat.id
+    result = sent = None
+    try:
+        async with service.admission.turn(chat):
+            try:
+                await message.bot.send_chat_action(chat, "upload_photo")
+            except SEND_ERRORS as e:
+                log.info("chat %s: chat action not sent (%s)", chat, type(e).__name__)
+            failure = None
+            try:
+                result = await service.reply_lane(work)
+            except TimeoutError:
+                log.warning("chat %s: request timed out after %s s", chat, service.settings.request_timeout_s)
+                failure = TIMEOUT
+            except SelfieTvmError as e:
+                failure = f"Sorry, I couldn't process that: {e}."
+            except Exception:
+                log.exception("chat %s: request failed", chat)
+                failure = FAILED
+            if result is not None:
+                service.plan_background(result.report)
+                try:
+                    sent = await send_result(message, result, album=album)
+                except SEND_ERRORS as e:
+                    log.warning("chat %s: sending the result failed (%s: %s)", chat, type(e).__name__,
+                                getattr(e, "message", ""))
+                    failure = SEND_FAILED
+            if failure:
+                await say(message, failure)
+                if on_failure:
+                    await on_failure()
+    finally:
+        service.admission.leave(chat)
+    if result is not None:
+        await _late_timings(message, service, result, sent)
+
+
+async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message | None) -> None:
+    """Time the slower engines on the same photo in the background, then edit the caption (or follow up)."""
+    try:
+        if not await service.time_others(result) or sent is None:
+            return
+        await message.bot.edit_message_caption(chat_id=sent.chat.id, message_id=sent.message_id,
+                                               caption=_caption(result))
+    except SEND_ERRORS as e:
+        log.warning("chat %s: editing the timings failed (%s)", message.chat.id, type(e).__name__)
+    except RuntimeError:  # the timing lane was shut down (the bot is stopping)
+        log.info("chat %s: background timings dropped at shutdown", message.chat.id)

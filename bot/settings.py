@@ -7,7 +7,10 @@ import re
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.engines import ENGINE_NAMES
+
 TOKEN_PATTERN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
+SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as a webhook secret_token
 
 
 class BotSettings(BaseSettings):
@@ -15,19 +18,43 @@ class BotSettings(BaseSettings):
 
     token: SecretStr = Field(validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "SELFIE_BOT_TOKEN"))
     model: str = "selfie_multiclass_twin"
+    # Engines to run. The fastest one (measured at start) answers; the others are timed on the same
+    # photo in the background and their timings follow in an edited caption.
     engines: list[str] = ["tvm-tuned", "tvm-default", "litert"]
-    threads: int = 2
-    max_pending: int = 4  # requests queued or running before the bot answers "busy"
-    workers: int = 1  # inference threads (one request at a time keeps timings honest)
+    threads: int = Field(2, ge=1)  # threads per engine, the same for every engine
+    chat_queue: int = Field(2, ge=0)  # photos a chat may queue behind the one being processed
+    max_pending: int = Field(32, ge=1)  # requests queued or running, all chats together, before "busy"
+    # Background timings: when the queued work of the slower engines exceeds this, a new photo gets
+    # the benchmark's p50 for them instead of a measurement.
+    background_backlog_s: float = Field(60.0, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0)  # one request's processing, queueing included
+    download_timeout_s: int = Field(30, ge=1)
     max_download_bytes: int = 20 * 1024 * 1024  # the Bot API's getFile limit
     api_server: str | None = None  # a local Bot API server, e.g. http://127.0.0.1:8081
     webhook_url: str | None = None  # set to use a webhook instead of long polling
+    webhook_secret: SecretStr | None = None  # X-Telegram-Bot-Api-Secret-Token; generated at start when unset
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
+    redis_url: str | None = None  # e.g. redis://redis:6379/0: FSM state and event isolation shared by replicas
 
     @field_validator("token")
     @classmethod
     def _token_format(cls, v: SecretStr) -> SecretStr:
         if not TOKEN_PATTERN.match(v.get_secret_value()):
             raise ValueError("TELEGRAM_BOT_TOKEN does not look like a bot token (digits:secret from @BotFather)")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_format(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not SECRET_PATTERN.match(v.get_secret_value()):
+            raise ValueError("the webhook secret may hold 1-256 characters A-Z, a-z, 0-9, _ and -")
+        return v
+
+    @field_validator("engines")
+    @classmethod
+    def _known_engines(cls, v: list[str]) -> list[str]:
+        unknown = [e for e in v if e not in ENGINE_NAMES]
+        if unknown or not v:
+            raise ValueError(f"engines must be a non-empty list of {', '.join(ENGINE_NAMES)}; got {v}")
         return v

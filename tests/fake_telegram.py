@@ -24,6 +24,7 @@ class Sent:
     method: str
     params: dict
     files: dict[str, bytes] = field(default_factory=dict)
+    result_id: int | None = None  # the message_id the fake gave the sent message
 
     def images(self) -> list[Image.Image]:
         return [Image.open(io.BytesIO(data)) for data in self.files.values()]
@@ -36,8 +37,12 @@ class FakeTelegram:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.sent: dict[int, list[Sent]] = {}
         self.commands: list[dict] = []
-        self._read: dict[int, int] = {}
+        self._read: dict[tuple, int] = {}
         self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        # Failures to inject: method name (or "file" for downloads) -> list of (HTTP status, description,
+        # delay in seconds), each used once, in order.
+        self.failures: dict[str, list[tuple[int, str, float]]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self.url = ""
@@ -55,6 +60,21 @@ class FakeTelegram:
         port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self.url
+
+    def fail(self, method: str, status: int = 500, description: str = "Internal Server Error", *,
+             delay: float = 0.0, times: int = 1) -> None:
+        """Make the next `times` calls of `method` ("file": file downloads) fail, after `delay` seconds."""
+        self.failures.setdefault(method, []).extend([(status, description, delay)] * times)
+
+    async def _injected(self, method: str) -> web.Response | None:
+        queue = self.failures.get(method)
+        if not queue:
+            return None
+        status, description, delay = queue.pop(0)
+        await asyncio.sleep(delay)
+        if status == 200:
+            return None  # only delayed
+        return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)
 
     async def stop(self) -> None:
         if self._runner:
@@ -79,6 +99,8 @@ class FakeTelegram:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params, files = await self._params(request)
+        if (failed := await self._injected(method)) is not None:
+            return failed
         handler = getattr(self, f"api_{method}", None)
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": f"no method {method}"},
@@ -88,6 +110,10 @@ class FakeTelegram:
 
     async def _file(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        if (failed := await self._injected("file")) is not None:
+            return failed
         for data, file_path in self.files.values():
             if file_path == path:
                 return web.Response(body=data)
@@ -103,6 +129,7 @@ class FakeTelegram:
 
     async def api_setWebhook(self, params, files):
         self.webhook_url = params["url"]
+        self.webhook_secret = params.get("secret_token")
         return True
 
     async def api_setMyCommands(self, params, files):
@@ -134,12 +161,19 @@ class FakeTelegram:
         return True
 
     async def api_sendMessage(self, params, files):
-        await self._record(params, Sent("sendMessage", params))
-        return self._message(params, text=params.get("text"))
+        message = self._message(params, text=params.get("text"))
+        await self._record(params, Sent("sendMessage", params, result_id=message["message_id"]))
+        return message
 
     async def api_sendPhoto(self, params, files):
-        await self._record(params, Sent("sendPhoto", params, files))
-        return self._message(params, photo=[self._photo_size(files.get("photo", b""))], caption=params.get("caption"))
+        message = self._message(params, photo=[self._photo_size(files.get("photo", b""))],
+                                caption=params.get("caption"))
+        await self._record(params, Sent("sendPhoto", params, files, result_id=message["message_id"]))
+        return message
+
+    async def api_editMessageCaption(self, params, files):
+        await self._record(params, Sent("editMessageCaption", params))
+        return self._message(params, caption=params.get("caption"))
 
     async def api_sendMediaGroup(self, params, files):
         ordered = {}
@@ -170,15 +204,31 @@ class FakeTelegram:
         self.files[file_id] = (data, f"photos/{file_id}_{name}")
         return file_id
 
-    async def _push(self, chat_id: int, message: dict) -> None:
-        update = {"update_id": next(self._ids), "message": {
+    def update(self, chat_id: int, message: dict) -> dict:
+        """An update carrying a user's message (to push, or to feed a dispatcher directly)."""
+        return {"update_id": next(self._ids), "message": {
             "message_id": next(self._ids), "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private"},
             "from": {"id": chat_id, "is_bot": False, "first_name": f"user{chat_id}"}, **message}}
+
+    def text_message(self, text: str) -> dict:
+        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") \
+            else []
+        return {"text": text, "entities": entities}
+
+    def photo_message(self, data: bytes, *, size: int | None = None) -> dict:
+        file_id = self.add_file(data)
+        return {"photo": [{"file_id": file_id, "file_unique_id": file_id, "width": 512, "height": 512,
+                           "file_size": size or len(data)}]}
+
+    async def _push(self, chat_id: int, message: dict) -> None:
+        update = self.update(chat_id, message)
         if self.webhook_url:  # webhook mode: deliver by POSTing to the bot, as Telegram does
             import aiohttp
 
-            async with aiohttp.ClientSession() as session, session.post(self.webhook_url, json=update) as resp:
+            headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret} if self.webhook_secret else {}
+            async with aiohttp.ClientSession() as session, \
+                    session.post(self.webhook_url, json=update, headers=headers) as resp:
                 assert resp.status == 200, await resp.text()
             return
         async with self._changed:
@@ -186,14 +236,10 @@ class FakeTelegram:
             self._changed.notify_all()
 
     async def send_text(self, chat_id: int, text: str) -> None:
-        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") \
-            else []
-        await self._push(chat_id, {"text": text, "entities": entities})
+        await self._push(chat_id, self.text_message(text))
 
     async def send_photo(self, chat_id: int, data: bytes, *, size: int | None = None) -> None:
-        file_id = self.add_file(data)
-        await self._push(chat_id, {"photo": [{"file_id": file_id, "file_unique_id": file_id, "width": 512,
-                                              "height": 512, "file_size": size or len(data)}]})
+        await self._push(chat_id, self.photo_message(data, size=size))
 
     async def send_document(self, chat_id: int, data: bytes, mime: str, name: str = "photo.png") -> None:
         file_id = self.add_file(data, name)
@@ -206,15 +252,23 @@ class FakeTelegram:
                                                "is_video": False}})
 
     async def replies(self, chat_id: int, count: int, timeout: float = 120.0) -> list[Sent]:
-        """Wait for `count` replies (chat actions excluded) beyond those already read, and return them."""
-        read = self._read.get(chat_id, 0)
+        """Wait for `count` new messages (chat actions and caption edits excluded) and return them."""
+        return await self._wait(chat_id, count, timeout, lambda s: s.method not in ("sendChatAction",
+                                                                                       "editMessageCaption"))
+
+    async def edits(self, chat_id: int, count: int = 1, timeout: float = 120.0) -> list[Sent]:
+        """Wait for `count` new caption edits (the late timings) and return them."""
+        return await self._wait(chat_id, count, timeout, lambda s: s.method == "editMessageCaption")
+
+    async def _wait(self, chat_id: int, count: int, timeout: float, kind) -> list[Sent]:
+        key = (chat_id, kind.__code__)
+        read = self._read.get(key, 0)
 
         def fresh() -> list[Sent]:
-            msgs = [s for s in self.sent.get(chat_id, []) if s.method != "sendChatAction"]
-            return msgs[read:]
+            return [s for s in self.sent.get(chat_id, []) if kind(s)][read:]
 
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(fresh()) >= count), timeout)
             got = fresh()[:count]
-        self._read[chat_id] = read + count
+        self._read[key] = read + count
         return got

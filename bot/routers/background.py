@@ -9,8 +9,9 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import accept_photo, download
-from ..replies import run_task
+from ..photos import PhotoRejected, fetch_image, receive_image, say
+from ..replies import submit
+from .common import restore_state
 
 
 class Background(StatesGroup):
@@ -24,22 +25,29 @@ async def ask_portrait(message: Message, state: FSMContext) -> None:
 
 
 async def got_portrait(message: Message, state: FSMContext, service) -> None:
-    file_id = await accept_photo(message, service.settings.max_download_bytes)
-    if file_id is None:
-        return
-    await state.update_data(portrait=file_id)
+    received = await receive_image(message, service.settings, "portrait")
+    if received is None:
+        return  # told which image is bad; still waiting for the portrait
+    await state.update_data(portrait=received[0])
     await state.set_state(Background.background)
     await message.answer("Now send the new background.")
 
 
 async def got_background(message: Message, state: FSMContext, service) -> None:
-    file_id = await accept_photo(message, service.settings.max_download_bytes)
-    if file_id is None:
+    received = await receive_image(message, service.settings, "background")
+    if received is None:
+        return  # the portrait is kept; still waiting for a usable background
+    background = received[1]
+    try:
+        portrait = await fetch_image(message.bot, (await state.get_data())["portrait"], settings=service.settings,
+                                     chat_id=message.chat.id, what="portrait")
+    except PhotoRejected as e:
+        await state.set_state(Background.portrait)
+        await say(message, str(e))
         return
-    portrait = await download(message.bot, (await state.get_data())["portrait"])
-    background = await download(message.bot, file_id)
-    if await run_task(message, lambda: service.run(service.background, portrait, background)):
-        await state.clear()
+    await state.clear()
+    await submit(message, service, lambda: service.background(portrait, background),
+                 on_failure=restore_state(state, Background.portrait))
 
 
 def create_router() -> Router:

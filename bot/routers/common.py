@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State
 from aiogram.types import BotCommand, Message
 
 COMMANDS = [
@@ -39,6 +40,19 @@ async def unknown_command(message: Message) -> None:
     await message.answer("I don't know that command. /help lists what I can do.")
 
 
+async def no_flow(message: Message) -> None:
+    await message.answer("What should I do with it? Send /segmentation, /change_hair_color or /change_background "
+                         "first.")
+
+
+def restore_state(state: FSMContext, step: State):
+    """After a failed request: wait at `step` again, unless the user has started something else meanwhile."""
+    async def restore() -> None:
+        if await state.get_state() is None:
+            await state.set_state(step)
+    return restore
+
+
 def create_router() -> Router:
     """/start, /help, /cancel: checked before the features, so they work in any state."""
     router = Router(name="common")
@@ -52,4 +66,5 @@ def create_fallback_router() -> Router:
     """Checked last: a command nobody handled."""
     router = Router(name="fallback")
     router.message(F.text.startswith("/"))(unknown_command)
+    router.message(F.photo | F.document | F.sticker)(no_flow)
     return router

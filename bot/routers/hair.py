@@ -12,8 +12,9 @@ from runtime.colors import ACCEPTED, parse_color
 from runtime.errors import ColorError
 
 from ..filters import NOT_A_COMMAND
-from ..photos import accept_photo, download
-from ..replies import run_task
+from ..photos import PhotoRejected, fetch_image, receive_image, say
+from ..replies import submit
+from .common import restore_state
 
 
 class HairColor(StatesGroup):
@@ -27,27 +28,32 @@ async def ask_photo(message: Message, state: FSMContext) -> None:
 
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
-    file_id = await accept_photo(message, service.settings.max_download_bytes)
-    if file_id is None:
+    """A photo, checked now; also while a colour is awaited (the new photo replaces the old one)."""
+    received = await receive_image(message, service.settings, "photo")
+    if received is None:
         return
-    await state.update_data(photo=file_id)
+    await state.update_data(photo=received[0])  # the file id only: state may live in Redis
     await state.set_state(HairColor.color)
     await message.answer(f"Which colour? {ACCEPTED}.")
 
 
 async def got_color(message: Message, state: FSMContext, service) -> None:
     try:
-        parse_color(message.text)
+        color = parse_color(message.text)
     except ColorError as e:
         await message.answer(f"{e}. Send another colour, or /cancel.")
         return
-    photo = await download(message.bot, (await state.get_data())["photo"])
-    if await run_task(message, lambda: service.run(service.hair_color, photo, message.text)):
-        await state.clear()
-
-
-async def not_a_color(message: Message) -> None:
-    await message.answer(f"Please send the colour as text: {ACCEPTED}.")
+    try:
+        rgb = await fetch_image(message.bot, (await state.get_data())["photo"], settings=service.settings,
+                                chat_id=message.chat.id, what="photo")
+    except PhotoRejected as e:
+        await state.set_state(HairColor.photo)
+        await say(message, str(e))
+        return
+    await state.clear()
+    text = message.text
+    await submit(message, service, lambda: service.hair_color(rgb, color, text),
+                 on_failure=restore_state(state, HairColor.photo))
 
 
 def create_router() -> Router:
@@ -55,5 +61,10 @@ def create_router() -> Router:
     router.message(Command("change_hair_color", "change-hair-color"))(ask_photo)
     router.message(HairColor.photo, NOT_A_COMMAND)(got_photo)
     router.message(HairColor.color, F.text, NOT_A_COMMAND)(got_color)
+    router.message(HairColor.color, F.photo | F.document)(got_photo)
     router.message(HairColor.color, NOT_A_COMMAND)(not_a_color)
     return router
+
+
+async def not_a_color(message: Message) -> None:
+    await message.answer(f"Please send the colour as text: {ACCEPTED}.")

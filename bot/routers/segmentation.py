@@ -9,8 +9,8 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import accept_photo, download
-from ..replies import run_task
+from ..photos import receive_image
+from ..replies import submit
 
 
 class Segmentation(StatesGroup):
@@ -19,16 +19,16 @@ class Segmentation(StatesGroup):
 
 async def ask_photo(message: Message, state: FSMContext) -> None:
     await state.set_state(Segmentation.photo)
-    await message.answer("Send me a photo to segment.")
+    await message.answer("Send me a photo to segment (or several; /cancel when done).")
 
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
-    file_id = await accept_photo(message, service.settings.max_download_bytes)
-    if file_id is None:
-        return
-    photo = await download(message.bot, file_id)
-    if await run_task(message, lambda: service.run(service.segmentation, photo), album=True):
-        await state.clear()
+    received = await receive_image(message, service.settings, "photo")
+    if received is None:
+        return  # told why; still waiting for a photo
+    _, rgb = received
+    # The step stays: more photos may follow (one at a time per chat, a few queued); /cancel ends it.
+    await submit(message, service, lambda: service.segmentation(rgb), album=True)
 
 
 def create_router() -> Router:

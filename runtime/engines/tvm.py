@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,10 @@ from .base import Engine
 
 
 def set_tvm_threads(threads: int) -> None:
-    """Resize TVM's (process-wide) thread pool.
+    """Size TVM's CPU thread pool *of the calling thread* (TVM keeps one pool per OS thread).
 
-    Reconfiguring the pool pins the calling thread to core 0; every thread it starts afterwards
+    Call it on the thread that runs inference: a pool sized elsewhere does not apply there.
+    Reconfiguring the pool pins the calling thread to one core; every thread it starts afterwards
     (LiteRT's among them) would inherit that, so the caller's affinity is restored.
     """
     import os
@@ -24,6 +26,17 @@ def set_tvm_threads(threads: int) -> None:
     affinity = os.sched_getaffinity(0)
     tvm.get_global_func("runtime.config_threadpool")(0, threads)
     os.sched_setaffinity(0, affinity)
+    _pool.threads = threads
+
+
+def tvm_threads() -> int:
+    """The worker count of the calling thread's TVM pool: what a run on this thread really uses."""
+    import tvm
+
+    return int(tvm.get_global_func("runtime.NumThreads")())
+
+
+_pool = threading.local()  # the size this OS thread's pool was given by set_tvm_threads
 
 
 class TVMEngine(Engine):
@@ -51,15 +64,20 @@ class TVMEngine(Engine):
         self.metadata = LibraryMetadata.read(meta_path)
         check_metadata(self.metadata, model.spec.name, model.sha256(), target, library)
         self.library = library
-        set_tvm_threads(threads)
         self._device = tvm.cpu()
         self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
         self._main = self._vm["main"]
         self._tensor = tvm.runtime.tensor
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if getattr(_pool, "threads", None) != self.threads:  # first run on this thread, or resized
+            set_tvm_threads(self.threads)
         out = self._main(self._tensor(np.ascontiguousarray(x, dtype=np.float32), self._device))
         return out.numpy()
+
+    def actual_threads(self) -> int:
+        """Threads a run on the calling thread uses (TVM's pool of this thread, as TVM reports it)."""
+        return tvm_threads()
 
 
 class TVMDefaultEngine(TVMEngine):
