@@ -25,6 +25,10 @@ class ImageError(SelfieTvmError):
     pass
 
 
+class ImageNotFoundError(ImageError):
+    pass
+
+
 class UnsupportedImageFormatError(ImageError):
     pass
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import CorruptImageError, ImageTooLargeError, UnsupportedImageFormatError
+from .errors import (
+    CorruptImageError,
+    ImageError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    UnsupportedImageFormatError,
+)
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Photos whose long side exceeds this are downscaled before anything else (segmentation runs
@@ -22,7 +28,7 @@ ALPHA_BACKGROUND = (255, 255, 255)
 
 def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.ndarray:
     """Return an RGB uint8 array (H, W, 3), upright as the camera meant it."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    data = source if isinstance(source, bytes) else _read(Path(source))
     if not data:
         raise CorruptImageError("the file is empty")
     with warnings.catch_warnings():
@@ -54,6 +60,17 @@ def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.nd
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise ImageNotFoundError(f"{path} is a directory; give the photo's file") from None
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

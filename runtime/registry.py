@@ -75,7 +75,8 @@ class Registry:
         try:
             return self.models[name]
         except KeyError:
-            raise RegistryError(f"unknown model {name!r}; known models: {', '.join(sorted(self.models))}") from None
+            raise RegistryError(f"unknown model {name!r}; known models: {', '.join(sorted(self.models))} "
+                                "(`selfie-tvm models` lists them)") from None
 
     def find_by_filename(self, filename: str) -> ModelSpec | None:
         return next((m for m in self.models.values() if m.filename == filename), None)

@@ -11,6 +11,7 @@ from runtime.acquire import ResolvedModel
 from runtime.artifacts import LibraryMetadata, build_dir, library_paths
 from runtime.target import TargetSpec
 
+from .errors import MissingRecordsError
 from .importer import import_tflite, optimize
 from .tune import apply_records, count_records
 
@@ -30,7 +31,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Path
            budget: int | None = None, out_root: Path | None = None) -> Path:
     """Compile and write <kind>.so (weights inside) with <kind>.json metadata beside it."""
     if kind == "tuned" and (records is None or count_records(records) == 0):
-        raise ValueError(f"a tuned build needs tuning records; none in {records}")
+        raise MissingRecordsError(model.spec.name, records)
     directory = build_dir(model.spec.name, target) if out_root is None else out_root
     directory.mkdir(parents=True, exist_ok=True)
     lib_path, meta_path = library_paths(directory, kind)

@@ -3,6 +3,9 @@
 The runtime's own verbs are listed here; other packages add theirs through the entry-point group
 `selfie_tvm.commands` (pyproject.toml: `tuning` registers `compile` and `tune`), so the runtime
 never imports them. A verb module has `register(subparsers)`, which sets `run` on its parser.
+
+A user's mistake or a missing artefact is one line on stderr (`error: ...`, saying what to do) and
+exit status 2, never a traceback; `-v` shows the traceback of file-system errors.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. an output directory that cannot be written
+        if args.verbose:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where} (run with -v for details)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,12 +9,23 @@ from ..engines import ENGINE_NAMES
 from ..segmenter import Segmentation
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a mistake is a usage message, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="registry model name (default: the registry default); see `selfie-tvm models`")
     p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
     p.add_argument("--engine", default="litert", choices=ENGINE_NAMES, help="inference engine")
-    p.add_argument("--threads", type=int, default=1, help="inference threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="inference threads")
 
 
 def report(seg: Segmentation, label: str = "") -> None:

@@ -27,10 +27,10 @@ def run(args) -> int:
     model = resolve_model(args.model, path=args.model_path)
     target = target_from(args)
     print(f"compiling {model.spec.name} for {target.id} ({target.to_tvm()})")
-    print(f"wrote {export(model, target, 'default', out_root=args.out)}")
-    if args.tuned:
+    if args.tuned:  # first: without records it stops at once, before a long untuned build
         records = args.records or records_dir(model.spec.name, target)
         print(f"wrote {export(model, target, 'tuned', records=records, out_root=args.out)}")
+    print(f"wrote {export(model, target, 'default', out_root=args.out)}")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
     return 0

@@ -6,17 +6,27 @@ import argparse
 import os
 from pathlib import Path
 
+from runtime.cli.common import positive_int
+
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("target (default: this machine)")
     g.add_argument("--mcpu", default=None, help="LLVM CPU name, e.g. znver3, skylake-avx512 (default: detected)")
-    g.add_argument("--num-cores", type=int, default=None, help="cores to compile and tune for (default: all)")
+    g.add_argument("--num-cores", type=positive_int, default=None, help="cores to compile and tune for (default: all)")
     g.add_argument("--mtriple", default=None, help="LLVM target triple (default: x86_64-linux-gnu, as the seed)")
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="selfie_multiclass_twin", help="registry model name")
     p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
+
+
+def rpc_tracker(text: str) -> str:
+    """argparse type for --rpc-tracker: HOST:PORT."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, e.g. 127.0.0.1:9190; got {text!r}")
+    return text
 
 
 def ensure_tvm_threads(num_cores: int | None) -> None:

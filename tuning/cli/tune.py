@@ -6,7 +6,10 @@ import statistics
 import time
 from pathlib import Path
 
-from .options import add_model_option, add_target_options, ensure_tvm_threads, target_from
+from runtime.cli.common import positive_int
+from runtime.errors import SelfieTvmError
+
+from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
 
 DEFAULT_BUDGET = 2000
 
@@ -15,13 +18,13 @@ def register(sub) -> None:
     p = sub.add_parser("tune", help="auto-tune a model with MetaSchedule and export tuned.so")
     add_model_option(p)
     add_target_options(p)
-    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+    p.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
                    help="total trials, counting those already in the records (default: %(default)s)")
-    p.add_argument("--per-task", type=int, default=None, help="cap on trials per task")
-    p.add_argument("--per-iter", type=int, default=16, help="candidates measured per search iteration")
+    p.add_argument("--per-task", type=positive_int, default=None, help="cap on trials per task")
+    p.add_argument("--per-iter", type=positive_int, default=16, help="candidates measured per search iteration")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="tuning records directory (default: results/<model>/<target>/tuning)")
-    p.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT",
+    p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
     p.add_argument("--out", type=Path, default=None, help="library directory (default: tvm_model/<model>/<target>)")
@@ -40,7 +43,8 @@ def _median_ms(engine, x, runs: int = 3) -> float:
 
 def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
-        raise SystemExit("--rpc-tracker and --rpc-key go together")
+        raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
+                             "`selfie-tvm tune --rpc-tracker 127.0.0.1:9190 --rpc-key mydevice`")
     ensure_tvm_threads(args.num_cores)
     import numpy as np
 

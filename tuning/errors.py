@@ -1,0 +1,19 @@
+"""Errors of the tuning verbs: for end users, each says which command fixes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.errors import SelfieTvmError
+
+
+class MissingRecordsError(SelfieTvmError):
+    """A tuned build was asked for, but there are no tuning records to build it from."""
+
+    def __init__(self, model: str, records: Path | None) -> None:
+        self.model = model
+        self.records = records
+        where = f"in {records}" if records is not None else "given"
+        super().__init__(
+            f"no tuning records for {model} {where}: tune it first with `selfie-tvm tune --model {model}`, "
+            f"or point `selfie-tvm compile --tuned --records DIR` at existing records")
