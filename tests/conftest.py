@@ -58,25 +58,23 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def need_model(name: str) -> Path:
-    """A real model file: skipped when absent on a developer machine, a failure in CI."""
-    path = models_dir() / f"{name}.tflite"
+def _need(path: Path, missing: str) -> Path:
+    """A file from ../shared: skipped when absent on a developer machine, a failure in CI."""
     if not path.is_file():
-        message = f"{name}.tflite is not in SELFIE_TVM_MODELS_DIR ({models_dir()})"
         if in_ci():
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
+            pytest.fail(f"CI=true: {missing}", pytrace=False)
+        pytest.skip(missing)
     return path
 
 
+def need_model(name: str) -> Path:
+    """A real model file (SELFIE_TVM_MODELS_DIR, ../shared/models by default)."""
+    return _need(models_dir() / f"{name}.tflite", f"{name}.tflite is not in SELFIE_TVM_MODELS_DIR ({models_dir()})")
+
+
 def need_reference() -> Path:
-    """The real model's graph as TVM printed it (shared/reference), with the same rules as need_model."""
-    if not SHARED_REFERENCE.is_file():
-        message = f"{SHARED_REFERENCE} is not beside the checkout"
-        if in_ci():
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
-    return SHARED_REFERENCE
+    """The real model's graph as TVM printed it (../shared/reference)."""
+    return _need(SHARED_REFERENCE, f"{SHARED_REFERENCE} is not beside the checkout")
 
 
 @pytest.fixture(scope="session")
