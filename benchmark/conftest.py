@@ -74,7 +74,6 @@ class Bench:
             except SelfieTvmError as e:
                 pytest.fail(f"engine {name} cannot run: {e}", pytrace=False)
             t1 = time.perf_counter()
-            set_threads(engine, threads)
             engine.run(self.x)
             t2 = time.perf_counter()
             self.loaded[key] = LoadedEngine(engine, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
@@ -85,14 +84,6 @@ class Bench:
         """Load every engine at this thread count (its first run decides whether it is slow), then plan."""
         first = {e: self.get(e, threads).first_run_ms for e in self.engines}
         return self.protocol.plan(name, first)
-
-
-def set_threads(engine, threads: int) -> None:
-    """Point TVM's thread pool (the calling thread's) at this run's thread count before timing."""
-    if engine.name.startswith("tvm"):
-        from runtime.engines.tvm import set_tvm_threads
-
-        set_tvm_threads(threads)
 
 
 @pytest.fixture(scope="session")

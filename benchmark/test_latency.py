@@ -16,8 +16,6 @@ import numpy as np
 
 from runtime.processing import to_probabilities
 
-from .conftest import set_threads
-
 
 def test_inference(benchmark, bench, engine_name, threads):
     plan = bench.plan(engine_name, threads)
@@ -25,10 +23,9 @@ def test_inference(benchmark, bench, engine_name, threads):
     partners = [bench.get(name, threads) for name in plan.interleaved_with]
 
     def interleave():
+        # A TVM engine sizes its thread's pool itself when it differs (all engines here share `threads`).
         for other in partners:
-            set_threads(other.engine, threads)
             other.engine.run(bench.x)
-        set_threads(this.engine, threads)
         return (bench.x,), {}
 
     spec = bench.model.spec
@@ -43,6 +40,9 @@ def test_inference(benchmark, bench, engine_name, threads):
                              iterations=1)
     # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
     benchmark.extra_info["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if hasattr(this.engine, "actual_threads"):  # TVM: the pool the timed runs really used
+        benchmark.extra_info["pool_threads"] = this.engine.actual_threads()
+        assert benchmark.extra_info["pool_threads"] == threads
 
     # What was timed is the model: the registry's output shape, and LiteRT's answer on the same input.
     channels = spec.num_classes if spec.output_kind == "logits" else 1
