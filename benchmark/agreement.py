@@ -16,14 +16,9 @@ def inputs_for(model: ResolvedModel) -> list[tuple[str, np.ndarray]]:
         rng = np.random.default_rng(0)
         return [(f"synthetic-{i}", rng.random((1, spec.input.height, spec.input.width, spec.input.channels),
                                               dtype=np.float32)) for i in range(3)]
-    import matplotlib.cbook
-    from skimage import data
+    from .photos import portraits
 
-    from runtime.images import load_image
-
-    photos = {"astronaut": data.astronaut(),
-              "grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
-    return [(name, preprocess(rgb, spec)) for name, rgb in photos.items()]
+    return [(name, preprocess(rgb, spec)) for name, rgb in portraits().items()]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

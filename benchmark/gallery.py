@@ -21,8 +21,9 @@ from PIL import Image, ImageDraw, ImageFont
 from runtime.artifacts import results_root
 from runtime.effects import overlay, recolor_hair, replace_background
 from runtime.engines import engine_label
-from runtime.images import load_image
 from runtime.pipeline import load_segmenter
+
+from .photos import portraits, scenery
 
 HAIR_COLOR = (138, 43, 226)  # "#8a2be2", the README's example
 ENGINE = "litert"
@@ -32,16 +33,6 @@ ENGINE = "litert"
 class Item:
     path: Path
     caption: str
-
-
-def photos() -> dict[str, np.ndarray]:
-    """The project's real test photos: scikit-image's astronaut, matplotlib's Grace Hopper, a rocket."""
-    import matplotlib.cbook
-    from skimage import data
-
-    return {"astronaut": data.astronaut(),
-            "grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
-            "rocket": data.rocket()}
 
 
 def _side_by_side(panels: list[np.ndarray], caption: str, width: int) -> Image.Image:
@@ -134,9 +125,9 @@ def latency(out: Path, width: int, root: Path | None = None) -> Item | None:
 
 
 def make_gallery(out: Path, width: int = 512, results: Path | None = None) -> list[Item]:
-    p = photos()
+    p = portraits()
     items = [segmentation(p["astronaut"], out, width), hair(p["astronaut"], out, width),
-             background(p["grace_hopper"], p["rocket"], out, width), latency(out, width, results)]
+             background(p["grace_hopper"], scenery(), out, width), latency(out, width, results)]
     return [i for i in items if i is not None]
 
 
