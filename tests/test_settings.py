@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from runtime import artifacts
 
-TARGET = SimpleNamespace(id="cpu-avx2-2c")  # build_dir/records_dir only need the target's id
+TARGET = SimpleNamespace(id="cpu-avx2-2c")  # build_dir/report_dir only need the target's id
 
 
 def test_paths_follow_dot_env_read_at_call_time(tmp_path, monkeypatch):
@@ -16,7 +16,7 @@ def test_paths_follow_dot_env_read_at_call_time(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text(f"SELFIE_TVM_BUILD_DIR={tmp_path / 'libs'}\n"
                                    f"SELFIE_TVM_RESULTS_DIR={tmp_path / 'res'}\n")
     assert artifacts.build_dir("m", TARGET) == tmp_path / "libs" / "m" / "cpu-avx2-2c"
-    assert artifacts.records_dir("m", TARGET) == tmp_path / "res" / "m" / "cpu-avx2-2c" / "tuning"
+    assert artifacts.report_dir("m", TARGET) == tmp_path / "res" / "m" / "cpu-avx2-2c"
 
 
 def test_environment_set_after_import_is_honoured(tmp_path, monkeypatch):
