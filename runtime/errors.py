@@ -47,3 +47,7 @@ class ColorError(SelfieTvmError):
 
 class EngineError(SelfieTvmError):
     pass
+
+
+class TargetError(SelfieTvmError):
+    pass

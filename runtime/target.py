@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+
+from .errors import TargetError
 
 # Feature groups LLVM may assume for a CPU name that a hypervisor can still hide from the guest
 # (LLVM says "znver4" on these VMs while /proc/cpuinfo has no avx512f: code for it would SIGILL).
@@ -111,7 +114,23 @@ def host_target(mcpu: str | None = None, num_cores: int | None = None, mtriple: 
             mattr = tuple(neg for flag, neg in _HIDEABLE.items()
                           if flag not in flags and codegen.llvm_cpu_has_features([flag], _tvm_target(cpu)))
     cores = num_cores or len(os.sched_getaffinity(0))
-    return TargetSpec(cpu, cores, mtriple or SEED_TRIPLE, mattr)
+    triple = mtriple or SEED_TRIPLE
+    if mcpu is not None or mtriple is not None:
+        check_llvm_names(cpu, triple)
+    return TargetSpec(cpu, cores, triple, mattr)
+
+
+def check_llvm_names(mcpu: str, mtriple: str) -> None:
+    """Refuse a CPU name or triple LLVM does not know (it would fall back to a generic CPU, or crash)."""
+    from tvm.target import codegen
+
+    arch = mtriple.split("-")[0]
+    if arch not in set(codegen.llvm_get_targets()) and not re.fullmatch(r"i[3-6]86", arch):
+        raise TargetError(f"--mtriple {mtriple!r}: LLVM knows no architecture {arch!r}; "
+                          f"use e.g. {SEED_TRIPLE} or aarch64-linux-gnu, or leave --mtriple out")
+    if not codegen.llvm_is_valid_cpu(mcpu, mtriple):
+        raise TargetError(f"--mcpu {mcpu!r} is not a CPU LLVM knows for {mtriple}; use e.g. znver3, "
+                          "skylake-avx512, x86-64-v3, or leave --mcpu out to detect this machine's")
 
 
 def _tvm_target(cpu: str):

@@ -115,3 +115,12 @@ def test_rpc_key_without_tracker(capsys):
 
 def test_bad_budget(capsys):
     assert "must be at least 1" in fails(capsys, "tune", "--model", TWIN, "--budget", "-5")
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--mcpu", "bogus", "--mcpu 'bogus' is not a CPU LLVM knows"),
+    ("--mtriple", "nonsense-triple", "LLVM knows no architecture 'nonsense'"),
+])
+def test_unknown_target_names(capsys, tmp_path, option, value, message):
+    err = fails(capsys, "compile", "--model", TWIN, option, value, "--out", str(tmp_path))
+    assert message in err and not list(tmp_path.iterdir())
