@@ -78,3 +78,12 @@ def test_engine_classes_live_in_the_runtime():
     from runtime.engines import ENGINES
 
     assert all(info.target.startswith("runtime.") for info in ENGINES.values())
+
+
+def test_cli_verbs_of_other_packages_come_from_entry_points():
+    """runtime.cli lists only its own verbs; tuning's arrive through the selfie_tvm.commands group."""
+    from runtime.cli import BUILTIN, commands
+
+    found = commands()
+    assert set(BUILTIN) == {"segment", "hair", "background", "models"}
+    assert found["compile"].__name__ == "tuning.cli.compile" and found["tune"].__name__ == "tuning.cli.tune"
