@@ -7,10 +7,10 @@ Records come from the tuning-records lookup (committed records for this vector I
 from __future__ import annotations
 
 from runtime.acquire import ResolvedModel
-from runtime.artifacts import build_dir, library_paths, records_dir
+from runtime.artifacts import build_dir, library_paths
 from runtime.target import TargetSpec
 from tuning.build import export
-from tuning.tune import count_records
+from tuning.records import describe_use, find_records, record_set_dir, resolve_records
 
 from .options import PREPARE_BUDGET
 
@@ -21,12 +21,17 @@ def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget
         print(f"building default library for {model.spec.name} ({target.id})", flush=True)
         export(model, target, "default")
     if "tvm-tuned" in engines and not library_paths(out, "tuned")[0].is_file():
-        records = records_dir(model.spec.name, target)
-        if count_records(records) == 0:
-            print(f"no tuning records in {records}: tuning within {budget} trials first", flush=True)
+        if find_records(target) is None:
+            work = record_set_dir(target)
+            print(f"no tuning records for this CPU's vector ISA: tuning within {budget} trials into {work} first",
+                  flush=True)
             from tuning.build import tuning_module
+            from tuning.importer import TUNED_GRAPH
+            from tuning.records import write_provenance
             from tuning.tune import tune
 
-            tune(tuning_module(model, target), target.to_tvm(), records, budget=budget)
-        print(f"building tuned library from {count_records(records)} records in {records}", flush=True)
+            result = tune(tuning_module(model, target), target.to_tvm(), work, budget=budget)
+            write_provenance(work, target, model.spec.name, TUNED_GRAPH, result.seconds)
+        records = resolve_records(model.spec.name, target)
+        print("\n".join(describe_use(records, target)), flush=True)
         export(model, target, "tuned", records=records)

@@ -17,11 +17,11 @@ from tvm.s_tir.analysis import estimate_tir_flops
 
 from runtime.acquire import ResolvedModel
 from runtime.target import TargetSpec
-from tuning.importer import import_tflite, optimize
+from tuning.build import tuning_module
 
 
 def kernel_flops(model: ResolvedModel, target: TargetSpec) -> dict[str, float]:
-    mod = optimize(import_tflite(model.path, model.spec.name), target.to_tvm())
+    mod = tuning_module(model, target)
     return {gv.name_hint: float(estimate_tir_flops(tvm.IRModule({"main": func}))) for gv, func in mod.functions.items()
             if isinstance(func, tvm.tirx.PrimFunc)}
 

@@ -31,9 +31,9 @@ def build_dir(model: str, target: TargetSpec, root: Path | None = None) -> Path:
     return (root or build_root()) / model / target.id
 
 
-def records_dir(model: str, target: TargetSpec, root: Path | None = None) -> Path:
-    """Committed tuning records: rebuild a tuned library without tuning again."""
-    return (root or results_root()) / model / target.id / "tuning"
+def report_dir(model: str, target: TargetSpec, root: Path | None = None) -> Path:
+    """Benchmark reports and tuning statistics of one model on one target."""
+    return (root or results_root()) / model / target.id
 
 
 @dataclass
@@ -49,6 +49,13 @@ class LibraryMetadata:
     trials: int | None = None
     records: str | None = None
     synthetic_weights: bool = False
+    # Where the records came from (ISA level, CPU and target they were tuned on, graph options).
+    records_provenance: dict | None = None
+    graph: dict | None = None
+    # Kernels of the tuned library that found no record run as naive loops: never silently.
+    kernels: int | None = None
+    untuned_kernels: list[str] = field(default_factory=list)
+    untuned_flop_share: float | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -60,6 +67,15 @@ class LibraryMetadata:
     @property
     def target_spec(self) -> TargetSpec:
         return TargetSpec.from_dict(self.target)
+
+    @property
+    def tuning_warning(self) -> str | None:
+        """'partially tuned: ...' when some kernels of a tuned library have no record, else None."""
+        if self.kind != "tuned" or not self.untuned_kernels:
+            return None
+        share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
+        return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
+                "(they run as naive loops)")
 
 
 def library_paths(directory: Path, kind: str) -> tuple[Path, Path]:

@@ -13,17 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.artifacts import LibraryMetadata
 from runtime.engines import create_engine
 from runtime.processing import preprocess, to_probabilities
 from runtime.target import host_target
 from tuning import stats
-from tuning.build import export
-from tuning.importer import import_tflite, optimize
-from tuning.tune import RpcSpec, count_records, tune
+from tuning.build import export, tuning_module
+from tuning.errors import MissingRecordsError
+from tuning.records import resolve_records
+from tuning.tune import RpcSpec, TuningBudgetError, count_records, tune
 
 from .tiny_models import tiny_segmenter
 
 pytestmark = pytest.mark.slow
+BUDGET = 20  # the tiny model has 5 kernels: the first round needs 4 trials each
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,27 +42,36 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_mod(tiny, target):
-    return optimize(import_tflite(tiny.path, "tiny"), target.to_tvm())
+    return tuning_module(tiny, target)
 
 
 @pytest.fixture(scope="module")
 def tuned_dir(tiny_mod, target, tmp_path_factory):
     work = tmp_path_factory.mktemp("records")
-    result = tune(tiny_mod, target.to_tvm(), work, budget=8, per_iter=4, progress=False)
-    assert result.trials_before == 0 and result.trials_run >= 8
+    result = tune(tiny_mod, target.to_tvm(), work, budget=BUDGET, per_iter=4, progress=False)
+    assert result.trials_before == 0 and result.trials_run >= BUDGET
     return work
+
+
+@pytest.fixture(scope="module")
+def tuned_records(tuned_dir, target):
+    return resolve_records("tiny", target, tuned_dir)
 
 
 def test_budget_already_spent_runs_no_trials(tuned_dir, tiny_mod, target):
     before = count_records(tuned_dir)
-    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=8, per_iter=4, progress=False)
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=BUDGET, per_iter=4, progress=False)
     assert result.trials_run == 0 and count_records(tuned_dir) == before
 
 
-def test_tuned_library_matches_litert(tuned_dir, tiny, target, tmp_path, astronaut):
-    export(tiny, target, "tuned", records=tuned_dir, budget=8, out_root=tmp_path)
+def test_tuned_library_matches_litert(tuned_records, tuned_dir, tiny, target, tmp_path, astronaut):
+    export(tiny, target, "tuned", records=tuned_records, budget=BUDGET, out_root=tmp_path)
     engine = create_engine("tvm-tuned", tiny, threads=2, target=target, build_root=tmp_path)
-    assert engine.metadata.trials == count_records(tuned_dir) and engine.metadata.budget == 8
+    assert engine.metadata.trials == count_records(tuned_dir) and engine.metadata.budget == BUDGET
+    # Every kernel was reached by the first round, so nothing runs untuned, and the sub-pixel
+    # transposed convolution is what was tuned and built.
+    assert engine.metadata.untuned_kernels == [] and engine.metadata.tuning_warning is None
+    assert engine.metadata.graph == {"subpixel_transposed_conv": True, "weight_prepack": True}
     x = preprocess(astronaut, tiny.spec)
     diff = np.abs(to_probabilities(engine.run(x), tiny.spec)
                   - to_probabilities(create_engine("litert", tiny, 1).run(x), tiny.spec))
@@ -67,8 +79,27 @@ def test_tuned_library_matches_litert(tuned_dir, tiny, target, tmp_path, astrona
 
 
 def test_tuned_build_without_records_is_refused(tiny, target, tmp_path):
-    with pytest.raises(ValueError, match="needs tuning records"):
-        export(tiny, target, "tuned", records=tmp_path, out_root=tmp_path)
+    with pytest.raises(MissingRecordsError, match="selfie-tvm tune --model tiny"):
+        resolve_records("tiny", target, tmp_path)
+    with pytest.raises(MissingRecordsError):
+        export(tiny, target, "tuned", records=None, out_root=tmp_path)
+
+
+def test_a_budget_that_cannot_reach_every_kernel_is_refused(tiny_mod, target, tmp_path):
+    with pytest.raises(TuningBudgetError, match="cannot reach the 5 kernels"):
+        tune(tiny_mod, target.to_tvm(), tmp_path, budget=12, per_iter=4, progress=False)
+    assert count_records(tmp_path) == 0
+
+
+def test_partially_tuned_library_says_so(tiny, tiny_mod, target, tmp_path):
+    work = tmp_path / "records"
+    tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, progress=False, only=["fused_conv2d_add_relu"])
+    export(tiny, target, "tuned", records=resolve_records("tiny", target, work), out_root=tmp_path)
+    meta = LibraryMetadata.read(tmp_path / "tuned.json")
+    assert meta.kernels == 5 and len(meta.untuned_kernels) == 4
+    assert "fused_conv2d_add_relu" not in " ".join(meta.untuned_kernels)
+    assert meta.tuning_warning.startswith("partially tuned: 4 of 5 kernels without a record")
+    assert 0 < meta.untuned_flop_share < 1
 
 
 def test_statistics(tuned_dir, tiny_mod, target, tmp_path):
@@ -100,12 +131,12 @@ TUNE_SCRIPT = """
 import sys
 from pathlib import Path
 from tests.tiny_models import tiny_segmenter
-from tuning.importer import import_tflite, optimize
+from tuning.build import tuning_module
 from runtime.target import host_target
 from tuning.tune import tune
-t = host_target().to_tvm()
+t = host_target()
 model = tiny_segmenter(Path(sys.argv[1]))
-tune(optimize(import_tflite(model.path, "tiny"), t), t, Path(sys.argv[2]), budget=200, per_iter=4, progress=False)
+tune(tuning_module(model, t), t.to_tvm(), Path(sys.argv[2]), budget=400, per_iter=4, progress=False)
 """
 
 
@@ -120,7 +151,8 @@ def test_interrupted_run_keeps_its_records_and_resumes(tmp_path, tiny_mod, targe
         proc.wait()
     saved = count_records(work)
     assert saved >= 4
-    result = tune(tiny_mod, target.to_tvm(), work, budget=saved + 4, per_iter=4, progress=False)
+    # Resuming reaches the kernels the killed run did not, then goes on.
+    result = tune(tiny_mod, target.to_tvm(), work, budget=saved + BUDGET, per_iter=4, progress=False)
     assert result.trials_before == saved and result.trials_run >= 1
 
 
@@ -161,7 +193,7 @@ def _can_connect(port: int) -> bool:
 
 def test_tuning_through_an_rpc_tracker(rpc_tracker, tiny_mod, target, tmp_path):
     rpc = RpcSpec.parse(rpc_tracker, "test-cpu")
-    result = tune(tiny_mod, target.to_tvm(), tmp_path, budget=4, per_iter=4, rpc=rpc, progress=False)
+    result = tune(tiny_mod, target.to_tvm(), tmp_path, budget=BUDGET, per_iter=4, rpc=rpc, progress=False)
     assert result.trials_run >= 4
     s = stats.collect(tiny_mod, target.to_tvm(), tmp_path)
     assert any(t.best_us for t in s.tasks)  # the remote measurements were valid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import tvm
@@ -12,38 +13,87 @@ from runtime.artifacts import LibraryMetadata, build_dir, library_paths
 from runtime.target import TargetSpec
 
 from .errors import MissingRecordsError
-from .importer import import_tflite, optimize
-from .tune import apply_records, count_records
+from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
+from .records import RecordSet
+from .tasks import plan_tasks, task_flops
+from .tune import apply_records
 
 log = logging.getLogger(__name__)
 
 
-def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None):
-    """What TVM gives without tuning (records=None), or with the records' best schedules applied."""
+def tuning_module(model: ResolvedModel, target: TargetSpec, options: GraphOptions = TUNED_GRAPH) -> tvm.IRModule:
+    """The optimised module whose kernels are tuned (and later get the records applied)."""
+    return optimize(import_tflite(model.path, model.spec.name, options), target.to_tvm(), options)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which tuned kernels of a module found a record in a database."""
+
+    kernels: int
+    untuned: list[str]
+    untuned_flop_share: float
+
+
+def coverage(mod: tvm.IRModule, target: TargetSpec, records: Path) -> Coverage:
+    from tvm.s_tir import meta_schedule as ms
+
+    plan = plan_tasks(mod, target.to_tvm())
+    db = ms.database.JSONDatabase(work_dir=str(records), allow_missing=True)
+    untuned, flops_missing, flops_total = [], 0.0, 0.0
+    for task in plan.tasks:
+        flops = task_flops(task) * int(task.weight)
+        flops_total += flops
+        if not db.has_workload(task.dispatched[0]):
+            untuned.append(task.task_name)
+            flops_missing += flops
+    return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0)
+
+
+def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None,
+                   options: GraphOptions | None = None):
+    """What TVM gives without tuning (records=None: the stock graph, no schedules), or the given
+    graph with the records' best schedules applied. Returns (executable, coverage or None)."""
     tvm_target = target.to_tvm()
-    mod = optimize(import_tflite(model.path, model.spec.name), tvm_target)
-    if records is not None:
-        mod = apply_records(mod, tvm_target, records)
-    return tvm.compile(mod, target=tvm_target)
+    if records is None:
+        options = options or STOCK_GRAPH
+        return tvm.compile(tuning_module(model, target, options), target=tvm_target), None
+    options = options or TUNED_GRAPH
+    mod = tuning_module(model, target, options)
+    cover = coverage(mod, target, records)
+    mod = apply_records(mod, tvm_target, records)
+    return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover
 
 
-def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Path | None = None,
+def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: RecordSet | None = None,
            budget: int | None = None, out_root: Path | None = None) -> Path:
-    """Compile and write <kind>.so (weights inside) with <kind>.json metadata beside it."""
-    if kind == "tuned" and (records is None or count_records(records) == 0):
-        raise MissingRecordsError(model.spec.name, records)
+    """Compile and write <kind>.so (weights inside) with <kind>.json metadata beside it.
+
+    A tuned build uses the graph options its records were tuned on (their provenance), and its
+    metadata says where the records came from and which kernels, if any, found none.
+    """
+    if kind == "tuned" and (records is None or records.trials == 0):
+        raise MissingRecordsError(model.spec.name, records.path if records else None)
     directory = build_dir(model.spec.name, target) if out_root is None else out_root
     directory.mkdir(parents=True, exist_ok=True)
     lib_path, meta_path = library_paths(directory, kind)
-    executable = compile_module(model, target, records if kind == "tuned" else None)
+    tuned = kind == "tuned"
+    options = records.provenance.graph_options if tuned else STOCK_GRAPH
+    executable, cover = compile_module(model, target, records.path if tuned else None, options)
     tmp = lib_path.with_suffix(".so.part")
     executable.export_library(str(tmp))
     tmp.replace(lib_path)
-    LibraryMetadata(
+    meta = LibraryMetadata(
         kind=kind, model=model.spec.name, model_sha256=model.sha256(), target=target.as_dict(),
-        tvm_version=tvm.__version__, budget=budget if kind == "tuned" else None,
-        trials=count_records(records) if kind == "tuned" else None,
-        records=str(records) if kind == "tuned" else None, synthetic_weights=model.spec.synthetic,
-    ).write(meta_path)
+        tvm_version=tvm.__version__, budget=budget if tuned else None,
+        trials=records.trials if tuned else None, records=str(records.path) if tuned else None,
+        synthetic_weights=model.spec.synthetic, graph=options.as_dict(),
+        records_provenance=asdict(records.provenance) if tuned else None,
+        kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],
+        untuned_flop_share=cover.untuned_flop_share if cover else None,
+    )
+    meta.write(meta_path)
+    if meta.tuning_warning:
+        log.warning("%s: %s", lib_path, meta.tuning_warning)
     log.info("wrote %s", lib_path)
     return lib_path

@@ -17,3 +17,16 @@ class MissingRecordsError(SelfieTvmError):
         super().__init__(
             f"no tuning records for {model} {where}: tune it first with `selfie-tvm tune --model {model}`, "
             f"or point `selfie-tvm compile --tuned --records DIR` at existing records")
+
+
+class NoRecordsForTargetError(SelfieTvmError):
+    """No committed or earlier tuning records match this target's vector ISA."""
+
+    def __init__(self, model: str, isa: str, available: list[str]) -> None:
+        self.isa = isa
+        others = (f" (records exist for {', '.join(available)}, which this CPU cannot use as its own)"
+                  if available else "")
+        super().__init__(
+            f"no tuning records for {isa} CPUs{others}: tune here with `selfie-tvm tune --model {model}` "
+            f"(records go to results/tuning/{isa}/), or build for a level that has records with "
+            "`selfie-tvm compile --tuned --portable`")

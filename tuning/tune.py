@@ -70,6 +70,7 @@ class TuningState:
     best_s: dict[int, float] = field(default_factory=dict)
     stale_rounds: dict[int, int] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
+    deadline: float | None = None  # time.time() after which no new batch starts
 
     def estimated_total_ms(self) -> float | None:
         """Sum over kernels of calls x best isolated latency; None until every kernel has one."""
@@ -129,6 +130,8 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
         for i in range(len(tasks)):
             self._outer().touch_task(i)
         state = self.state
+        if state.deadline is not None and time.time() > state.deadline:
+            return -1
         alive = [i for i, t in enumerate(tasks) if not t.is_terminated]
         while self._first_round < len(tasks):
             i = self._first_round
@@ -229,14 +232,15 @@ def _task_tables_to_log_file():
 
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget: int,
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
-         progress: bool = True, seed: int = 0, only: list[str] | None = None) -> TuneResult:
+         progress: bool = True, seed: int = 0, only: list[str] | None = None,
+         time_limit_s: float | None = None) -> TuneResult:
     """Spend up to `budget` trials in total on `mod` (already optimised), counting earlier runs.
 
     Records already in work_dir count against the budget and seed the search; a budget that is
     already spent runs no trials. An interrupted run keeps whatever reached the database. Kernels
     the build turns into views are not tuned; the first round reaches every other kernel, largest
     first, before any gets a second batch; tasks that stop improving are left alone (the run may
-    end before the budget is spent).
+    end before the budget is spent), and no batch starts after `time_limit_s`.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -248,6 +252,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     plan = plan_tasks(mod, target, only)
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
     state = _resume_state(db, plan)
+    if time_limit_s is not None:
+        state.deadline = time.time() + time_limit_s
     batch = first_round_batch(remaining, len(plan.tasks) - len(state.best_s), per_iter)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)

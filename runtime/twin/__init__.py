@@ -18,11 +18,12 @@ DESCRIPTION = (
 )
 
 
-def build_graph() -> GraphBuilder:
-    g = GraphBuilder(TWIN_SEED)
+def build_graph(seed: int = TWIN_SEED) -> GraphBuilder:
+    g = GraphBuilder(seed)
     architecture.build(g)
     return g
 
 
-def twin_bytes() -> bytes:
-    return serialise(build_graph(), DESCRIPTION)
+def twin_bytes(seed: int = TWIN_SEED) -> bytes:
+    """The twin's .tflite bytes; another seed gives the same architecture with other weights."""
+    return serialise(build_graph(seed), DESCRIPTION)

@@ -13,7 +13,9 @@ def register(sub) -> None:
     add_target_options(p)
     p.add_argument("--tuned", action="store_true", help="also build tuned.so from tuning records")
     p.add_argument("--records", type=Path, default=None,
-                   help="tuning records directory (default: results/<model>/<target>/tuning)")
+                   help="tuning records directory (default: results/tuning/<ISA level>, e.g. x86-64-v3 for AVX2)")
+    p.add_argument("--portable", action="store_true",
+                   help="target a generic x86-64-v3 CPU (AVX2+FMA): the libraries run on any AVX2 machine")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: tvm_model/<model>/<target>)")
     p.set_defaults(run=run)
 
@@ -21,15 +23,21 @@ def register(sub) -> None:
 def run(args) -> int:
     ensure_tvm_threads(args.num_cores)
     from runtime.acquire import resolve_model
-    from runtime.artifacts import records_dir
+    from runtime.artifacts import LibraryMetadata, library_paths
     from tuning.build import export
+    from tuning.records import describe_use, resolve_records
 
     model = resolve_model(args.model, path=args.model_path)
     target = target_from(args)
     print(f"compiling {model.spec.name} for {target.id} ({target.to_tvm()})")
     if args.tuned:  # first: without records it stops at once, before a long untuned build
-        records = args.records or records_dir(model.spec.name, target)
-        print(f"wrote {export(model, target, 'tuned', records=records, out_root=args.out)}")
+        records = resolve_records(model.spec.name, target, args.records)
+        print("\n".join(describe_use(records, target)))
+        lib = export(model, target, "tuned", records=records, out_root=args.out)
+        print(f"wrote {lib}")
+        warning = LibraryMetadata.read(library_paths(lib.parent, "tuned")[1]).tuning_warning
+        if warning:
+            print(f"warning: {warning}; tune here with `selfie-tvm tune --model {model.spec.name}`")
     print(f"wrote {export(model, target, 'default', out_root=args.out)}")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")

@@ -37,4 +37,8 @@ def ensure_tvm_threads(num_cores: int | None) -> None:
 def target_from(args):
     from runtime.target import host_target
 
+    if getattr(args, "portable", False):
+        from tuning.records import PORTABLE_LEVEL, portable_target
+
+        return portable_target(PORTABLE_LEVEL, args.num_cores or len(os.sched_getaffinity(0)))
     return host_target(args.mcpu, args.num_cores, args.mtriple)

@@ -23,7 +23,10 @@ def register(sub) -> None:
     p.add_argument("--per-task", type=positive_int, default=None, help="cap on trials per task")
     p.add_argument("--per-iter", type=positive_int, default=16, help="candidates measured per search iteration")
     p.add_argument("--work-dir", type=Path, default=None,
-                   help="tuning records directory (default: results/<model>/<target>/tuning)")
+                   help="tuning records directory (default: results/tuning/<ISA level>, shared by all models "
+                        "and machines of that level; tuning continues from the records already there)")
+    p.add_argument("--time-limit", type=positive_int, default=None, metavar="MINUTES",
+                   help="start no new batch after this many minutes (re-run to continue)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
@@ -49,28 +52,45 @@ def run(args) -> int:
     import numpy as np
 
     from runtime.acquire import resolve_model
-    from runtime.artifacts import build_dir, library_paths, records_dir
+    from runtime.artifacts import build_dir, library_paths, report_dir
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from tuning import stats
-    from tuning.build import export
-    from tuning.importer import import_tflite, optimize
-    from tuning.tune import RpcSpec, tune
+    from tuning.build import export, tuning_module
+    from tuning.records import (
+        describe_use,
+        find_records,
+        isa_level,
+        read_provenance,
+        record_set_dir,
+        resolve_records,
+        write_provenance,
+    )
+    from tuning.tune import RpcSpec, count_records, tune
 
     model = resolve_model(args.model, path=args.model_path)
     target = target_from(args)
     tvm_target = target.to_tvm()
-    work_dir = args.work_dir or records_dir(model.spec.name, target)
+    work_dir = args.work_dir or record_set_dir(target)
     out = args.out or build_dir(model.spec.name, target)
     rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
-    print(f"tuning {model.spec.name} for {target.id}; records in {work_dir}")
+    existing = find_records(target) if args.work_dir is None else None
+    if existing is not None:
+        print("continuing from " + existing.summary())
+    print(f"tuning {model.spec.name} for {target.id} ({isa_level(target)}); records in {work_dir}")
+    # Continue on the graph the records were tuned on, so that their kernels stay the same.
+    options = read_provenance(work_dir, isa_level(target)).graph_options
 
     if not library_paths(out, "default")[0].is_file():
         export(model, target, "default", out_root=out)
-    mod = optimize(import_tflite(model.path, model.spec.name), tvm_target)
+    mod = tuning_module(model, target, options)
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
-                  per_iter=args.per_iter, rpc=rpc)
+                  per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60 if args.time_limit else None)
     print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
-    lib = export(model, target, "tuned", records=work_dir, budget=args.budget, out_root=out)
+    if count_records(work_dir):
+        write_provenance(work_dir, target, model.spec.name, options, result.seconds)
+    records = resolve_records(model.spec.name, target, work_dir)
+    print("\n".join(describe_use(records, target)))
+    lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
 
     default_ms = tuned_ms = None
@@ -83,7 +103,8 @@ def run(args) -> int:
         print(f"median of 3 ({threads} threads): default {default_ms:.1f} ms, tuned {tuned_ms:.1f} ms "
               f"({default_ms / tuned_ms:.1f}x)")
     s = stats.collect(mod, tvm_target, work_dir)
-    paths = stats.write(s, Path(work_dir).parent, title=f"{model.spec.name} on {target.id}", default_ms=default_ms)
+    paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
+                        default_ms=default_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")

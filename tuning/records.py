@@ -1,0 +1,157 @@
+"""Where tuning records live and which ones a target can use.
+
+A schedule depends on the kernel (its structural hash, whatever model it came from) and on the
+vector ISA it was measured with, not on the LLVM CPU name: records are kept per ISA level in
+results/tuning/<isa>/ (e.g. x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512), shared by every model and
+every machine of that level. Models with identical kernels (the real selfie model and its twin)
+share them. `provenance.json` beside the database says where they were tuned and on which graph.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runtime.artifacts import results_root
+from runtime.target import TargetSpec, cpu_model_name
+
+from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions
+from .tune import count_records
+
+PROVENANCE = "provenance.json"
+PORTABLE_LEVEL = "x86-64-v3"  # AVX2+FMA: every x86 server CPU since 2013-2015
+_X86_LEVELS = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "sse": "x86-64"}
+
+
+def isa_level(target: TargetSpec) -> str:
+    """The vector ISA a target's schedules depend on, e.g. x86-64-v3 (AVX2+FMA)."""
+    arch = (target.mtriple or platform.machine()).split("-")[0]
+    if arch in ("x86_64", "amd64"):
+        return _X86_LEVELS[target.vector_isa]
+    return arch
+
+
+def portable_target(level: str, num_cores: int) -> TargetSpec:
+    """A generic CPU of an x86-64 level: a library built for it runs on any CPU of that level."""
+    from runtime.target import SEED_TRIPLE
+
+    return TargetSpec(level, num_cores, SEED_TRIPLE)
+
+
+@dataclass
+class Provenance:
+    isa: str
+    graph: dict = field(default_factory=TUNED_GRAPH.as_dict)
+    tuned_on_cpu: str = field(default_factory=cpu_model_name)
+    tuned_for_target: dict = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    tvm_version: str = ""
+    updated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    tuning_seconds: float = 0.0
+
+    @property
+    def graph_options(self) -> GraphOptions:
+        return GraphOptions(**self.graph)
+
+    @property
+    def cores(self) -> int | None:
+        return self.tuned_for_target.get("num_cores")
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    path: Path
+    provenance: Provenance
+
+    @property
+    def trials(self) -> int:
+        return count_records(self.path)
+
+    def summary(self) -> str:
+        p = self.provenance
+        target = p.tuned_for_target
+        return (f"{self.trials} tuning records for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
+                f"LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores, {p.updated_at[:10]})")
+
+    def notes_for(self, target: TargetSpec) -> list[str]:
+        """What a user of these records on `target` should know (none when it is where they were made)."""
+        notes = []
+        p = self.provenance
+        if p.tuned_for_target.get("mcpu") != target.mcpu:
+            notes.append(f"they were tuned on a {p.tuned_for_target.get('mcpu')} CPU, this is {target.mcpu}: "
+                         "re-tuning here may gain more (`selfie-tvm tune` continues from them)")
+        if p.cores is not None and p.cores != target.num_cores:
+            notes.append(f"they were tuned for {p.cores} cores, this target has {target.num_cores}: "
+                         "schedules still work, their parallel split may not be the best here")
+        return notes
+
+
+def records_root(root: Path | None = None) -> Path:
+    return (root or results_root()) / "tuning"
+
+
+def record_set_dir(target: TargetSpec, root: Path | None = None) -> Path:
+    return records_root(root) / isa_level(target)
+
+
+def read_provenance(path: Path, isa: str) -> Provenance:
+    file = Path(path) / PROVENANCE
+    if file.is_file():
+        return Provenance(**json.loads(file.read_text()))
+    # Records without provenance (a --work-dir of one's own): assume the current tuned graph.
+    return Provenance(isa=isa)
+
+
+def find_records(target: TargetSpec, root: Path | None = None) -> RecordSet | None:
+    """The record set a target can use, or None when there is none for its ISA level."""
+    path = record_set_dir(target, root)
+    if count_records(path) == 0:
+        return None
+    return RecordSet(path, read_provenance(path, isa_level(target)))
+
+
+def available_levels(root: Path | None = None) -> list[str]:
+    base = records_root(root)
+    return sorted(p.name for p in base.iterdir() if count_records(p) > 0) if base.is_dir() else []
+
+
+def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
+                     tuning_seconds: float = 0.0) -> Provenance:
+    """Record (or update) where a record set comes from, after tuning into it."""
+    import tvm
+
+    path = Path(path)
+    existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
+    prov = Provenance(
+        isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
+        models=sorted({*(existing.models if existing else []), model}), tvm_version=tvm.__version__,
+        tuning_seconds=(existing.tuning_seconds if existing else 0.0) + tuning_seconds)
+    (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
+    return prov
+
+
+def resolve_records(model: str, target: TargetSpec, explicit: Path | None = None,
+                    root: Path | None = None) -> RecordSet:
+    """The records a tuned build of `model` for `target` uses, or an error naming the fix."""
+    from .errors import MissingRecordsError, NoRecordsForTargetError
+
+    if explicit is not None:
+        if count_records(explicit) == 0:
+            raise MissingRecordsError(model, explicit)
+        return RecordSet(Path(explicit), read_provenance(explicit, isa_level(target)))
+    found = find_records(target, root)
+    if found is None:
+        raise NoRecordsForTargetError(model, isa_level(target), available_levels(root))
+    return found
+
+
+def describe_use(records: RecordSet, target: TargetSpec) -> list[str]:
+    """Lines telling the user which records a build uses and what to know about them."""
+    return [f"using {records.summary()}", *(f"note: {n}" for n in records.notes_for(target))]
+
+
+__all__ = ["STOCK_GRAPH", "TUNED_GRAPH", "Provenance", "RecordSet", "available_levels", "describe_use",
+           "find_records", "isa_level", "portable_target", "record_set_dir", "resolve_records", "write_provenance"]
