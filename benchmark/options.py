@@ -50,7 +50,7 @@ OPTIONS: tuple[Option, ...] = (
            "is its warm-up)", {"type": int, "default": 3}),
     Option("--full", "the long protocol: every engine gets --runs runs and --warmup warm-ups, and every timed run "
            "follows one untimed run of every other engine", {"action": "store_true", "default": False}),
-    Option("--budget", "tuning budget (trials) when no tuning records exist for the model and this CPU",
+    Option("--budget", "tuning budget (trials) when no tuning records exist for this CPU's vector ISA",
            {"type": int, "default": PREPARE_BUDGET}, pytest=False),
     Option("--out", "report directory (default: results/<model>/<target>/)", {"default": None}, pytest=False),
     Option("--no-profile", "skip the tuned module's per-kernel profile in the report",
