@@ -86,3 +86,15 @@ def bot(session: nox.Session) -> None:
     """Run the Telegram bot locally (TELEGRAM_BOT_TOKEN in .env or the environment)."""
     session.install("-e", ".[bot]")
     session.run("python", "-m", "bot", env=_env())
+
+
+@nox.session(python=PYTHON)
+def container(session: nox.Session) -> None:
+    """Build the bot's Docker image with podman and check it (root; installs podman when missing).
+
+    Runs the image's filesystem as its USER with chroot against the tests' fake Bot API server:
+    /start, a /segmentation photo answered with the TVM engines present, graceful stop on SIGTERM.
+    `./nox -s container -- --no-build` checks the image built last time.
+    """
+    session.install("-e", ".[bot,dev]")
+    session.run("python", ".ci/container_check.py", *session.posargs)

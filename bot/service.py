@@ -78,14 +78,19 @@ def read_benchmark(model: str, results_root: Path, target_id: str) -> Benchmark:
 class EngineSet:
     """Segmenters of one model on every configured engine that can run here, fastest first once warmed up."""
 
-    def __init__(self, model: str, engines: list[str], threads: int) -> None:
+    def __init__(self, model: str, engines: list[str], threads: int, tvm_target: str | None = None) -> None:
         self.model = resolve_model(model)
         self.threads = threads
         self.segmenters: dict[str, Segmenter] = {}
         self.unavailable: dict[str, str] = {}
         for name in engines:
             try:
-                self.segmenters[name] = Segmenter(create_engine(name, self.model, threads))
+                options = {}
+                if tvm_target and name.startswith("tvm"):
+                    from runtime.target import host_target
+
+                    options["target"] = host_target(mcpu=tvm_target)
+                self.segmenters[name] = Segmenter(create_engine(name, self.model, threads, **options))
             except SelfieTvmError as e:
                 self.unavailable[name] = str(e)
                 log.warning("engine %s unavailable for %s: %s", name, model, e)
@@ -154,6 +159,10 @@ class TimingReport:
         ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms}
         if "tvm-tuned" in ms and "tvm-default" in ms:
             lines.append(f"TVM tuned is {ms['tvm-default'] / ms['tvm-tuned']:.1f}x faster than TVM default")
+        for name in self.timings:
+            meta = getattr(self.engines.segmenters[name].engine, "metadata", None)
+            if warning := getattr(meta, "tuning_warning", None):
+                lines.append(f"{engine_label(name)}: {warning}")
         if self.engines.unavailable:
             lines.append(f"({', '.join(engine_label(n) for n in self.engines.unavailable)} not available here)")
         bench = [f"{engine_label(n)} {self._bench(n):.0f} ms" for n in self.timings if self._bench(n) is not None]
@@ -236,7 +245,7 @@ class SegmentationService:
 
         self.settings = settings
         self.target_id = host_target().id
-        self.main = EngineSet(settings.model, settings.engines, settings.threads)
+        self.main = EngineSet(settings.model, settings.engines, settings.threads, settings.tvm_target)
         hair_name = hair_model_for(self.main.spec)
         self.hair = self.main if hair_name == self.main.spec.name else self._optional_engines(hair_name)
         self.benchmark = read_benchmark(self.main.spec.name, results_root or default_results_root(), self.target_id)
@@ -259,7 +268,7 @@ class SegmentationService:
 
     def _optional_engines(self, model: str) -> EngineSet | None:
         try:
-            return EngineSet(model, self.settings.engines, self.settings.threads)
+            return EngineSet(model, self.settings.engines, self.settings.threads, self.settings.tvm_target)
         except SelfieTvmError as e:
             log.warning("hair model %s unavailable: %s", model, e)
             return None

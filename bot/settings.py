@@ -22,6 +22,9 @@ class BotSettings(BaseSettings):
     # photo in the background and their timings follow in an edited caption.
     engines: list[str] = ["tvm-tuned", "tvm-default", "litert"]
     threads: int = Field(2, ge=1)  # threads per engine, the same for every engine
+    # LLVM CPU the TVM libraries were built for: unset = this machine; x86-64-v3 = the portable build
+    # (`selfie-tvm compile --portable`, what the Docker image carries).
+    tvm_target: str | None = None
     chat_queue: int = Field(2, ge=0)  # photos a chat may queue behind the one being processed
     max_pending: int = Field(32, ge=1)  # requests queued or running, all chats together, before "busy"
     # Background timings: when the queued work of the slower engines exceeds this, a new photo gets
@@ -36,6 +39,11 @@ class BotSettings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     redis_url: str | None = None  # e.g. redis://redis:6379/0: FSM state and event isolation shared by replicas
+
+    @field_validator("api_server", "webhook_url", "webhook_secret", "redis_url", "tvm_target", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v):
+        return None if v == "" else v  # docker-compose passes unset variables as ""
 
     @field_validator("token")
     @classmethod
