@@ -192,6 +192,8 @@ def main() -> int:
         sh(*PODMAN, "build", "--pull=never", "--network", "host", "--isolation", "chroot", "-t", args.tag,
            str(ROOT), nice=True)
         log(f"image built in {time.monotonic() - t0:.0f} s")
+        # vfs stores every layer as a full copy: drop untagged images (the build stage, earlier builds).
+        sh(*PODMAN, "image", "prune", "--force")
     asyncio.run(check(args.tag))
     log("OK: the image answers /start and /segmentation with the TVM engines, and stops on SIGTERM")
     return 0
