@@ -666,3 +666,25 @@ def test_benchmark_p50_is_read_from_this_machines_report(tmp_path):
     assert benchmark_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
     assert benchmark_p50("m", tmp_path, "another-cpu") == {}
     assert read_benchmark("m", tmp_path, "this-cpu").date == "2026-11-25"
+
+
+def test_reply_names_a_partially_tuned_library_and_missing_engines():
+    from types import SimpleNamespace
+
+    from bot.service import Benchmark, Timing, TimingReport
+
+    meta = SimpleNamespace(tuning_warning="partially tuned: 3 of 76 kernels without a record, 12.0% of the FLOPs "
+                                          "(they run as naive loops)")
+    engines = SimpleNamespace(
+        spec=SimpleNamespace(name="m", synthetic_notice=None),
+        segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
+                    "tvm-tuned": SimpleNamespace(engine=SimpleNamespace(metadata=meta))},
+        unavailable={"tvm-default": "no library"})
+    report = TimingReport(engines, 2, Benchmark({("tvm-tuned", 2): 115.0}, "2026-11-25", "cpu-id"))
+    report.timings = {"litert": Timing(47.0), "tvm-tuned": Timing(120.0, contended=True)}
+    text = report.text()
+    assert "m, 2 threads each: TFLite (LiteRT) 47 ms · TVM tuned 120 ms (while busy)" in text
+    assert "TVM tuned: partially tuned: 3 of 76 kernels" in text and "(TVM default not available here)" in text
+    assert "benchmark p50 (cpu-id, 2026-11-25): TVM tuned 115 ms" in text
+    report.timings["tvm-tuned"] = Timing(state="benchmark")
+    assert "TVM tuned ~115 ms (benchmark p50 of 2026-11-25; too many photos queued" in report.text()
