@@ -98,14 +98,16 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                     await on_failure()
     finally:
         service.admission.leave(chat)
-    if result is not None:
+    if sent is not None:
         await _late_timings(message, service, result, sent)
+    elif result is not None:
+        service.drop_background(result.report)
 
 
-async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message | None) -> None:
-    """Time the slower engines on the same photo in the background, then edit the caption (or follow up)."""
+async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message) -> None:
+    """Time the slower engines on the same photo in the background, then edit the reply's caption."""
     try:
-        if not await service.time_others(result) or sent is None:
+        if not await service.time_others(result):
             return
         await message.bot.edit_message_caption(chat_id=sent.chat.id, message_id=sent.message_id,
                                                caption=_caption(result))

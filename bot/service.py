@@ -335,6 +335,13 @@ class SegmentationService:
             else:
                 report.timings[name] = Timing(state="skipped")
 
+    def drop_background(self, report: TimingReport) -> None:
+        """The reply was not delivered: give back the planned timing work."""
+        for name in report.pending():
+            with self._lock:
+                self._backlog_ms = max(0.0, self._backlog_ms - report.engines.warm_ms.get(name, 0.0))
+            report.timings[name] = Timing(state="skipped")
+
     def _time_engines(self, report: TimingReport, rgb: np.ndarray) -> None:
         """Timing lane: each pending engine on the photo, each run started only while no reply is due."""
         for name in report.pending():
