@@ -180,7 +180,10 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         from runtime.engines.tvm import set_tvm_threads
 
         set_tvm_threads(max_threads)
-        flops = profile.kernel_flops(model, target)
+        from runtime.artifacts import LibraryMetadata
+
+        graph = LibraryMetadata.read(library_paths(build_dir(model.spec.name, target), "tuned")[1]).graph
+        flops = profile.kernel_flops(model, target, graph)
         x = agreement.inputs_for(model)[0][1]
         prof = profile.profile(tuned_lib, x, flops)
         prof.to_csv(out / "profile_tuned.csv", index=False, float_format="%.6g")

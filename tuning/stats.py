@@ -8,8 +8,8 @@ from pathlib import Path
 
 import tvm
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.analysis import estimate_tir_flops
 
+from .tasks import mean_run_seconds, plan_tasks, task_flops
 from .tune import RECORDS, WORKLOADS
 
 
@@ -40,11 +40,6 @@ class TuningStats:
         return pd.DataFrame([asdict(t) for t in self.tasks]).sort_values("share", ascending=False)
 
 
-def _mean(run_secs) -> float | None:
-    secs = [float(s) for s in run_secs or []]
-    return sum(secs) / len(secs) if secs and min(secs) < 1e9 else None
-
-
 def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> TuningStats:
     """`mod` is the optimised module that was tuned (its tasks define the table's rows).
 
@@ -53,7 +48,7 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> Tun
     """
     work_dir = Path(work_dir)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True)
-    tasks = ms.relax_integration.extract_tasks(mod, target)
+    tasks = plan_tasks(mod, target).tasks  # kernels the built module runs
     task_of_shash = {str(db.commit_workload(t.dispatched[0]).as_json()[0]): i
                      for i, t in enumerate(tasks) if db.has_workload(t.dispatched[0])}
     workloads = _lines(work_dir / WORKLOADS)
@@ -67,7 +62,7 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> Tun
         if i is None:
             continue
         trials[i] += 1
-        cost = _mean(record[1])
+        cost = mean_run_seconds(record[1])
         if cost is not None and cost < best.get(i, float("inf")):
             best[i] = cost
         if len(best) == len(tasks):
@@ -75,7 +70,7 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> Tun
     total = sum(tasks[i].weight * best[i] for i in best) or 1.0
     rows = []
     for i, t in enumerate(tasks):
-        flops = float(estimate_tir_flops(t.dispatched[0]))
+        flops = task_flops(t)
         b = best.get(i)
         rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
                               flops / b / 1e9 if b and flops else None, t.weight * b / total if b else None))
@@ -89,7 +84,8 @@ def _lines(path: Path) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | None = None) -> list[Path]:
+def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | None = None,
+          litert_ms: float | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,6 +105,8 @@ def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | 
         ax.plot(xs, ys, label="best estimated total (sum of task weight x best kernel latency)")
     if default_ms:
         ax.axhline(default_ms, color="grey", ls="--", label=f"untuned module, measured: {default_ms:.0f} ms")
+    if litert_ms:
+        ax.axhline(litert_ms, color="tab:green", ls=":", label=f"LiteRT (XNNPACK) p50, measured: {litert_ms:.1f} ms")
     ax.set_xlabel("trials measured (the curve starts once every task has a measurement)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")

@@ -71,6 +71,17 @@ class TuningState:
     stale_rounds: dict[int, int] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
     deadline: float | None = None  # time.time() after which no new batch starts
+    # In-model milliseconds per inference of each task's kernel (a profile of the tuned build),
+    # with the isolated best latency it had then: the scheduler scales the former by the latter's gains.
+    in_model_ms: dict[int, float] = field(default_factory=dict)
+    best_at_profile: dict[int, float] = field(default_factory=dict)
+
+    def expected_ms(self, i: int) -> float:
+        """What kernel i costs the whole model now, as best known."""
+        best = self.best_s[i]
+        if i in self.in_model_ms and self.best_at_profile.get(i):
+            return self.in_model_ms[i] * best / self.best_at_profile[i]
+        return self.weights[i] * best * 1e3
 
     def estimated_total_ms(self) -> float | None:
         """Sum over kernels of calls x best isolated latency; None until every kernel has one."""
@@ -144,10 +155,9 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
             return -1
 
         def priority(i: int) -> tuple[bool, float]:
-            best = state.best_s.get(i)
-            if best is None:
+            if i not in state.best_s:
                 return (True, 0.0)
-            return (False, tasks[i].task_weight * best / (1 + state.stale_rounds.get(i, 0)))
+            return (False, state.expected_ms(i) / (1 + state.stale_rounds.get(i, 0)))
 
         return self._dispatch(max(alive, key=priority))
 
@@ -233,14 +243,16 @@ def _task_tables_to_log_file():
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget: int,
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
-         time_limit_s: float | None = None) -> TuneResult:
+         time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None) -> TuneResult:
     """Spend up to `budget` trials in total on `mod` (already optimised), counting earlier runs.
 
     Records already in work_dir count against the budget and seed the search; a budget that is
     already spent runs no trials. An interrupted run keeps whatever reached the database. Kernels
     the build turns into views are not tuned; the first round reaches every other kernel, largest
     first, before any gets a second batch; tasks that stop improving are left alone (the run may
-    end before the budget is spent), and no batch starts after `time_limit_s`.
+    end before the budget is spent), and no batch starts after `time_limit_s`. `in_model_ms` (kernel
+    name -> ms per inference in a profile of the tuned build) aims the trials at where the built
+    model spends its time rather than at isolated estimates.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -254,13 +266,18 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     state = _resume_state(db, plan)
     if time_limit_s is not None:
         state.deadline = time.time() + time_limit_s
+    for i, name in enumerate(plan.names):
+        if in_model_ms and name in in_model_ms and i in state.best_s:
+            state.in_model_ms[i] = in_model_ms[name]
+            state.best_at_profile[i] = state.best_s[i]
     batch = first_round_batch(remaining, len(plan.tasks) - len(state.best_s), per_iter)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
     start = time.time()
     with (tqdm(total=remaining, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True) as bar,
           _unnamed_log_handlers_detached(), _task_tables_to_log_file()):
+        # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                      ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
         ms.tune.tune_tasks(

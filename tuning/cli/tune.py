@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--work-dir", type=Path, default=None,
                    help="tuning records directory (default: results/tuning/<ISA level>, shared by all models "
                         "and machines of that level; tuning continues from the records already there)")
+    p.add_argument("--isolated-estimates", action="store_true",
+                   help="when continuing from records, aim trials by the tuner's isolated kernel latencies "
+                        "instead of a profile of the current tuned build (the default)")
     p.add_argument("--time-limit", type=positive_int, default=None, metavar="MINUTES",
                    help="start no new batch after this many minutes (re-run to continue)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
@@ -44,6 +47,18 @@ def _median_ms(engine, x, runs: int = 3) -> float:
     return statistics.median(times)
 
 
+def _profile_current_build(model, target, records, out: Path, x) -> dict[str, float]:
+    """Kernel -> ms per inference in the tuned library built from the records so far."""
+    from runtime.artifacts import library_paths
+    from runtime.profiling import kernel_times
+    from tuning.build import export
+
+    print("profiling the current tuned build, to aim the trials where the model spends its time")
+    export(model, target, "tuned", records=records, out_root=out)
+    times = kernel_times(library_paths(out, "tuned")[0], x)
+    return {name: t.ms_per_run for name, t in times.items()}
+
+
 def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
@@ -53,12 +68,12 @@ def run(args) -> int:
 
     from runtime.acquire import resolve_model
     from runtime.artifacts import build_dir, library_paths, report_dir
+    from runtime.engines import create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from tuning import stats
     from tuning.build import export, tuning_module
     from tuning.records import (
         describe_use,
-        find_records,
         isa_level,
         read_provenance,
         record_set_dir,
@@ -73,7 +88,7 @@ def run(args) -> int:
     work_dir = args.work_dir or record_set_dir(target)
     out = args.out or build_dir(model.spec.name, target)
     rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
-    existing = find_records(target) if args.work_dir is None else None
+    existing = resolve_records(model.spec.name, target, work_dir) if count_records(work_dir) else None
     if existing is not None:
         print("continuing from " + existing.summary())
     print(f"tuning {model.spec.name} for {target.id} ({isa_level(target)}); records in {work_dir}")
@@ -83,8 +98,14 @@ def run(args) -> int:
     if not library_paths(out, "default")[0].is_file():
         export(model, target, "default", out_root=out)
     mod = tuning_module(model, target, options)
+    x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
+                                          model.spec.input.channels), dtype=np.float32)
+    in_model_ms = None
+    if existing is not None and rpc is None and not args.isolated_estimates and count_records(work_dir) < args.budget:
+        in_model_ms = _profile_current_build(model, target, existing, out, x)
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
-                  per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60 if args.time_limit else None)
+                  per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60 if args.time_limit else None,
+                  in_model_ms=in_model_ms)
     print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
     if count_records(work_dir):
         write_provenance(work_dir, target, model.spec.name, options, result.seconds)
@@ -93,18 +114,17 @@ def run(args) -> int:
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
 
-    default_ms = tuned_ms = None
+    default_ms = tuned_ms = litert_ms = None
     if rpc is None:
-        x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
-                                              model.spec.input.channels), dtype=np.float32)
         threads = target.num_cores
         default_ms = _median_ms(TVMDefaultEngine(model, threads, target=target, build_root=out), x)
         tuned_ms = _median_ms(TVMTunedEngine(model, threads, target=target, build_root=out), x)
+        litert_ms = _median_ms(create_engine("litert", model, threads), x)
         print(f"median of 3 ({threads} threads): default {default_ms:.1f} ms, tuned {tuned_ms:.1f} ms "
-              f"({default_ms / tuned_ms:.1f}x)")
+              f"({default_ms / tuned_ms:.1f}x), LiteRT {litert_ms:.1f} ms")
     s = stats.collect(mod, tvm_target, work_dir)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
-                        default_ms=default_ms)
+                        default_ms=default_ms, litert_ms=litert_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
