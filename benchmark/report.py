@@ -208,6 +208,7 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         f"Machine: {env.cpu}, {env.cores} cores ({env.flags}), target `{target.id}`. "
         f"Python {env.python}, apache-tvm {env.tvm}, ai-edge-litert {env.litert}, numpy {env.numpy}. {env.date}.",
         "",
+        *libraries_section(model.spec.name, target, engines),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
         "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
         "## Start-up", "",
@@ -233,6 +234,30 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def libraries_section(model: str, target, engines) -> list[str]:
+    """Which TVM libraries were measured: graph, records and where they were tuned, coverage."""
+    from runtime.artifacts import LibraryMetadata
+
+    lines = []
+    for kind in ("default", "tuned"):
+        meta_path = library_paths(build_dir(model, target), kind)[1]
+        if f"tvm-{kind}" not in engines or not meta_path.is_file():
+            continue
+        meta = LibraryMetadata.read(meta_path)
+        graph = ", ".join(k for k, v in (meta.graph or {}).items() if v) or "stock graph"
+        line = f"- {engine_label('tvm-' + kind)}: `{meta.target['id']}`, {graph}"
+        prov = meta.records_provenance
+        if prov:
+            tuned_for = prov.get("tuned_for_target", {})
+            line += (f"; {meta.trials} tuning records for {prov['isa']} (tuned on {prov.get('tuned_on_cpu')}, "
+                     f"LLVM CPU {tuned_for.get('mcpu')}, {tuned_for.get('num_cores')} cores, "
+                     f"{prov.get('tuning_seconds', 0) / 60:.0f} min of tuning)")
+        if meta.tuning_warning:
+            line += f". **{meta.tuning_warning}**"
+        lines.append(line)
+    return ["## Libraries", "", *lines, ""] if lines else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ _HIDEABLE = {
     "fma": "-fma",
 }
 SEED_TRIPLE = "x86_64-linux-gnu"  # what the seed project compiled for
+PORTABLE_CPU = "x86-64-v3"  # AVX2+FMA: a library built for it runs on any AVX2 machine
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,21 @@ def host_target(mcpu: str | None = None, num_cores: int | None = None, mtriple: 
     if mcpu is not None or mtriple is not None:
         check_llvm_names(cpu, triple)
     return TargetSpec(cpu, cores, triple, mattr)
+
+
+def portable_target(num_cores: int | None = None, level: str = PORTABLE_CPU) -> TargetSpec:
+    """A generic CPU of an x86-64 level (`selfie-tvm compile --portable`)."""
+    return TargetSpec(level, num_cores or len(os.sched_getaffinity(0)), SEED_TRIPLE)
+
+
+def library_targets(portable_core_counts: tuple[int, ...] = ()) -> list[TargetSpec]:
+    """Targets whose libraries this host can run, best first: its own, then portable ones (this
+    host's core count first; a library built for another core count still runs, on this pool)."""
+    host = host_target()
+    if host.vector_isa not in ("avx2", "avx512"):
+        return [host]
+    cores = [host.num_cores, *(n for n in portable_core_counts if n != host.num_cores)]
+    return [host, *(portable_target(n) for n in cores)]
 
 
 def check_llvm_names(mcpu: str, mtriple: str) -> None:

@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runtime.artifacts import results_root
-from runtime.target import TargetSpec, cpu_model_name
+from runtime.target import TargetSpec, cpu_model_name, portable_target
 
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions
 from .tune import count_records
 
 PROVENANCE = "provenance.json"
-PORTABLE_LEVEL = "x86-64-v3"  # AVX2+FMA: every x86 server CPU since 2013-2015
 _X86_LEVELS = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "sse": "x86-64"}
 
 
@@ -32,13 +31,6 @@ def isa_level(target: TargetSpec) -> str:
     if arch in ("x86_64", "amd64"):
         return _X86_LEVELS[target.vector_isa]
     return arch
-
-
-def portable_target(level: str, num_cores: int) -> TargetSpec:
-    """A generic CPU of an x86-64 level: a library built for it runs on any CPU of that level."""
-    from runtime.target import SEED_TRIPLE
-
-    return TargetSpec(level, num_cores, SEED_TRIPLE)
 
 
 @dataclass

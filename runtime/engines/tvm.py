@@ -49,9 +49,14 @@ class TVMEngine(Engine):
         from tvm import relax
 
         from runtime.artifacts import LibraryMetadata, build_dir, check_metadata, library_paths
-        from runtime.target import host_target
+        from runtime.target import PORTABLE_CPU, library_targets
 
-        target = target or host_target()
+        if target is None:  # this host's own build, else a portable (x86-64-v3) one it can run
+            built = build_dir(model.spec.name, library_targets()[0]).parent
+            cores = tuple(int(d.name.rsplit("-", 1)[1][:-1]) for d in built.glob(f"{PORTABLE_CPU}-avx2-*c"))
+            candidates = library_targets(cores)
+            target = next((t for t in candidates if build_root is None and
+                           library_paths(build_dir(model.spec.name, t), self.kind)[0].is_file()), candidates[0])
         if library is None:
             directory = build_dir(model.spec.name, target) if build_root is None else build_root
             library, meta_path = library_paths(directory, self.kind)

@@ -38,7 +38,7 @@ def target_from(args):
     from runtime.target import host_target
 
     if getattr(args, "portable", False):
-        from tuning.records import PORTABLE_LEVEL, portable_target
+        from runtime.target import portable_target
 
-        return portable_target(PORTABLE_LEVEL, args.num_cores or len(os.sched_getaffinity(0)))
+        return portable_target(args.num_cores)
     return host_target(args.mcpu, args.num_cores, args.mtriple)
