@@ -84,7 +84,7 @@ def run_ablation(model_name: str, variants: list[Variant], threads: list[int], r
                          "p50_ci95_low": lo, "p50_ci95_high": hi, "min_ms": float(s.min())})
     df = pd.DataFrame(rows)
     base = df[df.variant == variants[0].name].set_index("threads")["p50_ms"]
-    df["vs_first"] = df.apply(lambda r: r.p50_ms / base[r.threads], axis=1)
+    df["vs_litert"] = df.apply(lambda r: r.p50_ms / base[r.threads], axis=1)
     return df
 
 
@@ -105,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     df = run_ablation(args.model, variants, [int(t) for t in args.threads.split(",")], args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "ablation_latency.csv", index=False, float_format="%.3f")
-    print(df.to_markdown(index=False, floatfmt=".2f"))
+    table = df.assign(p50_ci95=df.apply(lambda r: f"{r.p50_ci95_low:.1f}-{r.p50_ci95_high:.1f}", axis=1))
+    table = table[["variant", "threads", "runs", "p50_ms", "p50_ci95", "min_ms", "vs_litert"]]
+    markdown = table.to_markdown(index=False, floatfmt=".2f")
+    (args.out / "ablation_latency.md").write_text(
+        f"Interleaved run, {args.rounds} rounds, model {args.model}, inference only, ms; "
+        "vs_litert = p50 / LiteRT p50 at the same thread count.\n\n" + markdown + "\n")
+    print(markdown)
     return 0
 
 

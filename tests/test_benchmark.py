@@ -220,3 +220,24 @@ def test_auto_model_falls_back_to_the_twin_offline(monkeypatch, capsys):
     assert model.spec.name == "selfie_multiclass_twin"
     out = capsys.readouterr().out
     assert "selfie_multiclass_256x256 is not available" in out and "meaningless" in out
+
+
+def test_ablation_times_every_variant_in_one_interleaved_run(tmp_path, monkeypatch):
+    from benchmark.ablation import main
+    from runtime.target import host_target
+    from tuning.build import export
+
+    from .tiny_models import tiny_segmenter
+
+    monkeypatch.setenv("SELFIE_TVM_MODELS_DIR", str(tmp_path))  # tiny.tflite is found by name there
+    model = tiny_segmenter(tmp_path / "tiny.tflite")
+    lib = export(model, host_target(), "default", out_root=tmp_path / "lib")
+    monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, **_: model)
+    assert main(["--model", "tiny", "--variant", f"untuned={lib}", "--variant", f"again={lib}",
+                 "--threads", "1,2", "--rounds", "6", "--out", str(tmp_path / "out")]) == 0
+    df = pd.read_csv(tmp_path / "out" / "ablation_latency.csv")
+    assert sorted(df["variant"].unique()) == ["LiteRT (XNNPACK)", "again", "untuned"]
+    assert (df["runs"] == 6).all() and sorted(df["threads"].unique()) == [1, 2]
+    assert (df[df["variant"] == "LiteRT (XNNPACK)"]["vs_litert"] == 1.0).all()
+    assert (df["p50_ci95_low"] <= df["p50_ms"]).all() and (df["p50_ms"] <= df["p50_ci95_high"]).all()
+    assert "vs_litert" in (tmp_path / "out" / "ablation_latency.md").read_text()
