@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +91,27 @@ def run_ablation(model_name: str, variants: list[Variant], threads: list[int], r
     return df
 
 
+def _in_fresh_process(argv: list[str], threads: int, out: Path) -> pd.DataFrame:
+    """One thread count per process: TVM pins pool workers to cores and XNNPACK keeps its own pool,
+    and a pool resized earlier in the process slowed LiteRT's 2-thread runs about 2x in one run."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--threads", "--out"):
+            skip = True
+            continue
+        if not a.startswith(("--threads=", "--out=")):
+            rest.append(a)
+    part = Path(out) / f".ablation_{threads}t"
+    subprocess.run([sys.executable, "-m", "benchmark.ablation", *rest, "--threads", str(threads), "--out", str(part)],
+                   check=True)
+    df = pd.read_csv(part / "ablation_latency.csv")
+    shutil.rmtree(part)
+    return df
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.variant:
         name, _, path = item.partition("=")
         variants.append(Variant(name, Path(path)))
-    df = run_ablation(args.model, variants, [int(t) for t in args.threads.split(",")], args.rounds)
+    threads = [int(t) for t in args.threads.split(",")]
+    if len(threads) == 1:
+        df = run_ablation(args.model, variants, threads, args.rounds)
+    else:
+        df = pd.concat([_in_fresh_process(argv or sys.argv[1:], n, args.out) for n in threads], ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "ablation_latency.csv", index=False, float_format="%.3f")
     table = df.assign(p50_ci95=df.apply(lambda r: f"{r.p50_ci95_low:.1f}-{r.p50_ci95_high:.1f}", axis=1))

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import tvm
+import tvm_ffi
 
 from runtime.target import SEED_TRIPLE, TargetSpec, host_target, portable_target
 from tuning.build import coverage, tuning_module
@@ -65,7 +65,7 @@ def test_another_isa_gets_a_clear_message(avx2_only_root, target, isa):
 
 
 def _workloads(model, target, options) -> set[int]:
-    return {tvm.ir.structural_hash(t.dispatched[0]) for t in plan_tasks(tuning_module(model, target, options),
+    return {tvm_ffi.structural_hash(t.dispatched[0]) for t in plan_tasks(tuning_module(model, target, options),
                                                                       target.to_tvm()).tasks}
 
 

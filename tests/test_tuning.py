@@ -205,20 +205,27 @@ def test_rpc_spec_parsing():
         RpcSpec.parse("nohostport", "k")
 
 
-def test_tune_command_with_a_tiny_budget(tmp_path, capsys):
-    """`selfie-tvm tune` end to end: default export, tuning, tuned export, timing, statistics."""
+def test_tune_command_with_a_tiny_budget(tmp_path, capsys, monkeypatch):
+    """`selfie-tvm tune` end to end: default export, tuning, tuned export, timing, statistics; a budget
+    that cannot reach every kernel is refused, and a library tuned on some kernels says so."""
     from runtime.cli import main
 
     from .conftest import need_model
 
     need_model("selfie_segmenter_landscape")
-    args = ["tune", "--model", "selfie_segmenter_landscape", "--budget", "4", "--per-iter", "4",
-            "--work-dir", str(tmp_path / "records" / "tuning"), "--out", str(tmp_path / "lib")]
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    common = ["tune", "--model", "selfie_segmenter_landscape", "--per-iter", "4",
+              "--work-dir", str(tmp_path / "records"), "--out", str(tmp_path / "lib")]
+    assert main([*common, "--budget", "4"]) == 2
+    assert "cannot reach the" in capsys.readouterr().err
+    args = [*common, "--budget", "8", "--only", "fused_conv2d_"]  # the first convolution only
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "tuned" in out and "x)" in out
+    assert "tuned" in out and "x)" in out and "LiteRT" in out
+    assert "partially tuned:" in out
     assert {p.name for p in (tmp_path / "lib").iterdir()} == {"default.so", "default.json", "tuned.so", "tuned.json"}
-    assert (tmp_path / "records" / "tuning_tasks.csv").is_file()
+    assert len(list((tmp_path / "results" / "selfie_segmenter_landscape").glob("*/tuning_tasks.csv"))) == 1
+    assert (tmp_path / "records" / "provenance.json").is_file()
     # the budget is spent: a second run measures nothing new
     assert main(args) == 0
     assert "trials: 0 new" in capsys.readouterr().out

@@ -43,6 +43,7 @@ class Provenance:
     tvm_version: str = ""
     updated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tuning_seconds: float = 0.0
+    continued: list[dict] = field(default_factory=list)  # later runs that added records
 
     @property
     def graph_options(self) -> GraphOptions:
@@ -112,15 +113,25 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
                      tuning_seconds: float = 0.0) -> Provenance:
-    """Record (or update) where a record set comes from, after tuning into it."""
+    """Record (or update) where a record set comes from, after tuning into it. A set first tuned
+    elsewhere keeps its origin; later runs are listed under `continued`."""
     import tvm
 
     path = Path(path)
     existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
-    prov = Provenance(
-        isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
-        models=sorted({*(existing.models if existing else []), model}), tvm_version=tvm.__version__,
-        tuning_seconds=(existing.tuning_seconds if existing else 0.0) + tuning_seconds)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    if existing is None:
+        prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
+                          models=[model], tvm_version=tvm.__version__, updated_at=now, tuning_seconds=tuning_seconds)
+    else:
+        prov = existing
+        prov.graph = options.as_dict()
+        prov.models = sorted({*prov.models, model})
+        prov.updated_at = now
+        prov.tuning_seconds += tuning_seconds
+        if tuning_seconds:
+            prov.continued.append({"target": target.as_dict(), "cpu": cpu_model_name(), "at": now,
+                                   "seconds": round(tuning_seconds, 1), "model": model})
     (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
     return prov
 

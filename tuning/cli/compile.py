@@ -14,8 +14,6 @@ def register(sub) -> None:
     p.add_argument("--tuned", action="store_true", help="also build tuned.so from tuning records")
     p.add_argument("--records", type=Path, default=None,
                    help="tuning records directory (default: results/tuning/<ISA level>, e.g. x86-64-v3 for AVX2)")
-    p.add_argument("--portable", action="store_true",
-                   help="target a generic x86-64-v3 CPU (AVX2+FMA): the libraries run on any AVX2 machine")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: tvm_model/<model>/<target>)")
     p.set_defaults(run=run)
 

@@ -14,6 +14,8 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mcpu", default=None, help="LLVM CPU name, e.g. znver3, skylake-avx512 (default: detected)")
     g.add_argument("--num-cores", type=positive_int, default=None, help="cores to compile and tune for (default: all)")
     g.add_argument("--mtriple", default=None, help="LLVM target triple (default: x86_64-linux-gnu, as the seed)")
+    g.add_argument("--portable", action="store_true",
+                   help="target a generic x86-64-v3 CPU (AVX2+FMA): the libraries run on any AVX2 machine")
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:

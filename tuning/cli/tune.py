@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--isolated-estimates", action="store_true",
                    help="when continuing from records, aim trials by the tuner's isolated kernel latencies "
                         "instead of a profile of the current tuned build (the default)")
+    p.add_argument("--only", action="append", default=None, metavar="KERNEL_PREFIX",
+                   help="tune only kernels whose names start with this (repeatable): top-ups and experiments; "
+                        "the tuned library then says which kernels have no record")
     p.add_argument("--time-limit", type=positive_int, default=None, metavar="MINUTES",
                    help="start no new batch after this many minutes (re-run to continue)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
@@ -67,7 +70,7 @@ def run(args) -> int:
     import numpy as np
 
     from runtime.acquire import resolve_model
-    from runtime.artifacts import build_dir, library_paths, report_dir
+    from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
     from runtime.engines import create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from tuning import stats
@@ -105,7 +108,7 @@ def run(args) -> int:
         in_model_ms = _profile_current_build(model, target, existing, out, x)
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60 if args.time_limit else None,
-                  in_model_ms=in_model_ms)
+                  in_model_ms=in_model_ms, only=args.only)
     print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
     if count_records(work_dir):
         write_provenance(work_dir, target, model.spec.name, options, result.seconds)
@@ -113,6 +116,9 @@ def run(args) -> int:
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
+    warning = LibraryMetadata.read(library_paths(out, "tuned")[1]).tuning_warning
+    if warning:
+        print(f"warning: {warning}; give `selfie-tvm tune` a budget that reaches them")
 
     default_ms = tuned_ms = litert_ms = None
     if rpc is None:
