@@ -15,6 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+# SplitLayoutRewritePreproc (weight prepacking) renames a kernel `k` to `k_prepacked`.
+_PREPACKED = "_prepacked"
+
+
+def kernel_name(symbol: str) -> str:
+    """The kernel's name in the optimised (tuned) module, whatever the build appended to it."""
+    return symbol.removesuffix(_PREPACKED)
+
 
 @dataclass(frozen=True)
 class KernelTime:
@@ -23,7 +31,8 @@ class KernelTime:
 
 
 def kernel_times(library: Path, x: np.ndarray, repeat: int = 5) -> dict[str, KernelTime]:
-    """Per kernel (by symbol): calls and milliseconds per inference, averaged over `repeat` runs."""
+    """Per kernel (by its name in the optimised module): calls and milliseconds per inference,
+    averaged over `repeat` runs."""
     import tvm
     from tvm import relax
 
@@ -43,4 +52,5 @@ def kernel_times(library: Path, x: np.ndarray, repeat: int = 5) -> dict[str, Ker
     vm.set_instrument(instrument)
     for _ in range(repeat):
         vm["main"](inp)
-    return {symbol: KernelTime(len(samples) / repeat, sum(samples) / repeat) for symbol, samples in times.items()}
+    return {kernel_name(symbol): KernelTime(len(samples) / repeat, sum(samples) / repeat)
+            for symbol, samples in times.items()}

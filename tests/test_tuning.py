@@ -72,6 +72,13 @@ def test_tuned_library_matches_litert(tuned_records, tuned_dir, tiny, target, tm
     # transposed convolution is what was tuned and built.
     assert engine.metadata.untuned_kernels == [] and engine.metadata.tuning_warning is None
     assert engine.metadata.graph == {"subpixel_transposed_conv": True, "weight_prepack": True}
+    # The in-model profile names kernels as the tuner does (prepacked kernels included), so
+    # profile-guided tuning can aim at them.
+    from runtime.profiling import kernel_times
+    from tuning.tasks import plan_tasks
+
+    profiled = kernel_times(engine.library, preprocess(astronaut, tiny.spec), repeat=1)
+    assert set(plan_tasks(tuning_module(tiny, target), target.to_tvm()).names) <= set(profiled)
     x = preprocess(astronaut, tiny.spec)
     diff = np.abs(to_probabilities(engine.run(x), tiny.spec)
                   - to_probabilities(create_engine("litert", tiny, 1).run(x), tiny.spec))
