@@ -10,7 +10,6 @@ p50 with a distribution-free 95 % confidence interval per variant and thread cou
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -40,25 +39,18 @@ def _tvm_runner(library: Path):
     return lambda x: main(tvm.runtime.tensor(x, dev)).numpy()
 
 
-def _set_tvm_threads(threads: int) -> None:
-    import tvm
-
-    affinity = os.sched_getaffinity(0)
-    tvm.get_global_func("runtime.config_threadpool")(0, threads)
-    os.sched_setaffinity(0, affinity)
-
-
 def run_ablation(model_name: str, variants: list[Variant], threads: list[int], rounds: int,
                  warmup: int = 2) -> pd.DataFrame:
     from runtime.acquire import resolve_model
     from runtime.engines import create_engine
+    from runtime.engines.tvm import set_tvm_threads
 
     model = resolve_model(model_name)
     spec = model.spec.input
     x = np.random.default_rng(0).random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
     rows = []
     for n_threads in threads:
-        _set_tvm_threads(n_threads)
+        set_tvm_threads(n_threads)
         runners = {}
         reference = None
         for v in variants:

@@ -9,9 +9,9 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import PhotoRejected, fetch_image, receive_image, say
+from ..photos import receive_image
 from ..replies import submit
-from .common import restore_state
+from .common import fetch_stored_image, restore_state
 
 
 class Background(StatesGroup):
@@ -38,12 +38,8 @@ async def got_background(message: Message, state: FSMContext, service) -> None:
     if received is None:
         return  # the portrait is kept; still waiting for a usable background
     background = received[1]
-    try:
-        portrait = await fetch_image(message.bot, (await state.get_data())["portrait"], settings=service.settings,
-                                     chat_id=message.chat.id, what="portrait")
-    except PhotoRejected as e:
-        await state.set_state(Background.portrait)
-        await say(message, str(e))
+    portrait = await fetch_stored_image(message, state, service, "portrait", "portrait", back_to=Background.portrait)
+    if portrait is None:
         return
     await state.clear()
     await submit(message, service, lambda: service.background(portrait, background),

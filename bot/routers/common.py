@@ -8,6 +8,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.types import BotCommand, Message
 
+from ..photos import PhotoRejected, fetch_image, say
+
 COMMANDS = [
     BotCommand(command="segmentation", description="segment a photo into class masks"),
     BotCommand(command="change_hair_color", description="recolour the hair in a photo"),
@@ -51,6 +53,19 @@ def restore_state(state: FSMContext, step: State):
         if await state.get_state() is None:
             await state.set_state(step)
     return restore
+
+
+async def fetch_stored_image(message: Message, state: FSMContext, service, key: str, what: str,
+                             back_to: State):
+    """The image stored under `key` earlier in the flow, or None after telling the user it can no
+    longer be used and stepping the flow back to `back_to` to ask for it again."""
+    try:
+        return await fetch_image(message.bot, (await state.get_data())[key], settings=service.settings,
+                                 chat_id=message.chat.id, what=what)
+    except PhotoRejected as e:
+        await state.set_state(back_to)
+        await say(message, str(e))
+        return None
 
 
 def create_router() -> Router:

@@ -12,9 +12,9 @@ from runtime.colors import ACCEPTED, parse_color
 from runtime.errors import ColorError
 
 from ..filters import NOT_A_COMMAND
-from ..photos import PhotoRejected, fetch_image, receive_image, say
+from ..photos import receive_image
 from ..replies import submit
-from .common import restore_state
+from .common import fetch_stored_image, restore_state
 
 
 class HairColor(StatesGroup):
@@ -43,12 +43,8 @@ async def got_color(message: Message, state: FSMContext, service) -> None:
     except ColorError as e:
         await message.answer(f"{e}. Send another colour, or /cancel.")
         return
-    try:
-        rgb = await fetch_image(message.bot, (await state.get_data())["photo"], settings=service.settings,
-                                chat_id=message.chat.id, what="photo")
-    except PhotoRejected as e:
-        await state.set_state(HairColor.photo)
-        await say(message, str(e))
+    rgb = await fetch_stored_image(message, state, service, "photo", "photo", back_to=HairColor.photo)
+    if rgb is None:
         return
     await state.clear()
     text = message.text
