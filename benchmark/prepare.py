@@ -10,7 +10,7 @@ from runtime.acquire import ResolvedModel
 from runtime.artifacts import build_dir, library_paths
 from runtime.target import TargetSpec
 from tuning.build import export
-from tuning.records import describe_use, find_records, record_set_dir, resolve_records
+from tuning.records import describe_use, find_records, record_set_dir, resolve_records, working_dir
 
 from .options import PREPARE_BUDGET
 
@@ -22,16 +22,16 @@ def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget
         export(model, target, "default")
     if "tvm-tuned" in engines and not library_paths(out, "tuned")[0].is_file():
         if find_records(target) is None:
-            work = record_set_dir(target)
+            committed, work = record_set_dir(target), working_dir(target)
             print(f"no tuning records for this CPU's vector ISA: tuning within {budget} trials into {work} first",
                   flush=True)
             from tuning.build import tuning_module
             from tuning.importer import TUNED_GRAPH
-            from tuning.records import write_provenance
+            from tuning.records import publish
             from tuning.tune import tune
 
             result = tune(tuning_module(model, target), target.to_tvm(), work, budget=budget)
-            write_provenance(work, target, model.spec.name, TUNED_GRAPH, result.seconds)
+            publish(work, committed, target, model.spec.name, TUNED_GRAPH, result.seconds, result.trials_run)
         records = resolve_records(model.spec.name, target)
         print("\n".join(describe_use(records, target)), flush=True)
         export(model, target, "tuned", records=records)

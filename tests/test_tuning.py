@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +21,10 @@ from runtime.processing import preprocess, to_probabilities
 from runtime.target import host_target
 from tuning import stats
 from tuning.build import export, tuning_module
-from tuning.errors import MissingRecordsError
-from tuning.records import resolve_records
-from tuning.tune import RpcSpec, TuningBudgetError, count_records, tune
+from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_records
+from tuning.errors import MissingRecordsError, TuningBudgetError
+from tuning.records import record_set_dir, resolve_records, working_dir
+from tuning.tune import RpcSpec, tune
 
 from .tiny_models import tiny_segmenter
 
@@ -58,10 +61,19 @@ def tuned_records(tuned_dir, target):
     return resolve_records("tiny", target, tuned_dir)
 
 
-def test_budget_already_spent_runs_no_trials(tuned_dir, tiny_mod, target):
+def test_the_budget_counts_this_run_only(tuned_dir, tiny_mod, target):
     before = count_records(tuned_dir)
-    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=BUDGET, per_iter=4, progress=False)
-    assert result.trials_run == 0 and count_records(tuned_dir) == before
+    assert before >= BUDGET  # more records already there than this run's budget
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=4, per_iter=4, progress=False)
+    assert result.trials_before == before and 4 <= result.trials_run < 8
+    assert count_records(tuned_dir) == before + result.trials_run
+
+
+def test_a_time_limit_reached_before_the_first_batch_measures_nothing(tuned_dir, tiny_mod, target):
+    before = count_records(tuned_dir)
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=4, per_iter=4, progress=False, time_limit_s=1e-6)
+    assert result.trials_run == 0 and result.valid_trials == 0 and count_records(tuned_dir) == before
+    assert result.stopped_because == "the time limit was reached before the first batch"
 
 
 def test_tuned_library_matches_litert(tuned_records, tuned_dir, tiny, target, tmp_path, astronaut):
@@ -99,8 +111,20 @@ def test_a_budget_that_cannot_reach_every_kernel_is_refused(tiny_mod, target, tm
 
 
 def test_partially_tuned_library_says_so(tiny, tiny_mod, target, tmp_path):
+    """A run stopped early leaves every kernel's workload in the database (MetaSchedule commits
+    them before measuring), but only the measured ones have a record: coverage counts records."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tuning.tasks import plan_tasks
+
     work = tmp_path / "records"
-    tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, progress=False, only=["fused_conv2d_add_relu"])
+    result = tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, progress=False,
+                  only=["fused_conv2d_add_relu"])
+    assert result.kernels == 1 and result.kernels_improved == 1 and result.valid_trials >= 1
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    for task in plan_tasks(tiny_mod, target.to_tvm()).tasks:
+        db.commit_workload(task.dispatched[0])
+    assert len({r.shash for r in read_records(work)}) == 1
     export(tiny, target, "tuned", records=resolve_records("tiny", target, work), out_root=tmp_path)
     meta = LibraryMetadata.read(tmp_path / "tuned.json")
     assert meta.kernels == 5 and len(meta.untuned_kernels) == 4
@@ -212,27 +236,55 @@ def test_rpc_spec_parsing():
         RpcSpec.parse("nohostport", "k")
 
 
-def test_tune_command_with_a_tiny_budget(tmp_path, capsys, monkeypatch):
-    """`selfie-tvm tune` end to end: default export, tuning, tuned export, timing, statistics; a budget
-    that cannot reach every kernel is refused, and a library tuned on some kernels says so."""
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_tune_command_end_to_end(tmp_path, capsys, monkeypatch):
+    """`selfie-tvm tune` as the README runs it: measures into the working database, keeps the pruned
+    best in the committed set, builds, ends with one summary; a run that measures nothing changes no
+    committed file; a later run (working database gone) continues from the committed set alone."""
     from runtime.cli import main
 
     from .conftest import need_model
 
     need_model("selfie_segmenter_landscape")
-    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
-    common = ["tune", "--model", "selfie_segmenter_landscape", "--per-iter", "4",
-              "--work-dir", str(tmp_path / "records"), "--out", str(tmp_path / "lib")]
-    assert main([*common, "--budget", "4"]) == 2
+    results, build = tmp_path / "results", tmp_path / "build"
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(results))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(build))
+    committed, working = record_set_dir(host_target()), working_dir(host_target())
+    common = ["tune", "--model", "selfie_segmenter_landscape", "--per-iter", "4", "--only", "fused_conv2d_"]
+    assert main([*common[:-2], "--budget", "4"]) == 2  # every kernel needs a first batch: 4 cannot reach them
     assert "cannot reach the" in capsys.readouterr().err
-    args = [*common, "--budget", "8", "--only", "fused_conv2d_"]  # the first convolution only
-    assert main(args) == 0
+
+    assert main([*common, "--budget", "8"]) == 0
     out = capsys.readouterr().out
-    assert "tuned" in out and "x)" in out and "LiteRT" in out
+    summary = out[out.index("summary:"):]
+    assert "8 trials measured" in summary and "1 of 1 kernels improved" in summary
+    assert "untuned" in summary and "-> tuned" in summary and "LiteRT" in summary
     assert "partially tuned:" in out
-    assert {p.name for p in (tmp_path / "lib").iterdir()} == {"default.so", "default.json", "tuned.so", "tuned.json"}
-    assert len(list((tmp_path / "results" / "selfie_segmenter_landscape").glob("*/tuning_tasks.csv"))) == 1
-    assert (tmp_path / "records" / "provenance.json").is_file()
-    # the budget is spent: a second run measures nothing new
-    assert main(args) == 0
-    assert "trials: 0 new" in capsys.readouterr().out
+    assert is_compressed(committed) and count_records(working) == 8
+    assert 1 <= count_records(committed) <= KEEP_PER_CPU
+    assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 8
+    assert len(list((results / "selfie_multiclass_twin").glob("*"))) == 0
+    assert len(list((results / "selfie_segmenter_landscape").glob("*/tuning_tasks.csv"))) == 1
+
+    before = _tree_bytes(results)
+    assert main([*common, "--budget", "8", "--time-limit", "0.000001"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing measured" in out and "time limit was reached before the first batch" in out
+    assert _tree_bytes(results) == before
+
+    shutil.rmtree(working)
+    assert main([*common, "--budget", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing from" in out and "tuned " in out[out.index("summary:"):]
+    assert count_records(working) >= count_records(committed)
+    assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 12
+
+
+def test_convergence_marks_when_the_estimate_reaches_litert():
+    s = stats.TuningStats(tasks=[], convergence=[(10, 50.0), (20, 41.0), (30, 39.5), (40, 42.0)], total_trials=40)
+    assert s.trials_to_reach(40.0) == 30
+    assert s.trials_to_reach(50.0) == 10
+    assert s.trials_to_reach(39.0) is None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,11 +15,11 @@ from runtime.acquire import ResolvedModel
 from runtime.artifacts import LibraryMetadata, build_dir, library_paths
 from runtime.target import TargetSpec
 
+from .database import read_records, select_for, write_database
 from .errors import MissingRecordsError
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
 from .records import RecordSet
 from .tasks import plan_tasks, task_flops
-from .tune import apply_records
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,22 @@ class Coverage:
     untuned_flop_share: float
 
 
-def coverage(mod: tvm.IRModule, target: TargetSpec, records: Path) -> Coverage:
+@contextmanager
+def selected_records(records: Path, target: TargetSpec) -> Iterator[Path]:
+    """A temporary plain database with the one record each kernel's build uses: the fastest valid
+    one measured on this target's CPU, else the fastest of the ISA level (`database.select_for`)."""
+    with tempfile.TemporaryDirectory(prefix="selfie-tvm-records-") as selected:
+        write_database(Path(selected), select_for(read_records(records), target.mcpu), compressed=False)
+        yield Path(selected)
+
+
+def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path) -> Coverage:
+    """`selected`: a database holding only valid measured records (see `compile_module`), so a
+    kernel whose workload is known but whose trials were never measured counts as untuned."""
     from tvm.s_tir import meta_schedule as ms
 
     plan = plan_tasks(mod, target.to_tvm())
-    db = ms.database.JSONDatabase(work_dir=str(records), allow_missing=True)
+    db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True)
     untuned, flops_missing, flops_total = [], 0.0, 0.0
     for task in plan.tasks:
         flops = task_flops(task) * int(task.weight)
@@ -60,9 +74,18 @@ def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | Non
         return tvm.compile(tuning_module(model, target, options), target=tvm_target), None
     options = options or TUNED_GRAPH
     mod = tuning_module(model, target, options)
-    cover = coverage(mod, target, records)
-    mod = apply_records(mod, tvm_target, records)
+    with selected_records(records, target) as selected:
+        cover = coverage(mod, target, selected)
+        mod = apply_records(mod, tvm_target, selected)
     return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover
+
+
+def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path) -> tvm.IRModule:
+    """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule."""
+    from tvm import relax
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return relax.transform.MetaScheduleApplyDatabase(str(database), enable_warning=False)(mod)
 
 
 def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: RecordSet | None = None,

@@ -5,21 +5,25 @@ vector ISA it was measured with, not on the LLVM CPU name: records are kept per 
 results/tuning/<isa>/ (e.g. x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512), shared by every model and
 every machine of that level. Models with identical kernels (the real selfie model and its twin)
 share them. `provenance.json` beside the database says where they were tuned and on which graph.
+
+What is committed there is pruned (tuning/database.py); tuning measures into a working database in
+the build directory (tvm_model/tuning/<isa>/), seeded from the committed set, and prunes back into it.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.artifacts import results_root
-from runtime.target import TargetSpec, cpu_model_name, portable_target
+from runtime.artifacts import build_root, results_root
+from runtime.errors import SelfieTvmError
+from runtime.target import TargetSpec, cpu_model_name
 
-from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions
-from .tune import count_records
+from .database import KEEP_PER_CPU, count_records, merge, prune, read_records, write_database
+from .importer import TUNED_GRAPH, GraphOptions
 
 PROVENANCE = "provenance.json"
 _X86_LEVELS = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "sse": "x86-64"}
@@ -43,6 +47,7 @@ class Provenance:
     tvm_version: str = ""
     updated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tuning_seconds: float = 0.0
+    trials_measured: int = 0  # by every run behind the set (it keeps only the best few per kernel)
     continued: list[dict] = field(default_factory=list)  # later runs that added records
 
     @property
@@ -66,7 +71,8 @@ class RecordSet:
     def summary(self) -> str:
         p = self.provenance
         target = p.tuned_for_target
-        return (f"{self.trials} tuning records for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
+        behind = f" (best of {p.trials_measured} trials)" if p.trials_measured > self.trials else ""
+        return (f"{self.trials} tuning records{behind} for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
                 f"LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores, {p.updated_at[:10]})")
 
     def notes_for(self, target: TargetSpec) -> list[str]:
@@ -90,10 +96,20 @@ def record_set_dir(target: TargetSpec, root: Path | None = None) -> Path:
     return records_root(root) / isa_level(target)
 
 
+def working_dir(target: TargetSpec, root: Path | None = None) -> Path:
+    """Where tuning measures into: every record of this ISA level measured here, outside git."""
+    return (root or build_root()) / "tuning" / isa_level(target)
+
+
 def read_provenance(path: Path, isa: str) -> Provenance:
     file = Path(path) / PROVENANCE
     if file.is_file():
-        return Provenance(**json.loads(file.read_text()))
+        data = json.loads(file.read_text())
+        unknown = sorted(set(data) - {f.name for f in fields(Provenance)})
+        if unknown:
+            raise SelfieTvmError(f"{file} has fields this version does not know ({', '.join(unknown)}): "
+                                 "it was written by another version of selfie-tvm; update it or remove the file")
+        return Provenance(**data)
     # Records without provenance (a --work-dir of one's own): assume the current tuned graph.
     return Provenance(isa=isa)
 
@@ -112,7 +128,7 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
-                     tuning_seconds: float = 0.0) -> Provenance:
+                     tuning_seconds: float = 0.0, trials: int = 0) -> Provenance:
     """Record (or update) where a record set comes from, after tuning into it. A set first tuned
     elsewhere keeps its origin; later runs are listed under `continued`."""
     import tvm
@@ -122,16 +138,18 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if existing is None:
         prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
-                          models=[model], tvm_version=tvm.__version__, updated_at=now, tuning_seconds=tuning_seconds)
+                          models=[model], tvm_version=tvm.__version__, updated_at=now, tuning_seconds=tuning_seconds,
+                          trials_measured=trials)
     else:
         prov = existing
         prov.graph = options.as_dict()
         prov.models = sorted({*prov.models, model})
         prov.updated_at = now
         prov.tuning_seconds += tuning_seconds
+        prov.trials_measured += trials
         if tuning_seconds:
             prov.continued.append({"target": target.as_dict(), "cpu": cpu_model_name(), "at": now,
-                                   "seconds": round(tuning_seconds, 1), "model": model})
+                                   "seconds": round(tuning_seconds, 1), "model": model, "trials": trials})
     (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
     return prov
 
@@ -156,5 +174,14 @@ def describe_use(records: RecordSet, target: TargetSpec) -> list[str]:
     return [f"using {records.summary()}", *(f"note: {n}" for n in records.notes_for(target))]
 
 
-__all__ = ["STOCK_GRAPH", "TUNED_GRAPH", "Provenance", "RecordSet", "available_levels", "describe_use",
-           "find_records", "isa_level", "portable_target", "record_set_dir", "resolve_records", "write_provenance"]
+
+def seed_working(committed: Path, working: Path) -> int:
+    """Bring the committed records into the working database (a fresh clone starts from them)."""
+    return merge(committed, working) if count_records(committed) else 0
+
+
+def publish(working: Path, committed: Path, target: TargetSpec, model: str, options: GraphOptions,
+            tuning_seconds: float, trials: int) -> RecordSet:
+    """After a run that measured something: the pruned working database becomes the committed set."""
+    write_database(committed, prune(read_records(working), KEEP_PER_CPU), compressed=True)
+    return RecordSet(Path(committed), write_provenance(committed, target, model, options, tuning_seconds, trials))

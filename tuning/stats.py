@@ -9,8 +9,8 @@ from pathlib import Path
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from .database import RECORDS, WORKLOADS
 from .tasks import mean_run_seconds, plan_tasks, task_flops
-from .tune import RECORDS, WORKLOADS
 
 
 @dataclass
@@ -33,6 +33,10 @@ class TuningStats:
     @property
     def estimated_total_ms(self) -> float | None:
         return self.convergence[-1][1] if self.convergence else None
+
+    def trials_to_reach(self, ms: float) -> int | None:
+        """Trials after which the estimated total first fell to `ms` or below (None: not yet)."""
+        return next((n for n, total in self.convergence if total <= ms), None)
 
     def table(self):
         import pandas as pd
@@ -107,6 +111,9 @@ def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | 
         ax.axhline(default_ms, color="grey", ls="--", label=f"untuned module, measured: {default_ms:.0f} ms")
     if litert_ms:
         ax.axhline(litert_ms, color="tab:green", ls=":", label=f"LiteRT (XNNPACK) p50, measured: {litert_ms:.1f} ms")
+        crossed = stats.trials_to_reach(litert_ms)
+        if crossed is not None:
+            ax.axvline(crossed, color="tab:green", lw=0.8, label=f"estimate reaches LiteRT after {crossed} trials")
     ax.set_xlabel("trials measured (the curve starts once every task has a measurement)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")

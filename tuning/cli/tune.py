@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from pathlib import Path
@@ -12,6 +13,19 @@ from runtime.errors import SelfieTvmError
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
 
 DEFAULT_BUDGET = 2000
+DEFAULT_TIME_LIMIT_MIN = 60
+MEASURE_ROUNDS = 10
+
+
+def minutes(text: str) -> float:
+    """argparse type for --time-limit: a positive number of minutes (fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 minutes, got {text}")
+    return value
 
 
 def register(sub) -> None:
@@ -19,20 +33,21 @@ def register(sub) -> None:
     add_model_option(p)
     add_target_options(p)
     p.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
-                   help="total trials, counting those already in the records (default: %(default)s)")
+                   help="trials to measure in this run (default: %(default)s)")
     p.add_argument("--per-task", type=positive_int, default=None, help="cap on trials per task")
     p.add_argument("--per-iter", type=positive_int, default=16, help="candidates measured per search iteration")
     p.add_argument("--work-dir", type=Path, default=None,
-                   help="tuning records directory (default: results/tuning/<ISA level>, shared by all models "
-                        "and machines of that level; tuning continues from the records already there)")
+                   help="a records directory of your own, used as it is (default: measure into "
+                        "tvm_model/tuning/<ISA level>, seeded from the committed results/tuning/<ISA level>, "
+                        "and keep the best records of each kernel there)")
     p.add_argument("--isolated-estimates", action="store_true",
                    help="when continuing from records, aim trials by the tuner's isolated kernel latencies "
                         "instead of a profile of the current tuned build (the default)")
     p.add_argument("--only", action="append", default=None, metavar="KERNEL_PREFIX",
                    help="tune only kernels whose names start with this (repeatable): top-ups and experiments; "
                         "the tuned library then says which kernels have no record")
-    p.add_argument("--time-limit", type=positive_int, default=None, metavar="MINUTES",
-                   help="start no new batch after this many minutes (re-run to continue)")
+    p.add_argument("--time-limit", type=minutes, default=DEFAULT_TIME_LIMIT_MIN, metavar="MINUTES",
+                   help="start no new batch after this many minutes (default: %(default)s; re-run to continue)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
@@ -40,26 +55,21 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _median_ms(engine, x, runs: int = 3) -> float:
-    engine.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
+    """Median latency of each engine, measured in interleaved rounds (these machines drift)."""
+    for engine in engines.values():
         engine.run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            t0 = time.perf_counter()
+            engine.run(x)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _profile_current_build(model, target, records, out: Path, x) -> dict[str, float]:
-    """Kernel -> ms per inference in the tuned library built from the records so far."""
-    from runtime.artifacts import library_paths
-    from runtime.profiling import kernel_times
-    from tuning.build import export
-
-    print("profiling the current tuned build, to aim the trials where the model spends its time")
-    export(model, target, "tuned", records=records, out_root=out)
-    times = kernel_times(library_paths(out, "tuned")[0], x)
-    return {name: t.ms_per_run for name, t in times.items()}
+def _fmt(ms: float | None) -> str:
+    return f"{ms:.1f} ms" if ms is not None else "n/a"
 
 
 def run(args) -> int:
@@ -73,65 +83,103 @@ def run(args) -> int:
     from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
     from runtime.engines import create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
+    from runtime.profiling import kernel_times
     from tuning import stats
     from tuning.build import export, tuning_module
+    from tuning.database import count_records
     from tuning.records import (
+        RecordSet,
         describe_use,
         isa_level,
+        publish,
         read_provenance,
         record_set_dir,
-        resolve_records,
+        seed_working,
+        working_dir,
         write_provenance,
     )
-    from tuning.tune import RpcSpec, count_records, tune
+    from tuning.tune import RpcSpec, tune
 
     model = resolve_model(args.model, path=args.model_path)
     target = target_from(args)
     tvm_target = target.to_tvm()
-    work_dir = args.work_dir or record_set_dir(target)
+    isa = isa_level(target)
+    committed = None if args.work_dir else record_set_dir(target)
+    work_dir = args.work_dir or working_dir(target)
+    if committed is not None:
+        seed_working(committed, work_dir)
+    kept_in = committed or work_dir
     out = args.out or build_dir(model.spec.name, target)
     rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
-    existing = resolve_records(model.spec.name, target, work_dir) if count_records(work_dir) else None
-    if existing is not None:
-        print("continuing from " + existing.summary())
-    print(f"tuning {model.spec.name} for {target.id} ({isa_level(target)}); records in {work_dir}")
+    existing = RecordSet(kept_in, read_provenance(kept_in, isa)) if count_records(kept_in) else None
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
-    options = read_provenance(work_dir, isa_level(target)).graph_options
+    options = read_provenance(kept_in, isa).graph_options
+    print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
+          f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
 
     if not library_paths(out, "default")[0].is_file():
         export(model, target, "default", out_root=out)
     mod = tuning_module(model, target, options)
     x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
                                           model.spec.input.channels), dtype=np.float32)
-    in_model_ms = None
-    if existing is not None and rpc is None and not args.isolated_estimates and count_records(work_dir) < args.budget:
-        in_model_ms = _profile_current_build(model, target, existing, out, x)
+    threads = target.num_cores
+    before_ms = in_model_ms = None
+    if existing is not None:
+        print("continuing from " + existing.summary())
+        export(model, target, "tuned", records=existing, out_root=out)
+        if rpc is None:
+            before_ms = _medians_ms({"tuned": TVMTunedEngine(model, threads, target=target, build_root=out)},
+                                    x, rounds=3)["tuned"]
+            if not args.isolated_estimates:
+                # Aim the trials at where the current tuned build spends its time.
+                times = kernel_times(library_paths(out, "tuned")[0], x)
+                in_model_ms = {name: t.ms_per_run for name, t in times.items()}
+    elif rpc is None:
+        before_ms = _medians_ms({"default": TVMDefaultEngine(model, threads, target=target, build_root=out)},
+                                x, rounds=3)["default"]
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
-                  per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60 if args.time_limit else None,
+                  per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only)
-    print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
-    if count_records(work_dir):
-        write_provenance(work_dir, target, model.spec.name, options, result.seconds)
-    records = resolve_records(model.spec.name, target, work_dir)
+    measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
+                f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
+    if result.valid_trials == 0:
+        if result.trials_run:
+            raise SelfieTvmError(f"{measured}: no candidate built and ran, so nothing was kept; "
+                                 f"see {work_dir / 'logs'}")
+        print(f"summary: nothing measured ({measured}); no records, library or statistics changed")
+        return 0
+
+    if committed is not None:
+        records = publish(work_dir, committed, target, model.spec.name, options, result.seconds,
+                          result.trials_run)
+    else:
+        records = RecordSet(work_dir, write_provenance(work_dir, target, model.spec.name, options,
+                                                         result.seconds, result.trials_run))
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
     warning = LibraryMetadata.read(library_paths(out, "tuned")[1]).tuning_warning
     if warning:
-        print(f"warning: {warning}; give `selfie-tvm tune` a budget that reaches them")
+        print(f"warning: {warning}; run `selfie-tvm tune` again to reach them")
 
-    default_ms = tuned_ms = litert_ms = None
+    after_ms = litert_ms = None
     if rpc is None:
-        threads = target.num_cores
-        default_ms = _median_ms(TVMDefaultEngine(model, threads, target=target, build_root=out), x)
-        tuned_ms = _median_ms(TVMTunedEngine(model, threads, target=target, build_root=out), x)
-        litert_ms = _median_ms(create_engine("litert", model, threads), x)
-        print(f"median of 3 ({threads} threads): default {default_ms:.1f} ms, tuned {tuned_ms:.1f} ms "
-              f"({default_ms / tuned_ms:.1f}x), LiteRT {litert_ms:.1f} ms")
+        medians = _medians_ms({"tuned": TVMTunedEngine(model, threads, target=target, build_root=out),
+                               "litert": create_engine("litert", model, threads)}, x)
+        after_ms, litert_ms = medians["tuned"], medians["litert"]
     s = stats.collect(mod, tvm_target, work_dir)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
-                        default_ms=default_ms, litert_ms=litert_ms)
+                        default_ms=before_ms if existing is None else None, litert_ms=litert_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
+    print(f"summary: {measured}; {result.kernels_improved} of {result.kernels} kernels improved")
+    print(f"  estimated model latency (sum of best kernel latencies): "
+          f"{_fmt(result.estimated_ms_before)} -> {_fmt(result.estimated_ms_after)}")
+    if rpc is None:
+        print(f"  measured, median of {MEASURE_ROUNDS} at {threads} threads: "
+              f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
+              f"LiteRT {_fmt(litert_ms)} (tuned/LiteRT {after_ms / litert_ms:.2f})")
+    else:
+        print("  measured on the RPC devices only: run `selfie-tvm benchmark` there for model latencies")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
     return 0

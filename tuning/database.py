@@ -1,0 +1,146 @@
+"""Tuning databases as files: MetaSchedule's JSONDatabase pair, read, merged, pruned and selected.
+
+A database directory holds `database_workload.json` (one line per kernel: structural hash, module)
+and `database_tuning_record.json` (one line per measurement: workload index, [trace, run_secs,
+target, args]). Each record's target names the LLVM CPU it was measured on (`mcpu`).
+
+Two kinds live on disk:
+- the *working* database (plain JSON, outside git, in the build directory): everything measured
+  here, append-only, what MetaSchedule tunes into;
+- the *committed* set (results/tuning/<ISA>/, gzip-compressed, deterministic bytes): the best
+  `KEEP_PER_CPU` records of each kernel per CPU, all a build needs and enough to seed the search.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tasks import mean_run_seconds
+
+RECORDS = "database_tuning_record.json"
+WORKLOADS = "database_workload.json"
+PROGRESS = "progress.jsonl"
+# The best record builds the library; two more per kernel and CPU keep the evolutionary search's
+# seeds (and a fallback if the best one fails elsewhere) at ~1/15 of the working database's size.
+KEEP_PER_CPU = 3
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measurement, with the workload line it belongs to (kept verbatim)."""
+
+    shash: str  # the kernel's structural hash (the workload's key)
+    workload_line: str
+    body: list  # [trace, run_secs, target, args_info], as MetaSchedule wrote it
+
+    @property
+    def cost_s(self) -> float | None:
+        return mean_run_seconds(self.body[1])
+
+    @property
+    def mcpu(self) -> str | None:
+        return (self.body[2] or {}).get("mcpu")
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        return self.shash, json.dumps(self.body[0], sort_keys=True), json.dumps(self.body[2], sort_keys=True)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    gz = path.with_name(path.name + ".gz")
+    if not path.is_file() and not gz.is_file():
+        return
+    with path.open() if path.is_file() else gzip.open(gz, "rt") as f:
+        for line in f:
+            if line.strip():
+                yield line.rstrip("\n")
+
+
+def is_compressed(directory: Path) -> bool:
+    return (Path(directory) / (RECORDS + ".gz")).is_file() and not (Path(directory) / RECORDS).is_file()
+
+
+def count_records(directory: Path) -> int:
+    return sum(1 for _ in _lines(Path(directory) / RECORDS))
+
+
+def read_records(directory: Path) -> list[Record]:
+    """Every record of a database directory (plain or compressed), in the order measured."""
+    directory = Path(directory)
+    workloads = list(_lines(directory / WORKLOADS))
+    shashes = [json.loads(line)[0] for line in workloads]
+    records = []
+    for line in _lines(directory / RECORDS):
+        index, body = json.loads(line)
+        records.append(Record(str(shashes[index]), workloads[index], body))
+    return records
+
+
+def write_database(directory: Path, records: Iterable[Record], *, compressed: bool) -> None:
+    """Write records (and only the workloads they use) as a JSONDatabase pair, atomically.
+
+    Compressed files carry no name or time stamp, so the same records give the same bytes.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    index: dict[str, int] = {}
+    workload_lines, record_lines = [], []
+    for r in records:
+        if r.shash not in index:
+            index[r.shash] = len(workload_lines)
+            workload_lines.append(r.workload_line)
+        record_lines.append(json.dumps([index[r.shash], r.body], separators=(",", ":")))
+    for name, lines in ((WORKLOADS, workload_lines), (RECORDS, record_lines)):
+        text = "".join(line + "\n" for line in lines).encode()
+        final = directory / (name + ".gz" if compressed else name)
+        part = final.with_name(final.name + ".part")
+        if compressed:
+            with part.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                f.write(text)
+        else:
+            part.write_bytes(text)
+        part.replace(final)
+        stale = directory / (name if compressed else name + ".gz")
+        stale.unlink(missing_ok=True)
+
+
+def merge(source: Path, destination: Path) -> int:
+    """Add to `destination` (plain) the records of `source` it does not have; returns how many."""
+    known = read_records(destination)
+    seen = {r.identity for r in known}
+    new = [r for r in read_records(source) if r.identity not in seen]
+    if new:
+        write_database(destination, [*known, *new], compressed=False)
+    return len(new)
+
+
+def prune(records: Iterable[Record], keep: int = KEEP_PER_CPU) -> list[Record]:
+    """The `keep` fastest valid records of every kernel on every CPU, in their original order."""
+    records = list(records)
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, r in enumerate(records):
+        if r.cost_s is not None:
+            groups.setdefault((r.shash, r.mcpu), []).append(i)
+    kept = sorted(i for group in groups.values() for i in sorted(group, key=lambda i: records[i].cost_s)[:keep])
+    return [records[i] for i in kept]
+
+
+def select_for(records: Iterable[Record], mcpu: str | None) -> list[Record]:
+    """The record a build uses for each kernel: the fastest measured on `mcpu` when there is one
+    (latencies from other hardware do not rank schedules for this one), else the fastest of all."""
+    best: dict[str, Record] = {}
+    for r in records:
+        if r.cost_s is None:
+            continue
+        current = best.get(r.shash)
+        if current is None:
+            best[r.shash] = r
+            continue
+        same_now, same_new = current.mcpu == mcpu, r.mcpu == mcpu
+        if (same_new and not same_now) or (same_new == same_now and r.cost_s < current.cost_s):
+            best[r.shash] = r
+    return list(best.values())

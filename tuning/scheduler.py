@@ -1,0 +1,156 @@
+"""How the trials of a tuning run are spent: one batch per kernel first, then where the latency is.
+
+MetaSchedule's gradient scheduler collects results only after a first full round over all tasks,
+so an interrupted run lost everything; this scheduler saves every measurement as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from .errors import TuningBudgetError
+from .tasks import TaskPlan, mean_run_seconds
+
+STALE_LIMIT = 4  # batches without a 1 % gain before a task is left alone
+MIN_FIRST_BATCH = 4  # smallest batch per kernel in the first round
+
+
+@dataclass
+class TuningState:
+    """What the scheduler and the measure callback share about each task."""
+
+    weights: list[float] = field(default_factory=list)
+    best_s: dict[int, float] = field(default_factory=dict)
+    stale_rounds: dict[int, int] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+    deadline: float | None = None  # time.time() after which no new batch starts
+    # In-model milliseconds per inference of each task's kernel (a profile of the tuned build),
+    # with the isolated best latency it had then: the scheduler scales the former by the latter's gains.
+    in_model_ms: dict[int, float] = field(default_factory=dict)
+    best_at_profile: dict[int, float] = field(default_factory=dict)
+    valid_trials: int = 0  # measurements of this run that built and ran
+
+    def expected_ms(self, i: int) -> float:
+        """What kernel i costs the whole model now, as best known."""
+        best = self.best_s[i]
+        if i in self.in_model_ms and self.best_at_profile.get(i):
+            return self.in_model_ms[i] * best / self.best_at_profile[i]
+        return self.weights[i] * best * 1e3
+
+    def estimated_total_ms(self) -> float | None:
+        """Sum over kernels of calls x best isolated latency; None until every kernel has one."""
+        if len(self.best_s) < len(self.weights):
+            return None
+        return sum(self.weights[i] * b for i, b in self.best_s.items()) * 1e3
+
+
+@derived_object
+class ProgressCallback(ms.measure_callback.PyMeasureCallback):
+    """Advances the progress bar, tracks each task's best latency, appends batches to progress.jsonl."""
+
+    def __init__(self, bar: tqdm, log_path: Path, task_names: list[str], state: TuningState) -> None:
+        self.bar = bar
+        self.log_path = log_path
+        self.task_names = task_names
+        self.state = state
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        costs = [mean_run_seconds(r.run_secs, r.error_msg) for r in runner_results]
+        valid = [c for c in costs if c is not None]
+        state = self.state
+        state.valid_trials += len(valid)
+        state.in_flight.discard(task_id)
+        previous = state.best_s.get(task_id)
+        if valid and (previous is None or min(valid) < previous * 0.99):
+            state.best_s[task_id] = min(valid)
+            state.stale_rounds[task_id] = 0
+        else:
+            state.stale_rounds[task_id] = state.stale_rounds.get(task_id, 0) + 1
+        with self.log_path.open("a") as f:
+            f.write(json.dumps({"time": time.time(), "task": self.task_names[task_id], "costs_s": costs}) + "\n")
+        self.bar.update(len(runner_results))
+        total = state.estimated_total_ms()
+        covered = f"{len(state.best_s)}/{len(state.weights)} kernels"
+        self.bar.set_postfix_str(f"est. model {total:.1f} ms" if total is not None else covered, refresh=False)
+
+
+@derived_object
+class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
+    """Spend trials where the latency is, and save every measurement as soon as it exists.
+
+    MetaSchedule's gradient scheduler collects results only after a first full round over all
+    tasks (close to an hour for the main model), so an interrupted run lost everything. This one
+    joins finished measurements at every step (records reach the database at once), gives each
+    task one batch first, then picks the task with the largest weighted best latency, discounted
+    by how many of its recent batches brought no improvement.
+    """
+
+    def __init__(self, state: TuningState, stale_limit: int = STALE_LIMIT) -> None:
+        super().__init__()
+        self.state = state
+        self.stale_limit = stale_limit
+        self._first_round = 0
+
+    def next_task_id(self) -> int:
+        tasks = self._outer().tasks_
+        for i in range(len(tasks)):
+            self._outer().touch_task(i)
+        state = self.state
+        if state.deadline is not None and time.time() > state.deadline:
+            return -1
+        alive = [i for i, t in enumerate(tasks) if not t.is_terminated]
+        while self._first_round < len(tasks):
+            i = self._first_round
+            self._first_round += 1
+            if i in alive and i not in state.best_s:  # resumed tasks already have a best
+                return self._dispatch(i)
+        # Stop feeding a task once several batches in a row brought no 1 % improvement.
+        alive = [i for i in alive if state.stale_rounds.get(i, 0) < self.stale_limit]
+        if not alive:
+            return -1
+
+        def priority(i: int) -> tuple[bool, float]:
+            if i not in state.best_s:
+                return (True, 0.0)
+            return (False, state.expected_ms(i) / (1 + state.stale_rounds.get(i, 0)))
+
+        return self._dispatch(max(alive, key=priority))
+
+    def _dispatch(self, i: int) -> int:
+        if i in self.state.in_flight:
+            self.join_running_task(i)
+        self.state.in_flight.add(i)
+        return i
+
+
+def resume_state(db, plan: TaskPlan) -> TuningState:
+    """Best latency of every task that already has records (a resumed or continued run)."""
+    state = TuningState(weights=[float(t.weight) for t in plan.tasks])
+    for i, task in enumerate(plan.tasks):
+        mod = task.dispatched[0]
+        if db.has_workload(mod):
+            top = db.get_top_k(db.commit_workload(mod), 1)
+            cost = mean_run_seconds(top[0].run_secs) if top else None
+            if cost is not None:
+                state.best_s[i] = cost
+    return state
+
+
+def first_round_batch(remaining: int, untuned: int, per_iter: int) -> int:
+    """Batch size that lets the first round reach every kernel still without a record."""
+    if untuned == 0:
+        return per_iter
+    if remaining < untuned * MIN_FIRST_BATCH:
+        raise TuningBudgetError(
+            f"a budget of {remaining} trials cannot reach the {untuned} kernels without a record "
+            f"({MIN_FIRST_BATCH} trials each at least): use --budget {untuned * MIN_FIRST_BATCH} or more")
+    return max(MIN_FIRST_BATCH, min(per_iter, remaining // untuned))
+
+
