@@ -71,7 +71,7 @@ def run(args) -> int:
 
     from runtime.acquire import resolve_model
     from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
-    from runtime.engines import create_engine
+    from runtime.engines import LITERT, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from tuning import stats
     from tuning.build import export, tuning_module
@@ -125,7 +125,7 @@ def run(args) -> int:
         threads = target.num_cores
         default_ms = _median_ms(TVMDefaultEngine(model, threads, target=target, build_root=out), x)
         tuned_ms = _median_ms(TVMTunedEngine(model, threads, target=target, build_root=out), x)
-        litert_ms = _median_ms(create_engine("litert", model, threads), x)
+        litert_ms = _median_ms(create_engine(LITERT, model, threads), x)
         print(f"median of 3 ({threads} threads): default {default_ms:.1f} ms, tuned {tuned_ms:.1f} ms "
               f"({default_ms / tuned_ms:.1f}x), LiteRT {litert_ms:.1f} ms")
     s = stats.collect(mod, tvm_target, work_dir)
