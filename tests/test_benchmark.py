@@ -159,8 +159,8 @@ def test_report_from_quick_run(quick_run):
              for b in json.loads((out / "report" / "benchmark.json").read_text())["benchmarks"]
              if b["extra_info"].get("kind") == "inference"}
     for engine, runs in saved.items():
-        assert stats.loc[engine, "p50"] == pytest.approx(np.median(runs), rel=1e-6)
-        assert stats.loc[engine, "min"] == pytest.approx(runs.min(), rel=1e-6)
+        assert stats.loc[engine, "p50"] == pytest.approx(np.median(runs), abs=1e-3)  # the CSV keeps 4 decimals
+        assert stats.loc[engine, "min"] == pytest.approx(runs.min(), abs=1e-3)
     agreement = pd.read_csv(out / "report" / "agreement.csv")
     assert set(agreement["input"]) == {"astronaut", "grace_hopper"}
     assert agreement["max_abs_dprob"].max() <= 1e-4
