@@ -28,7 +28,8 @@ def test_the_first_run_records_its_origin(tmp_path):
     assert on_disk["isa"] == isa_level(ORIGIN) == "x86-64-v3"
     assert on_disk["tuned_for_target"] == ORIGIN.as_dict() and on_disk["tuned_on_cpu"] == cpu_model_name()
     assert on_disk["graph"] == STOCK_GRAPH.as_dict() and on_disk["models"] == ["selfie_multiclass_twin"]
-    assert on_disk["tuning_seconds"] == 12.5 and on_disk["continued"] == [] and on_disk["tvm_version"] == tvm.__version__
+    assert on_disk["tuning_seconds"] == 12.5 and on_disk["continued"] == []
+    assert on_disk["tvm_version"] == tvm.__version__
     assert read_provenance(tmp_path, "ignored when the file exists") == written
     assert written.cores == 2 and written.graph_options == STOCK_GRAPH
 
