@@ -111,6 +111,13 @@ def test_options_are_defined_once_for_the_command_and_pytest():
     assert vars(inner.parse_args([])) == {o.dest: o.kwargs.get("default") for o in OPTIONS if o.pytest}
 
 
+def test_the_protocol_defaults_are_the_options_defaults():
+    from benchmark.options import OPTIONS
+
+    defaults = {o.dest: o.kwargs.get("default") for o in OPTIONS}
+    assert Protocol.from_values(defaults.get) == Protocol()
+
+
 def test_unknown_engine_is_refused():
     from benchmark.options import parse_engines
 

@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 from runtime.acquire import twin_of
 from runtime.engines import ENGINE_NAMES
 from runtime.registry import registry
@@ -85,3 +87,13 @@ HELP = "e.g. litert or tvm-tuned"
 '''
     assert [f.split(":")[0] for f in spelled_facts(source, engines, models)] == [
         "line 2", "line 3", "line 4", "line 5"]
+
+
+def test_every_library_kind_has_its_engine():
+    from runtime.artifacts import KINDS
+    from runtime.engines import ENGINES, tvm_engine
+
+    assert {kind: ENGINES[tvm_engine(kind)].target.rsplit(":", 1)[1] for kind in KINDS} == {
+        "default": "TVMDefaultEngine", "tuned": "TVMTunedEngine"}
+    with pytest.raises(ValueError, match="kind must be one of"):
+        tvm_engine("fast")
