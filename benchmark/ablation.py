@@ -4,15 +4,17 @@
         --variant "tuned (all levers)=tvm_model/.../tuned.so" --variant "previous records=/tmp/prev.so"
 
 Every round runs each variant once, in a rotating order, so drift and noise hit all of them alike;
-p50 with a distribution-free 95 % confidence interval per variant and thread count.
+p50 with a distribution-free 95 % confidence interval per variant and thread count. Before timing,
+every variant must compute what LiteRT computes on the same input. Writes ablation_samples.csv (each
+timed run), ablation_latency.csv and ablation_latency.md (the summary).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,19 @@ import numpy as np
 import pandas as pd
 
 from benchmark.summary import median_ci
+from runtime.acquire import AUTO
+from runtime.errors import SelfieTvmError
+from runtime.processing import to_probabilities
+from runtime.registry import ModelSpec
+
+# Max |delta probability| a variant may differ from LiteRT by (what benchmark/test_latency.py allows).
+TOLERANCE = 1e-3
+SAMPLES = "ablation_samples.csv"
+SAMPLE_COLUMNS = ["variant", "threads", "round", "position", "ms"]
+
+
+class VariantMismatchError(SelfieTvmError):
+    """A variant does not compute what LiteRT computes: its timing would compare nothing."""
 
 
 @dataclass
@@ -39,10 +54,27 @@ def _tvm_runner(library: Path):
     return lambda x: main(tvm.runtime.tensor(x, dev)).numpy()
 
 
+def check_agreement(outputs: dict[str, np.ndarray], spec: ModelSpec, threads: int) -> None:
+    """Refuse variants that do not compute what the first one (LiteRT) computes on the same input:
+    timing a library of another model, or a miscompiled one, would compare nothing."""
+    (reference, ref_out), *others = outputs.items()
+    ref = to_probabilities(ref_out, spec)
+    for name, out in others:
+        if out.shape != ref_out.shape:
+            raise VariantMismatchError(f"variant {name!r} outputs shape {out.shape}, {reference} {ref_out.shape}: "
+                                       f"its library is not of model {spec.name}")
+        worst = float(np.abs(to_probabilities(out, spec) - ref).max())
+        if worst > TOLERANCE:
+            raise VariantMismatchError(
+                f"variant {name!r} disagrees with {reference} at {threads} threads: max |delta probability| "
+                f"{worst:.3g} > {TOLERANCE} on the same input; its library is of another model or miscompiled")
+
+
 def run_ablation(model_name: str, variants: list[Variant], threads: list[int], rounds: int,
                  warmup: int = 2) -> pd.DataFrame:
+    """Raw samples: one row per timed run (variant, threads, round, position in the round, ms)."""
     from runtime.acquire import resolve_model
-    from runtime.engines import create_engine
+    from runtime.engines import LITERT, create_engine
     from runtime.engines.tvm import set_tvm_threads
 
     model = resolve_model(model_name)
@@ -51,39 +83,39 @@ def run_ablation(model_name: str, variants: list[Variant], threads: list[int], r
     rows = []
     for n_threads in threads:
         set_tvm_threads(n_threads)
-        runners = {}
-        reference = None
-        for v in variants:
-            if v.library is None:
-                engine = create_engine("litert", model, n_threads)
-                runners[v.name] = engine.run
-            else:
-                runners[v.name] = _tvm_runner(v.library)
-        for v in variants:
-            out = runners[v.name](x)
-            reference = out if reference is None else reference
+        runners = {v.name: create_engine(LITERT, model, n_threads).run if v.library is None
+                   else _tvm_runner(v.library) for v in variants}
+        check_agreement({name: run(x) for name, run in runners.items()}, model.spec, n_threads)
+        for run in runners.values():
             for _ in range(warmup):
-                runners[v.name](x)
-        samples: dict[str, list[float]] = {v.name: [] for v in variants}
+                run(x)
         names = [v.name for v in variants]
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
-            for name in order:
+            for position, name in enumerate(order):
                 t0 = time.perf_counter()
                 runners[name](x)
-                samples[name].append((time.perf_counter() - t0) * 1e3)
-        for name in names:
-            s = np.asarray(samples[name])
+                rows.append({"variant": name, "threads": n_threads, "round": r, "position": position,
+                             "ms": (time.perf_counter() - t0) * 1e3})
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+def summarise(samples: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """p50 with its 95 % interval per variant and thread count; vs_litert against the first variant."""
+    rows = []
+    for n_threads, at in samples.groupby("threads", sort=True):
+        for name in variants:
+            s = at.loc[at.variant == name, "ms"].to_numpy()
             lo, hi = median_ci(s)
             rows.append({"variant": name, "threads": n_threads, "runs": len(s), "p50_ms": float(np.median(s)),
                          "p50_ci95_low": lo, "p50_ci95_high": hi, "min_ms": float(s.min())})
     df = pd.DataFrame(rows)
-    base = df[df.variant == variants[0].name].set_index("threads")["p50_ms"]
-    df["vs_litert"] = df.apply(lambda r: r.p50_ms / base[r.threads], axis=1)
+    base = df[df.variant == variants[0]].set_index("threads")["p50_ms"]
+    df["vs_litert"] = df.p50_ms / df.threads.map(base)
     return df
 
 
-def _in_fresh_process(argv: list[str], threads: int, out: Path) -> pd.DataFrame:
+def _in_fresh_process(argv: list[str], threads: int) -> pd.DataFrame:
     """One thread count per process: TVM pins pool workers to cores and XNNPACK keeps its own pool,
     and a pool resized earlier in the process slowed LiteRT's 2-thread runs about 2x in one run."""
     rest, skip = [], False
@@ -96,40 +128,52 @@ def _in_fresh_process(argv: list[str], threads: int, out: Path) -> pd.DataFrame:
             continue
         if not a.startswith(("--threads=", "--out=")):
             rest.append(a)
-    part = Path(out) / f".ablation_{threads}t"
-    subprocess.run([sys.executable, "-m", "benchmark.ablation", *rest, "--threads", str(threads), "--out", str(part)],
-                   check=True)
-    df = pd.read_csv(part / "ablation_latency.csv")
-    shutil.rmtree(part)
-    return df
+    with tempfile.TemporaryDirectory(prefix=f"selfie-tvm-ablation-{threads}t-") as part:
+        done = subprocess.run([sys.executable, "-m", "benchmark.ablation", *rest, "--threads", str(threads),
+                               "--out", part], check=False)
+        if done.returncode != 0:
+            raise SelfieTvmError(f"the {threads}-thread ablation run failed (exit status {done.returncode}; "
+                                 "its error is above)")
+        return pd.read_csv(Path(part) / SAMPLES)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="selfie_multiclass_twin")
+    p.add_argument("--model", default=AUTO,
+                   help=f"registry name (default {AUTO}: the registry default if it can be had, else its twin)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=LIBRARY.so",
                    help="a TVM library to compare (repeat); LiteRT is always the first variant")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--out", type=Path, required=True, help="writes ablation_latency.csv there")
+    p.add_argument("--out", type=Path, required=True, help="writes the samples and the summary there")
     args = p.parse_args(argv)
     variants = [Variant("LiteRT (XNNPACK)", None)]
     for item in args.variant:
         name, _, path = item.partition("=")
         variants.append(Variant(name, Path(path)))
     threads = [int(t) for t in args.threads.split(",")]
-    if len(threads) == 1:
-        df = run_ablation(args.model, variants, threads, args.rounds)
-    else:
-        df = pd.concat([_in_fresh_process(argv or sys.argv[1:], n, args.out) for n in threads], ignore_index=True)
+    try:
+        from runtime.acquire import resolve_model
+
+        model = resolve_model(args.model).spec.name
+        if len(threads) == 1:
+            samples = run_ablation(model, variants, threads, args.rounds)
+        else:
+            argv = [*(argv or sys.argv[1:]), "--model", model]  # each process times the model resolved here
+            samples = pd.concat([_in_fresh_process(argv, n) for n in threads], ignore_index=True)
+    except SelfieTvmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    df = summarise(samples, [v.name for v in variants])
     args.out.mkdir(parents=True, exist_ok=True)
+    samples.to_csv(args.out / SAMPLES, index=False, float_format="%.4f")
     df.to_csv(args.out / "ablation_latency.csv", index=False, float_format="%.3f")
     table = df.assign(p50_ci95=df.apply(lambda r: f"{r.p50_ci95_low:.1f}-{r.p50_ci95_high:.1f}", axis=1))
     table = table[["variant", "threads", "runs", "p50_ms", "p50_ci95", "min_ms", "vs_litert"]]
     markdown = table.to_markdown(index=False, floatfmt=".2f")
     (args.out / "ablation_latency.md").write_text(
-        f"Interleaved run, {args.rounds} rounds, model {args.model}, inference only, ms; "
+        f"Interleaved run, {args.rounds} rounds, model {model}, inference only, ms; "
         "vs_litert = p50 / LiteRT p50 at the same thread count.\n\n" + markdown + "\n")
     print(markdown)
     return 0

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.acquire import ResolvedModel
+from runtime.engines import LITERT
 from runtime.processing import category_mask, preprocess, to_probabilities
 
 
@@ -26,7 +27,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else float("nan")
 
 
-def compare(model: ResolvedModel, engines: dict, reference: str = "litert",
+def compare(model: ResolvedModel, engines: dict, reference: str = LITERT,
             max_inputs: dict[str, int] | None = None) -> pd.DataFrame:
     """One row per (engine, input, class): max |dp| over the image, IoU of the class masks.
 

@@ -10,8 +10,10 @@ from importlib.metadata import version
 
 from runtime.target import cpu_flags, cpu_mhz, cpu_model_name
 
-# fp32 FLOPs per cycle per core: FMA units x SIMD lanes x 2 (multiply + add). Zen 2-4 and
-# Skylake-class cores issue two 256-bit FMAs per cycle; AVX-512 parts with two 512-bit units double it.
+# fp32 FLOPs per cycle per core, assuming two FMA units of the ISA's full width: FMA units x SIMD lanes
+# x 2 (multiply + add). An upper bound: Zen 2-4 and Skylake-class cores do issue two 256-bit FMAs per
+# cycle, but many AVX-512 cores do not have two 512-bit ones (Zen 4 splits a 512-bit FMA into two
+# 256-bit halves, many Xeon Silver/Bronze and client cores have one 512-bit unit): half the avx512 figure.
 FLOPS_PER_CYCLE = {"avx512": 2 * 16 * 2, "avx2": 2 * 8 * 2, "sse": 2 * 4 * 2}
 
 
@@ -37,7 +39,7 @@ class Environment:
     @property
     def peak_formula(self) -> str:
         return (f"{self.cores} cores x {self.mhz:.0f} MHz x {FLOPS_PER_CYCLE[self.vector_isa]} fp32 FLOP/cycle "
-                f"({self.vector_isa}: 2 FMA units x SIMD lanes x 2)") if self.mhz else "clock unknown"
+                f"({self.vector_isa}: 2 FMA units x SIMD lanes x 2, an upper bound)") if self.mhz else "clock unknown"
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -20,13 +20,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from runtime.artifacts import results_root
 from runtime.effects import overlay, recolor_hair, replace_background
-from runtime.engines import engine_label
+from runtime.engines import LITERT, engine_label
 from runtime.pipeline import load_segmenter
 
 from .photos import portraits, scenery
 
 HAIR_COLOR = (138, 43, 226)  # "#8a2be2", the README's example
-ENGINE = "litert"
+ENGINE = LITERT
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.acquire import AUTO
 from runtime.engines import ENGINE_NAMES
 
+RUNS = 20
+WARMUP = 3
 # Six runs are the fewest for which the distribution-free 95 % confidence interval of a median
 # exists: P(median outside [min, max]) = 2 / 2**6 = 3.1 %.
 SLOW_RUNS = 6
@@ -33,21 +36,21 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--model", "registry name, or auto: the main model if it can be had, else its architecture twin",
-           {"default": "auto"}),
+    Option("--model", f"registry name, or {AUTO}: the main model if it can be had, else its architecture twin",
+           {"default": AUTO}),
     Option("--engines", f"comma-separated engines, from: {', '.join(ENGINE_NAMES)}",
            {"default": ",".join(ENGINE_NAMES)}),
     Option("--threads", "comma-separated thread counts (default: 1 to the number of usable cores)",
            {"default": None}),
     Option("--runs", "timed runs of every fast engine per thread count (with --full: of every engine)",
-           {"type": int, "default": 20}),
+           {"type": int, "default": RUNS}),
     Option("--slow-runs", f"timed runs of a slow engine per thread count (default {SLOW_RUNS}: the fewest with "
            "a 95%% confidence interval of the median); ignored with --full",
            {"type": int, "default": SLOW_RUNS}),
     Option("--slow-ms", "an engine whose first run takes longer than this many ms is slow (the untuned module)",
            {"type": float, "default": SLOW_MS}),
     Option("--warmup", "untimed warm-up runs before the timed runs of a fast engine (a slow engine's first run "
-           "is its warm-up)", {"type": int, "default": 3}),
+           "is its warm-up)", {"type": int, "default": WARMUP}),
     Option("--full", "the long protocol: every engine gets --runs runs and --warmup warm-ups, and every timed run "
            "follows one untimed run of every other engine", {"action": "store_true", "default": False}),
     Option("--budget", "tuning budget (trials) when no tuning records exist for this CPU's vector ISA",
@@ -111,10 +114,10 @@ class Plan:
 
 @dataclass(frozen=True)
 class Protocol:
-    runs: int = 20
+    runs: int = RUNS
     slow_runs: int = SLOW_RUNS
     slow_ms: float = SLOW_MS
-    warmup: int = 3
+    warmup: int = WARMUP
     full: bool = False
 
     @classmethod
@@ -146,18 +149,7 @@ class Protocol:
 
 
 def choose_model(name: str):
-    """`auto`: the main model if it can be had (locally or by download), else its architecture twin."""
+    """A registry name, or AUTO (runtime.acquire): the main model if it can be had, else its twin."""
     from runtime.acquire import resolve_model
-    from runtime.errors import SelfieTvmError
-    from runtime.registry import registry
 
-    if name != "auto":
-        return resolve_model(name)
-    main = registry().default
-    try:
-        return resolve_model(main)
-    except SelfieTvmError as e:
-        twin = next(m for m in registry().models.values() if m.twin_of == main)
-        print(f"{main} is not available ({str(e).splitlines()[0]}).\nBenchmarking {twin.name} instead: "
-              f"{twin.synthetic_notice}", flush=True)
-        return resolve_model(twin.name)
+    return resolve_model(name)

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED
+
 CONFIDENCE = 0.95
+# label, engine whose p50 is divided, engine whose p50 divides (> 1: the second is faster)
+SPEED_UPS = (("tuned vs default", TVM_DEFAULT, TVM_TUNED), ("tuned vs LiteRT", LITERT, TVM_TUNED),
+             ("default vs LiteRT", LITERT, TVM_DEFAULT))
 COLUMNS = ["runs", "min", "p50", "p50_ci_low", "p50_ci_high", "p90", "p99", "mean", "std", "iqr"]
 
 
@@ -44,12 +49,9 @@ def ratios(table: pd.DataFrame) -> pd.DataFrame:
     """Median speed-ups per thread count: default/tuned and LiteRT/tuned (>1 means tuned is faster)."""
     p50 = table.pivot(index="threads", columns="engine", values="p50")
     out = pd.DataFrame(index=p50.index)
-    if {"tvm-default", "tvm-tuned"} <= set(p50.columns):
-        out["tuned vs default"] = p50["tvm-default"] / p50["tvm-tuned"]
-    if {"litert", "tvm-tuned"} <= set(p50.columns):
-        out["tuned vs LiteRT"] = p50["litert"] / p50["tvm-tuned"]
-    if {"litert", "tvm-default"} <= set(p50.columns):
-        out["default vs LiteRT"] = p50["litert"] / p50["tvm-default"]
+    for label, slower, faster in SPEED_UPS:
+        if {slower, faster} <= set(p50.columns):
+            out[label] = p50[slower] / p50[faster]
     out = out.reset_index()
     out["threads"] = out["threads"].astype(int)
     return out

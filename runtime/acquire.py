@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -17,6 +18,9 @@ from .registry import ModelSpec, registry
 from .settings import RuntimeSettings, get_settings
 
 CHUNK = 1 << 16
+# The model verbs that only measure or build use by default: the registry's default if it can be had,
+# else its architecture twin (same kernels, synthetic weights), saying so. Photo verbs use the default itself.
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,14 @@ def _generate(spec: ModelSpec, dest: Path) -> Path:
 def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
                   settings: RuntimeSettings | None = None, allow_download: bool = True,
                   progress: bool = True) -> ResolvedModel:
-    """Resolve a registry name (or a .tflite path whose file name is in the registry)."""
+    """Resolve a registry name (or a .tflite path whose file name is in the registry); None is the
+    registry's default, AUTO that default or else its twin."""
     settings = settings or get_settings()
     reg = registry()
+    if model == AUTO:
+        if path is None:
+            return _default_or_twin(settings, allow_download, progress)
+        model = None  # the file names the model
     if model is not None and (str(model).endswith(".tflite") or Path(model).is_file()):
         path, model = Path(model), None
     if model is None and path is not None:
@@ -149,10 +158,28 @@ def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
     return ResolvedModel(spec, cached, "downloaded")
 
 
+def twin_of(name: str) -> ModelSpec | None:
+    """The architecture twin generated for model `name`, if the registry has one."""
+    return next((m for m in registry().models.values() if m.twin_of == name), None)
+
+
+def _default_or_twin(settings: RuntimeSettings, allow_download: bool, progress: bool) -> ResolvedModel:
+    default = registry().default
+    try:
+        return resolve_model(default, settings=settings, allow_download=allow_download, progress=progress)
+    except (ModelNotFoundError, ModelDownloadError) as e:
+        twin = twin_of(default)
+        if twin is None:
+            raise
+        print(f"{default} is not available ({str(e).splitlines()[0]}).\nUsing {twin.name} instead: "
+              f"{twin.synthetic_notice}", file=sys.stderr, flush=True)
+        return resolve_model(twin.name, settings=settings, allow_download=allow_download, progress=progress)
+
+
 def _missing_message(spec: ModelSpec, cached: Path, settings: RuntimeSettings) -> str:
     where = f"{settings.models_dir}/ or " if settings.models_dir else ""
     hint = ""
-    if spec.name == registry().default:
-        hint = " Offline, the architecture twin stands in for latency work: --model selfie_multiclass_twin."
+    if twin := twin_of(spec.name):
+        hint = f" Offline, the architecture twin stands in for latency work: --model {twin.name}."
     return (f"model {spec.name} is not available locally. Download {spec.url} and put it at "
             f"{where}{cached} (or set SELFIE_TVM_MODELS_DIR to a directory holding {spec.filename}).{hint}")

@@ -6,7 +6,7 @@ Runtime facts: the runtime loads libraries; `tuning` writes them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +15,10 @@ from .settings import get_settings
 from .target import TargetSpec, cpu_model_name
 
 KINDS = ("default", "tuned")
+
+
+class ArtifactMetadataError(EngineError):
+    """A library's metadata file that this version cannot read (corrupt, or written by another version)."""
 
 
 def build_root() -> Path:
@@ -62,7 +66,24 @@ class LibraryMetadata:
 
     @classmethod
     def read(cls, path: Path) -> LibraryMetadata:
-        return cls(**json.loads(path.read_text()))
+        """The metadata in `path`; ArtifactMetadataError naming the file and the fix if it cannot be read."""
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ArtifactMetadataError(f"{path} is not valid JSON ({e}): {_rebuild({})}") from None
+        if not isinstance(raw, dict):
+            raise ArtifactMetadataError(f"{path} holds a JSON {type(raw).__name__}, not library metadata: "
+                                        f"{_rebuild({})}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        missing = sorted(name for name, f in known.items()
+                         if name not in raw and f.default is MISSING and f.default_factory is MISSING)
+        if unknown or missing:
+            problems = ([f"unknown fields {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing fields {', '.join(missing)}"] if missing else [])
+            raise ArtifactMetadataError(f"{path} was written by another version of selfie-tvm "
+                                        f"({'; '.join(problems)}): {_rebuild(raw)}")
+        return cls(**raw)
 
     @property
     def target_spec(self) -> TargetSpec:
@@ -76,6 +97,14 @@ class LibraryMetadata:
         share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
         return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
                 "(they run as naive loops)")
+
+
+def _rebuild(raw: dict) -> str:
+    """How to replace a library whose metadata says (or does not say) what it was built from."""
+    command = "selfie-tvm compile"
+    if raw.get("model") and raw.get("kind") in KINDS:
+        command += f" --model {raw['model']}" + (" --tuned" if raw["kind"] == "tuned" else "")
+    return f"rebuild the library with `{command}`"
 
 
 def library_paths(directory: Path, kind: str) -> tuple[Path, Path]:

@@ -1,4 +1,6 @@
-"""Parsing user colours: #RRGGBB, RRGGBB, #RGB, RGB, or a common (CSS) colour name."""
+"""Parsing user colours: #RRGGBB, RRGGBB, #RGB, or a common (CSS) colour name.
+
+Three hex digits need the # (a bare "bad" or "fed" would be ambiguous with words)."""
 
 from __future__ import annotations
 

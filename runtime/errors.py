@@ -51,3 +51,7 @@ class EngineError(SelfieTvmError):
 
 class TargetError(SelfieTvmError):
     pass
+
+
+class CommandUnavailableError(SelfieTvmError):
+    """A CLI verb whose module could not be imported (its optional dependencies are missing)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .acquire import resolve_model
-from .engines import create_engine
+from .engines import LITERT, create_engine
 from .errors import SelfieTvmError
 from .registry import ModelSpec, registry
 from .segmenter import Segmenter
 
 
-def load_segmenter(model: str | None = None, engine: str = "litert", threads: int = 1,
+def load_segmenter(model: str | None = None, engine: str = LITERT, threads: int = 1,
                    model_path: Path | None = None, **engine_options) -> Segmenter:
     resolved = resolve_model(model, path=model_path)
     return Segmenter(create_engine(engine, resolved, threads, **engine_options))

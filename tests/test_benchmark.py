@@ -111,6 +111,13 @@ def test_options_are_defined_once_for_the_command_and_pytest():
     assert vars(inner.parse_args([])) == {o.dest: o.kwargs.get("default") for o in OPTIONS if o.pytest}
 
 
+def test_the_protocol_defaults_are_the_options_defaults():
+    from benchmark.options import OPTIONS
+
+    defaults = {o.dest: o.kwargs.get("default") for o in OPTIONS}
+    assert Protocol.from_values(defaults.get) == Protocol()
+
+
 def test_unknown_engine_is_refused():
     from benchmark.options import parse_engines
 
@@ -152,9 +159,15 @@ def test_report_from_quick_run(quick_run):
                     "## Figures"):
         assert heading in text
     assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
-    stats = pd.read_csv(out / "report" / "latency_stats.csv")
-    assert set(stats["engine"]) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
-    assert (stats["min"] <= stats["p50"]).all()
+    stats = pd.read_csv(out / "report" / "latency_stats.csv").set_index("engine")
+    assert set(stats.index) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
+    # The statistics are those of the runs pytest-benchmark saved (seconds there, ms here), engine by engine.
+    saved = {b["extra_info"]["engine"]: np.asarray(b["stats"]["data"]) * 1e3
+             for b in json.loads((out / "report" / "benchmark.json").read_text())["benchmarks"]
+             if b["extra_info"].get("kind") == "inference"}
+    for engine, runs in saved.items():
+        assert stats.loc[engine, "p50"] == pytest.approx(np.median(runs), abs=1e-3)  # the CSV keeps 4 decimals
+        assert stats.loc[engine, "min"] == pytest.approx(runs.min(), abs=1e-3)
     agreement = pd.read_csv(out / "report" / "agreement.csv")
     assert set(agreement["input"]) == {"astronaut", "grace_hopper"}
     assert agreement["max_abs_dprob"].max() <= 1e-4
@@ -201,14 +214,18 @@ def test_profile_of_a_library(tmp_path, astronaut):
     lib = export(model, target, "default", out_root=tmp_path)
     from tuning.importer import STOCK_GRAPH
 
-    table = profile(lib, preprocess(astronaut, model.spec), kernel_flops(model, target, STOCK_GRAPH.as_dict()),
-                    repeat=3)
-    assert len(table) >= 4 and table["share"].sum() == pytest.approx(1.0)
-    assert (table["ms"] > 0).all()
-    assert table["ms"].is_monotonic_decreasing
-    # the default library is built from the stock graph: its convolutions' FLOPs are found by name
+    flops = kernel_flops(model, target, STOCK_GRAPH.as_dict())
+    x = preprocess(astronaut, model.spec)
+    table = profile(lib, x, flops, repeat=3)
+    kernels = table[~table["kernel"].str.startswith("vm.builtin.")]
+    # Every kernel the library ran is named as in the module the FLOPs come from (the stock graph's).
+    assert len(kernels) >= 4 and set(kernels["kernel"]) <= set(flops)
     convs = table[table["kernel"].str.contains("conv2d")]
     assert len(convs) >= 3 and (convs["gflops"] > 0).all()
+    # Calls and FLOPs are per inference, whatever the number of profiled runs.
+    once = profile(lib, x, flops, repeat=1).set_index("kernel")
+    assert once["calls"].to_dict() == table.set_index("kernel")["calls"].to_dict()
+    assert once["flop"].sum() == pytest.approx(table["flop"].sum())
 
 
 def test_auto_model_falls_back_to_the_twin_offline(monkeypatch, capsys):
@@ -218,26 +235,77 @@ def test_auto_model_falls_back_to_the_twin_offline(monkeypatch, capsys):
     monkeypatch.setenv("SELFIE_TVM_MODELS_DIR", "/nonexistent")
     model = choose_model("auto")
     assert model.spec.name == "selfie_multiclass_twin"
-    out = capsys.readouterr().out
-    assert "selfie_multiclass_256x256 is not available" in out and "meaningless" in out
+    err = capsys.readouterr().err
+    assert "selfie_multiclass_256x256 is not available" in err and "meaningless" in err
 
 
-def test_ablation_times_every_variant_in_one_interleaved_run(tmp_path, monkeypatch):
-    from benchmark.ablation import main
+@pytest.fixture(scope="module")
+def ablation_libraries(tmp_path_factory):
+    """The tiny model; two different libraries of it (stock and tuned graph, both untuned); one of other weights."""
     from runtime.target import host_target
-    from tuning.build import export
+    from tuning.build import compile_module, export
+    from tuning.importer import TUNED_GRAPH
 
     from .tiny_models import tiny_segmenter
 
-    monkeypatch.setenv("SELFIE_TVM_MODELS_DIR", str(tmp_path))  # tiny.tflite is found by name there
-    model = tiny_segmenter(tmp_path / "tiny.tflite")
-    lib = export(model, host_target(), "default", out_root=tmp_path / "lib")
+    root = tmp_path_factory.mktemp("ablation")
+    model = tiny_segmenter(root / "tiny.tflite")
+    stock = export(model, host_target(), "default", out_root=root / "stock")
+    tuned_graph = root / "tuned_graph.so"
+    compile_module(model, host_target(), None, TUNED_GRAPH)[0].export_library(str(tuned_graph))
+    (root / "other").mkdir()
+    other = export(tiny_segmenter(root / "other" / "tiny.tflite", seed=8), host_target(), "default",
+                   out_root=root / "other")
+    return model, stock, tuned_graph, other
+
+
+def test_ablation_times_every_variant_in_one_interleaved_run(ablation_libraries, tmp_path, monkeypatch):
+    from benchmark.ablation import main
+
+    model, stock, tuned_graph, _ = ablation_libraries
     monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, **_: model)
-    assert main(["--model", "tiny", "--variant", f"untuned={lib}", "--variant", f"again={lib}",
-                 "--threads", "2", "--rounds", "6", "--out", str(tmp_path / "out")]) == 0
-    df = pd.read_csv(tmp_path / "out" / "ablation_latency.csv")
-    assert sorted(df["variant"].unique()) == ["LiteRT (XNNPACK)", "again", "untuned"]
-    assert (df["runs"] == 6).all() and sorted(df["threads"].unique()) == [2]
-    assert (df[df["variant"] == "LiteRT (XNNPACK)"]["vs_litert"] == 1.0).all()
-    assert (df["p50_ci95_low"] <= df["p50_ms"]).all() and (df["p50_ms"] <= df["p50_ci95_high"]).all()
-    assert "vs_litert" in (tmp_path / "out" / "ablation_latency.md").read_text()
+    assert main(["--model", "tiny", "--variant", f"stock graph={stock}", "--variant", f"tuned graph={tuned_graph}",
+                 "--threads", "2", "--rounds", "6", "--out", str(tmp_path)]) == 0
+    samples = pd.read_csv(tmp_path / "ablation_samples.csv")
+    variants = ["LiteRT (XNNPACK)", "stock graph", "tuned graph"]
+    # Interleaved: every round runs each variant once, and the order rotates, so that over 6 rounds
+    # each variant is timed first, second and third twice.
+    assert (samples.groupby("round")["variant"].apply(sorted) == pd.Series([variants] * 6)).all()
+    assert (samples.groupby(["variant", "position"]).size() == 2).all() and len(samples) == 18
+    # The summary is that of these samples.
+    df = pd.read_csv(tmp_path / "ablation_latency.csv").set_index("variant")
+    assert list(df.index) == variants and (df["runs"] == 6).all() and (df["threads"] == 2).all()
+    for name, runs in samples.groupby("variant")["ms"]:
+        assert df.loc[name, "p50_ms"] == pytest.approx(np.median(runs), abs=1e-3)
+    assert "vs_litert" in (tmp_path / "ablation_latency.md").read_text()
+
+
+def test_ablation_refuses_a_variant_that_computes_something_else(ablation_libraries, tmp_path, monkeypatch, capsys):
+    from benchmark.ablation import main
+
+    model, stock, _, other = ablation_libraries
+    monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, **_: model)
+    code = main(["--model", "tiny", "--variant", f"stock graph={stock}", "--variant", f"other weights={other}",
+                 "--threads", "2", "--rounds", "6", "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "variant 'other weights' disagrees with LiteRT (XNNPACK) at 2 threads" in err
+    assert "stock graph" not in err and not (tmp_path / "out").exists()
+
+
+def test_ablation_summary_per_thread_count():
+    """p50, its interval and vs_litert per (variant, threads), each against LiteRT at the same thread count."""
+    from benchmark.ablation import SAMPLE_COLUMNS, summarise
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for threads, litert_scale, tvm_scale in ((1, 1.0, 3.0), (2, 2.0, 1.0)):
+        for name, scale in (("LiteRT", litert_scale), ("TVM", tvm_scale)):
+            # 1..20 shuffled, scaled: median 10.5, 95 % interval from the 6th to the 15th value
+            for r, v in enumerate(rng.permutation(np.arange(1.0, 21.0))):
+                rows.append({"variant": name, "threads": threads, "round": r, "position": 0, "ms": v * scale})
+    df = summarise(pd.DataFrame(rows, columns=SAMPLE_COLUMNS), ["LiteRT", "TVM"]).set_index(["variant", "threads"])
+    assert df.loc[("TVM", 1), "p50_ms"] == 31.5 and df.loc[("LiteRT", 2), "p50_ms"] == 21.0
+    assert (df.loc[("TVM", 1), "p50_ci95_low"], df.loc[("TVM", 1), "p50_ci95_high"]) == (18.0, 45.0)
+    assert df.loc[("TVM", 1), "vs_litert"] == 3.0 and df.loc[("TVM", 2), "vs_litert"] == 0.5
+    assert df.loc[("LiteRT", 2), "min_ms"] == 2.0 and (df["runs"] == 20).all()

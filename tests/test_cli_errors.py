@@ -124,3 +124,18 @@ def test_bad_budget(capsys):
 def test_unknown_target_names(capsys, tmp_path, option, value, message):
     err = fails(capsys, "compile", "--model", TWIN, option, value, "--out", str(tmp_path))
     assert message in err and not list(tmp_path.iterdir())
+
+
+def test_a_verb_whose_package_cannot_be_imported_says_so(capsys, tmp_path, monkeypatch):
+    """An installed package registering a verb whose module fails to import (extras missing)."""
+    dist = tmp_path / "broken_verbs-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-verbs\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[selfie_tvm.commands]\nwarp = broken_verbs_needs_an_extra.cli\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    err = fails(capsys, "warp", "--budget", "5")
+    assert "`selfie-tvm warp` is unavailable: importing broken_verbs_needs_an_extra.cli failed" in err
+    assert "No module named 'broken_verbs_needs_an_extra'" in err and "pip install" in err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "warp" in capsys.readouterr().out

@@ -40,10 +40,17 @@ def test_recolor_moves_hue_and_keeps_texture(astronaut, hair_mask):
     assert np.corrcoef(lab_in[:, 0], lab_out[:, 0])[0, 1] > 0.9
 
 
-def test_background_replaced_by_itself_gives_the_photo_back(astronaut):
-    matte = np.random.default_rng(0).random(astronaut.shape[:2]).astype(np.float32)
-    out = replace_background(astronaut, matte, astronaut)
-    assert np.abs(out.astype(int) - astronaut).max() <= 1
+def test_background_composite_is_the_matte_weighted_mix(astronaut):
+    h, w = astronaut.shape[:2]
+    matte = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))  # background at the left, photo at the right
+    # Twice as wide as the photo: covering it keeps the middle half, so the red and green edges are cropped away.
+    background = np.zeros((h, 2 * w, 3), np.uint8)
+    background[..., 2] = 255
+    background[:, : w // 4] = (255, 0, 0)
+    background[:, -w // 4 :] = (0, 255, 0)
+    out = replace_background(astronaut, matte, background)
+    expected = matte[..., None] * astronaut + (1.0 - matte[..., None]) * np.array([0.0, 0.0, 255.0])
+    assert np.abs(out.astype(int) - expected).max() <= 1
 
 
 def test_background_composite_follows_the_matte(grace_hopper):

@@ -2,7 +2,8 @@
 
 The runtime's own verbs are listed here; other packages add theirs through the entry-point group
 `selfie_tvm.commands` (pyproject.toml: `tuning` registers `compile` and `tune`), so the runtime
-never imports them. A verb module has `register(subparsers)`, which sets `run` on its parser.
+never imports them. A verb module has `register(subparsers)`, which sets `run` on its parser. A verb
+whose module fails to import (its package's extras missing) is still listed, and running it says why.
 
 A user's mistake or a missing artefact is one line on stderr (`error: ...`, saying what to do) and
 exit status 2, never a traceback; `-v` shows the traceback of file-system errors.
@@ -13,28 +14,45 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib.metadata import entry_points
-from types import ModuleType
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType, SimpleNamespace
 
-from ..errors import SelfieTvmError
+from ..errors import CommandUnavailableError, SelfieTvmError
 from . import background, hair, models, segment
 
 ENTRY_POINT_GROUP = "selfie_tvm.commands"
 BUILTIN = {"segment": segment, "hair": hair, "background": background, "models": models}
 
-log = logging.getLogger(__name__)
 
 
-def commands() -> dict[str, ModuleType]:
+def _unavailable(ep: EntryPoint, error: ImportError) -> SimpleNamespace:
+    """A stand-in verb that accepts any arguments and says why the real one cannot run."""
+    reason = f"{type(error).__name__}: {error}"
+
+    def register(sub) -> None:
+        # No option prefix: whatever options the real verb has are taken as plain arguments.
+        p = sub.add_parser(ep.name, help=f"unavailable ({reason})", add_help=False, prefix_chars="\0")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(run=run)
+
+    def run(args) -> int:
+        raise CommandUnavailableError(
+            f"`selfie-tvm {ep.name}` is unavailable: importing {ep.value} failed with {reason}. Install the "
+            "extras of the package that provides it, e.g. pip install 'selfie-tvm[tune]'")
+
+    return SimpleNamespace(register=register, run=run)
+
+
+def commands() -> dict[str, ModuleType | SimpleNamespace]:
     """The runtime's verbs, then those other installed packages register."""
-    found = dict(BUILTIN)
+    found: dict[str, ModuleType | SimpleNamespace] = dict(BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in found:
             continue
         try:
             found[ep.name] = ep.load()
-        except ImportError as e:  # a verb whose package's extras are not installed
-            log.debug("command %s unavailable: %s", ep.name, e)
+        except ImportError as e:
+            found[ep.name] = _unavailable(ep, e)
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engines import ENGINE_NAMES
+from ..engines import ENGINE_NAMES, LITERT
 from ..segmenter import Segmentation
 
 
@@ -24,7 +24,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="registry model name (default: the registry default); see `selfie-tvm models`")
     p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
-    p.add_argument("--engine", default="litert", choices=ENGINE_NAMES, help="inference engine")
+    p.add_argument("--engine", default=LITERT, choices=ENGINE_NAMES, help="inference engine")
     p.add_argument("--threads", type=positive_int, default=1, help="inference threads")
 
 

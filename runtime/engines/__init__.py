@@ -1,6 +1,7 @@
 """The engine table: names users type -> label and class (imported lazily: TVM is heavy).
 
-The one place engines are named; the CLI, the benchmark, its report and the bot all read it.
+The one place engines are named; the CLI, the benchmark, its report and the bot all import the names
+from here (tests/test_single_source.py keeps it so).
 """
 
 from __future__ import annotations
@@ -20,15 +21,28 @@ class EngineInfo:
     target: str  # "module:Class", imported on first use
 
 
+LITERT = "litert"
+TVM_DEFAULT = "tvm-default"
+TVM_TUNED = "tvm-tuned"
+_TVM_BY_KIND = {"default": TVM_DEFAULT, "tuned": TVM_TUNED}  # runtime.artifacts.KINDS -> engine
+
 ENGINES: dict[str, EngineInfo] = {
     info.name: info
     for info in (
-        EngineInfo("litert", "TFLite (LiteRT)", "runtime.engines.litert:LiteRTEngine"),
-        EngineInfo("tvm-default", "TVM default", "runtime.engines.tvm:TVMDefaultEngine"),
-        EngineInfo("tvm-tuned", "TVM tuned", "runtime.engines.tvm:TVMTunedEngine"),
+        EngineInfo(LITERT, "TFLite (LiteRT)", "runtime.engines.litert:LiteRTEngine"),
+        EngineInfo(TVM_DEFAULT, "TVM default", "runtime.engines.tvm:TVMDefaultEngine"),
+        EngineInfo(TVM_TUNED, "TVM tuned", "runtime.engines.tvm:TVMTunedEngine"),
     )
 }
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
+
+
+def tvm_engine(kind: str) -> str:
+    """The engine that runs a library of this kind ("default" or "tuned")."""
+    try:
+        return _TVM_BY_KIND[kind]
+    except KeyError:
+        raise ValueError(f"kind must be one of {tuple(_TVM_BY_KIND)}, got {kind!r}") from None
 
 
 def _info(name: str) -> EngineInfo:
@@ -48,4 +62,5 @@ def create_engine(name: str, model: ResolvedModel, threads: int = 1, **options) 
     return cls(model, threads, **options)
 
 
-__all__ = ["ENGINES", "ENGINE_NAMES", "Engine", "EngineInfo", "create_engine", "engine_label"]
+__all__ = ["ENGINES", "ENGINE_NAMES", "LITERT", "TVM_DEFAULT", "TVM_TUNED", "Engine", "EngineInfo", "create_engine",
+           "engine_label", "tvm_engine"]

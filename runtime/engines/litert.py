@@ -7,11 +7,12 @@ from ai_edge_litert.interpreter import Interpreter
 
 from ..acquire import ResolvedModel
 from ..errors import EngineError
+from . import LITERT
 from .base import Engine
 
 
 class LiteRTEngine(Engine):
-    name = "litert"
+    name = LITERT
 
     def __init__(self, model: ResolvedModel, threads: int) -> None:
         super().__init__(model, threads)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..acquire import ResolvedModel
 from ..errors import EngineError
+from . import TVM_DEFAULT, TVM_TUNED
 from .base import Engine
 
 
@@ -86,10 +87,10 @@ class TVMEngine(Engine):
 
 
 class TVMDefaultEngine(TVMEngine):
-    name = "tvm-default"
+    name = TVM_DEFAULT
     kind = "default"
 
 
 class TVMTunedEngine(TVMEngine):
-    name = "tvm-tuned"
+    name = TVM_TUNED
     kind = "tuned"

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from runtime.acquire import AUTO
 from runtime.cli.common import positive_int
 
 
@@ -19,7 +20,8 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="selfie_multiclass_twin", help="registry model name")
+    p.add_argument("--model", default=AUTO,
+                   help=f"registry model name (default {AUTO}: the registry default if it can be had, else its twin)")
     p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
 
 

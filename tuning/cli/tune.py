@@ -81,7 +81,7 @@ def run(args) -> int:
 
     from runtime.acquire import resolve_model
     from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
-    from runtime.engines import create_engine
+    from runtime.engines import LITERT, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
     from tuning import stats
@@ -165,7 +165,7 @@ def run(args) -> int:
     after_ms = litert_ms = None
     if rpc is None:
         medians = _medians_ms({"tuned": TVMTunedEngine(model, threads, target=target, build_root=out),
-                               "litert": create_engine("litert", model, threads)}, x)
+                               "litert": create_engine(LITERT, model, threads)}, x)
         after_ms, litert_ms = medians["tuned"], medians["litert"]
     s = stats.collect(mod, tvm_target, work_dir)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
