@@ -81,7 +81,7 @@ def run(args) -> int:
 
     from runtime.acquire import resolve_model
     from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
-    from runtime.engines import LITERT, create_engine
+    from runtime.engines import LITERT, TVM_TUNED, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
     from tuning import stats
@@ -164,9 +164,9 @@ def run(args) -> int:
 
     after_ms = litert_ms = None
     if rpc is None:
-        medians = _medians_ms({"tuned": TVMTunedEngine(model, threads, target=target, build_root=out),
-                               "litert": create_engine(LITERT, model, threads)}, x)
-        after_ms, litert_ms = medians["tuned"], medians["litert"]
+        medians = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
+                               LITERT: create_engine(LITERT, model, threads)}, x)
+        after_ms, litert_ms = medians[TVM_TUNED], medians[LITERT]
     s = stats.collect(mod, tvm_target, work_dir)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
                         default_ms=before_ms if existing is None else None, litert_ms=litert_ms)
