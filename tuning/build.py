@@ -83,9 +83,12 @@ def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | Non
 def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path) -> tvm.IRModule:
     """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule."""
     from tvm import relax
+    from tvm.s_tir import meta_schedule as ms
 
-    with target, tvm.transform.PassContext(opt_level=3):
-        return relax.transform.MetaScheduleApplyDatabase(str(database), enable_warning=False)(mod)
+    # Opened here rather than by path in the pass, which announces "Creating JSONDatabase" on stderr.
+    db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False)
+    with target, db, tvm.transform.PassContext(opt_level=3):
+        return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
 
 
 def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: RecordSet | None = None,
@@ -117,6 +120,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     )
     meta.write(meta_path)
     if meta.tuning_warning:
-        log.warning("%s: %s", lib_path, meta.tuning_warning)
+        log.warning("%s: %s; `selfie-tvm tune --model %s` reaches them", lib_path, meta.tuning_warning,
+                    model.spec.name)
     log.info("wrote %s", lib_path)
     return lib_path

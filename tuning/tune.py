@@ -48,6 +48,8 @@ class TuneResult:
     kernels_improved: int = 0  # kernels whose best isolated latency this run lowered (or first measured)
     estimated_ms_before: float | None = None  # sum of calls x best isolated latency, when every kernel has one
     estimated_ms_after: float | None = None
+    kernels_measured_before: int = 0  # kernels with a valid measurement (the estimates need all of them)
+    kernels_measured_after: int = 0
     stopped_because: str = ""
 
     @property
@@ -172,7 +174,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     improved = sum(1 for i, b in state.best_s.items() if i not in start_best or b < start_best[i])
     return TuneResult(work_dir, before, run, time.time() - start, valid_trials=state.valid_trials,
                       kernels=len(plan.tasks), kernels_improved=improved, estimated_ms_before=estimated_before,
-                      estimated_ms_after=state.estimated_total_ms(),
+                      estimated_ms_after=state.estimated_total_ms(), kernels_measured_before=len(start_best),
+                      kernels_measured_after=len(state.best_s),
                       stopped_because=_why_stopped(run, budget, state))
 
 

@@ -72,6 +72,10 @@ def _fmt(ms: float | None) -> str:
     return f"{ms:.1f} ms" if ms is not None else "n/a"
 
 
+def _estimate(ms: float | None, measured: int, kernels: int) -> str:
+    return _fmt(ms) if ms is not None else f"n/a ({measured} of {kernels} kernels measured)"
+
+
 def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
@@ -80,7 +84,7 @@ def run(args) -> int:
     import numpy as np
 
     from runtime.acquire import resolve_model
-    from runtime.artifacts import LibraryMetadata, build_dir, library_paths, report_dir
+    from runtime.artifacts import build_dir, library_paths, report_dir
     from runtime.engines import LITERT, TVM_TUNED, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
@@ -158,9 +162,6 @@ def run(args) -> int:
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
-    warning = LibraryMetadata.read(library_paths(out, "tuned")[1]).tuning_warning
-    if warning:
-        print(f"warning: {warning}; run `selfie-tvm tune` again to reach them")
 
     after_ms = litert_ms = None
     if rpc is None:
@@ -173,7 +174,8 @@ def run(args) -> int:
     print("statistics: " + ", ".join(str(p) for p in paths))
     print(f"summary: {measured}; {result.kernels_improved} of {result.kernels} kernels improved")
     print(f"  estimated model latency (sum of best kernel latencies): "
-          f"{_fmt(result.estimated_ms_before)} -> {_fmt(result.estimated_ms_after)}")
+          f"{_estimate(result.estimated_ms_before, result.kernels_measured_before, result.kernels)} -> "
+          f"{_estimate(result.estimated_ms_after, result.kernels_measured_after, result.kernels)}")
     if rpc is None:
         print(f"  measured, median of {MEASURE_ROUNDS} at {threads} threads: "
               f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
