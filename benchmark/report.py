@@ -15,6 +15,7 @@ import pandas as pd
 
 from runtime.artifacts import LibraryMetadata, results_root
 from runtime.engines import ENGINE_NAMES, engine_label
+from runtime.errors import SelfieTvmError
 from runtime.registry import registry
 
 from . import summary
@@ -81,11 +82,11 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
     run = SavedRun.read(run_path)
     spec = registry().get(run.model)
     target, env, measured = run.target, run.environment, run.measurements
+    samples, info = run.samples()
     out = out or results_root() / spec.name / target["id"]
     out.mkdir(parents=True, exist_ok=True)
     if run_path.resolve() != (out / "benchmark.json").resolve():
         shutil.copyfile(run_path, out / "benchmark.json")
-    samples, info = run.samples()
     inference = samples[samples["kind"] == "inference"]
     table = summary.summarise(inference)
     ratio = summary.ratios(table)
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         report = write_report(args.run_json, Path(args.out) if args.out else None)
-    except ValueError as e:
+    except (ValueError, SelfieTvmError) as e:
         p.error(str(e))
     print(f"report: {report}")
     return 0

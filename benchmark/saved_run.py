@@ -23,6 +23,7 @@ from .machine import KEY
 
 # What must be the same in every process of one run.
 _SAME_MACHINE = ("target", "model", "model_sha256")
+_MACHINE_FIELDS = ("environment", *_SAME_MACHINE)
 
 
 def merge(parts: list[dict]) -> dict:
@@ -51,6 +52,9 @@ class SavedRun:
         if KEY not in data.get("machine_info", {}):
             raise ValueError(f"{path} does not say what it was measured on (no machine_info.{KEY}): it was not "
                              "saved by `python -m benchmark`; measure again")
+        missing = [k for k in _MACHINE_FIELDS if k not in data["machine_info"][KEY]]
+        if missing or "benchmarks" not in data:
+            raise ValueError(f"{path} is incomplete: no {', '.join(missing or ['benchmarks'])}")
         return cls(Path(path), data)
 
     @property

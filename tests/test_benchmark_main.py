@@ -110,3 +110,41 @@ def test_agreement_and_profile_are_measured_and_saved_with_the_run(run):
 def test_the_temporary_directory_is_removed(run):
     root, _, _ = run
     assert list((root / "tmp").iterdir()) == []
+
+
+def test_the_report_shows_the_tuned_profile_against_the_tuned_p50(run):
+    _, out, _ = run
+    text = (out / "report.md").read_text()
+    n = max(THREADS)
+    assert f"## Where the tuned module spends its time ({n} threads)" in text
+    kernels = pd.read_csv(out / "profile_tuned.csv")
+    stats = pd.read_csv(out / "latency_stats.csv").set_index(["engine", "threads"])
+    p50 = stats.loc[("tvm-tuned", n), "p50"]
+    gflops = kernels["flop"].sum() / p50 / 1e6
+    assert f"/ p50 {p50:.1f} ms = **{gflops:.1f} GFLOP/s**" in text
+    assert f"| {kernels['kernel'].iloc[0]} " in text
+
+
+def test_a_saved_run_rendered_on_another_machine_keeps_the_measuring_machine(run, tmp_path, monkeypatch, capsys):
+    """`python -m benchmark.report` elsewhere: same report, filed under the measuring machine's target."""
+    import runtime.target
+    from benchmark.report import main
+
+    _, out, _ = run
+    measured_env = json.loads((out / "environment.json").read_text())
+    # Another machine: every way of detecting the host says something else, and a later date.
+    other = runtime.target.TargetSpec("x86-64-v3", 7, "x86_64-linux-gnu")
+    monkeypatch.setattr(runtime.target, "host_target", lambda *a, **k: other)
+    monkeypatch.setattr(runtime.target, "_cpuinfo", lambda: ({"model name": "Renderer CPU", "flags": "sse2"}, (99.0,)))
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    saved = tmp_path / "saved.json"
+    saved.write_bytes((out / "benchmark.json").read_bytes())
+
+    assert main([str(saved)]) == 0
+    again = tmp_path / "results" / MODEL / measured_env["target"]["id"]
+    assert capsys.readouterr().out.strip() == f"report: {again / 'report.md'}"
+    assert json.loads((again / "environment.json").read_text()) == measured_env
+    assert (again / "report.md").read_text() == (out / "report.md").read_text()
+    for csv in ("latency_stats.csv", "agreement.csv", "profile_tuned.csv"):
+        assert (again / csv).read_text() == (out / csv).read_text()
+    assert "Renderer CPU" not in (again / "report.md").read_text()
