@@ -110,6 +110,8 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
         prof = pd.DataFrame(measured["profile"])
         prof.to_csv(out / "profile_tuned.csv", index=False, float_format="%.6g")
         prof_md = profile_section(prof, table, int(measured["threads"]), env)
+    else:  # an earlier run's profile is not this run's
+        (out / "profile_tuned.csv").unlink(missing_ok=True)
 
     slow = run.slow_engines()
     lines = [f"# Benchmark: {spec.name}", ""]

@@ -104,8 +104,12 @@ def test_a_run_rendered_on_another_machine_names_the_measuring_one(tmp_path, mon
     monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
     path = tmp_path / "run.json"
     path.write_text(json.dumps(merge([part(1), part(2)])))
-    assert main([str(path)]) == 0
     out = tmp_path / "results" / MODEL / TARGET["id"]
+    out.mkdir(parents=True)
+    (out / "profile_tuned.csv").write_text("kernel,ms\nfrom_an_earlier_run,1.0\n")
+    assert main([str(path)]) == 0
+    assert not (out / "profile_tuned.csv").exists()  # this run measured no profile
+    assert "## Where the tuned module spends its time" not in (out / "report.md").read_text()
     machine = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("Machine:"))
     assert machine == ("Machine: AMD EPYC, 2 cores (avx avx2 fma), target `znver4-avx2-2c`. Python 3.11.7, "
                        "apache-tvm 0.27.0.post1, ai-edge-litert 2.3.0, numpy 2.4.6. 2026-11-25T20:15:01+00:00, "
