@@ -1,9 +1,12 @@
-"""`python -m benchmark` (what `nox -s benchmark` runs): build what is missing, measure, report.
+"""`python -m benchmark` (what `nox -s benchmark` runs): build what is missing, measure, save, report.
 
 1. `benchmark.prepare` builds the TVM libraries that are missing (from tuning records when they exist).
-2. pytest-benchmark runs `benchmark/test_latency.py` with the same options (benchmark/options.py),
-   saving raw samples (`--benchmark-save-data`) and the run (`--benchmark-autosave`).
-3. `benchmark.report` writes results/<model>/<target>/.
+2. Each thread count in a fresh process: pytest-benchmark runs `benchmark/test_latency.py` with the same
+   options (benchmark/options.py), saving raw samples (`--benchmark-save-data`) and the run
+   (`--benchmark-autosave`, one file per thread count).
+3. `benchmark.measure`, in another fresh process: agreement with LiteRT and the tuned module's profile.
+4. The processes' results are saved as one run, `benchmark.json` (benchmark/saved_run.py), and
+   `benchmark.report` renders it into results/<model>/<target>/.
 
 Arguments that are not benchmark options go to pytest, e.g. `--benchmark-compare`.
 """
@@ -11,6 +14,8 @@ Arguments that are not benchmark options go to pytest, e.g. `--benchmark-compare
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +25,63 @@ from pathlib import Path
 from .options import add_options, choose_model, parse_engines, parse_threads, pytest_argv
 
 HERE = Path(__file__).resolve().parent
+
+
+def fresh_process_env(threads: int) -> dict[str, str]:
+    """A child's environment with TVM's pool sized before TVM starts there.
+
+    One thread count per process: a pool resized earlier in a process slowed LiteRT's 2-thread runs
+    about 2x in half the runs (TVM pins its workers to cores, XNNPACK keeps a pool of its own).
+    """
+    return {**os.environ, "TVM_NUM_THREADS": str(threads)}
+
+
+def measure_latency(threads: int, bench_json: Path, options: list[str], pytest_args: list[str], *,
+                    processing: bool) -> int:
+    """One thread count's latency benchmarks in a fresh process (`processing`: also pre/post-processing)."""
+    tests = str(HERE) if processing else f"{HERE / 'test_latency.py'}::test_inference"
+    command = [sys.executable, "-m", "pytest", tests, "-v", "--benchmark-enable", "--benchmark-save-data",
+               "--benchmark-autosave", f"--benchmark-json={bench_json}",
+               "--benchmark-columns=min,median,iqr,max,rounds", "-p", "no:cacheprovider",
+               *options, "--threads", str(threads), *pytest_args]
+    return subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode
+
+
+def measure_after(run_json: Path, measured_json: Path, threads: int, *, with_profile: bool) -> int:
+    """benchmark/measure.py in a fresh process at `threads` (the run's largest count)."""
+    command = [sys.executable, "-m", "benchmark.measure", str(run_json), "--out", str(measured_json),
+               *([] if with_profile else ["--no-profile"])]
+    return subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode
+
+
+def run_benchmark(args: argparse.Namespace, model_name: str, pytest_args: list[str], work: Path,
+                  phases: dict[str, float]) -> Path | int:
+    """Measure every thread count and what follows, each in a fresh process; the saved run, or an exit code."""
+    from .machine import KEY
+    from .saved_run import merge
+
+    threads = parse_threads(args.threads)
+    options = pytest_argv({**vars(args), "model": model_name, "threads": None})
+    t0 = time.perf_counter()
+    parts = []
+    for i, n in enumerate(threads):
+        part = work / f"latency_{n}t.json"
+        if code := measure_latency(n, part, options, pytest_args, processing=i == 0):
+            return code
+        parts.append(json.loads(part.read_text()))
+    run_json = work / "benchmark.json"
+    run_json.write_text(json.dumps(merge(parts), indent=1) + "\n")
+    phases["measure"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    measured_json = work / "measured.json"
+    if code := measure_after(run_json, measured_json, max(threads), with_profile=not args.no_profile):
+        return code
+    run = json.loads(run_json.read_text())
+    run[KEY] = json.loads(measured_json.read_text())
+    run_json.write_text(json.dumps(run, indent=1) + "\n")
+    phases["agreement and profile"] = time.perf_counter() - t1
+    return run_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,23 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     prepare(model, host_target(), engines, args.budget)
     phases["prepare"] = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
-    bench_json = Path(tempfile.mkdtemp(prefix="selfie-tvm-bench-")) / "benchmark.json"
-    command = [sys.executable, "-m", "pytest", str(HERE), "-v", "--benchmark-enable", "--benchmark-save-data",
-               "--benchmark-autosave", f"--benchmark-json={bench_json}",
-               "--benchmark-columns=min,median,iqr,max,rounds", "-p", "no:cacheprovider",
-               *pytest_argv({**vars(args), "model": model.spec.name}), *pytest_args]
-    code = subprocess.run(command, cwd=HERE.parent).returncode
-    phases["measure"] = time.perf_counter() - t1
-    if code:
-        return code
+    with tempfile.TemporaryDirectory(prefix="selfie-tvm-bench-") as work:
+        run_json = run_benchmark(args, model.spec.name, pytest_args, Path(work), phases)
+        if isinstance(run_json, int):
+            return run_json
+        t2 = time.perf_counter()
+        from .report import write_report
 
-    t2 = time.perf_counter()
-    from .report import write_report
-
-    out = Path(args.out) if args.out else None
-    report = write_report(bench_json, model.spec.name, out, with_profile=not args.no_profile)
-    phases["report"] = time.perf_counter() - t2
+        report = write_report(run_json, Path(args.out) if args.out else None)
+        phases["report"] = time.perf_counter() - t2
     print(f"report: {report}")
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
           + f", total {sum(phases.values()):.0f} s")

@@ -14,7 +14,7 @@ import pytest
 
 from runtime.engines import ENGINE_NAMES
 
-from . import agreement
+from . import agreement, machine
 from .options import Plan, Protocol, add_options, choose_model, parse_engines, parse_threads
 
 
@@ -86,6 +86,9 @@ class Bench:
         return self.protocol.plan(name, first)
 
 
+BENCH = pytest.StashKey["Bench"]()
+
+
 @pytest.fixture(scope="session")
 def bench(request) -> Bench:
     engines = parse_engines(request.config.getoption("--engines"))
@@ -98,4 +101,13 @@ def bench(request) -> Bench:
     # The same input for every engine: a real portrait for real models (so that the answers compared
     # after timing mean something), seeded noise for the twin. Inference time does not depend on it.
     x = agreement.inputs_for(model)[0][1]
-    return Bench(model, engines, Protocol.from_values(lambda dest: request.config.getoption(dest)), x)
+    bench = Bench(model, engines, Protocol.from_values(lambda dest: request.config.getoption(dest)), x)
+    request.config.stash[BENCH] = bench
+    return bench
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Save what the run was measured on (benchmark/machine.py) where pytest-benchmark saves the machine."""
+    bench = config.stash.get(BENCH, None)
+    if bench is not None:
+        machine_info[machine.KEY] = machine.capture(bench.model, bench.engines)

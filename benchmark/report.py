@@ -1,4 +1,8 @@
-"""Turn a pytest-benchmark JSON file into results/<model>/<cpu-id>/: report.md, tables, figures."""
+"""Render a saved run (benchmark/saved_run.py) into results/<model>/<its target id>/: report.md, tables, figures.
+
+Renders only: everything shown, the machine, target and date included, was saved when the run was
+measured, so a report rendered again later or elsewhere says the same.
+"""
 
 from __future__ import annotations
 
@@ -9,79 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from runtime.acquire import resolve_model
-from runtime.artifacts import build_dir, library_paths, results_root
-from runtime.engines import ENGINE_NAMES, create_engine, engine_label
-from runtime.target import host_target
+from runtime.artifacts import LibraryMetadata, results_root
+from runtime.engines import ENGINE_NAMES, engine_label
+from runtime.errors import SelfieTvmError
+from runtime.registry import registry
 
-from . import agreement, environment, profile, summary
-
-
-def load_samples(bench_json: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw per-round latencies of inference benchmarks, and per-benchmark extra info."""
-    samples, info = [], []
-    for b in bench_json["benchmarks"]:
-        extra = b.get("extra_info", {})
-        data = b["stats"].get("data")
-        if data is None:
-            raise ValueError("the benchmark JSON has no raw data: run pytest with --benchmark-save-data")
-        for i, seconds in enumerate(data):
-            samples.append({"kind": extra.get("kind"), "engine": extra.get("engine"),
-                            "threads": extra.get("threads"), "round": i, "latency_ms": seconds * 1e3})
-        info.append({"kind": extra.get("kind"), "engine": extra.get("engine"), "threads": extra.get("threads"),
-                     "load_ms": extra.get("load_ms"), "first_run_ms": extra.get("first_run_ms"),
-                     "rss_delta_mb": extra.get("rss_delta_mb"),
-                     "process_peak_rss_mb": extra.get("process_peak_rss_mb"),
-                     "protocol": extra.get("protocol"), "slow": extra.get("slow"), "warmup": extra.get("warmup"),
-                     "interleaved_with": extra.get("interleaved_with"), "slow_ms": extra.get("slow_ms")})
-    return pd.DataFrame(samples), pd.DataFrame(info)
-
-
-def _log_ms_axis(ax) -> None:
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-
-
-def plot(samples: pd.DataFrame, out: Path, title: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    data = samples.assign(engine=samples["engine"].map(engine_label),
-                          threads=samples["threads"].astype(str) + " thread(s)")
-    order = [engine_label(e) for e in ENGINE_NAMES if e in set(samples["engine"])]
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.boxplot(data=data, x="latency_ms", y="engine", hue="threads", order=order, ax=ax, fliersize=2)
-    sns.stripplot(data=data, x="latency_ms", y="engine", hue="threads", order=order, dodge=True, ax=ax,
-                  size=2.5, palette="dark:black", alpha=0.4, legend=False)
-    _log_ms_axis(ax)
-    ax.set_xlabel("inference latency per image (ms, log scale; lower is better)")
-    ax.set_ylabel("")
-    ax.set_title(title)
-    fig.tight_layout()
-    paths.append(out / "latency_box.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    data["engine, threads"] = data["engine"] + ", " + data["threads"]
-    sns.ecdfplot(data=data, x="latency_ms", hue="engine, threads", ax=ax)
-    _log_ms_axis(ax)
-    ax.set_xlabel("inference latency per image (ms, log scale)")
-    ax.set_ylabel("fraction of runs at or below")
-    ax.set_title(title + ": ECDF")
-    fig.tight_layout()
-    paths.append(out / "latency_ecdf.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    return paths
+from . import summary
+from .environment import Environment
+from .figures import plot
+from .saved_run import SavedRun
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -137,15 +77,16 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
             "`scipy.stats.quantile_test`); at 95 % it needs at least 6 runs.", ""]
 
 
-def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, with_profile: bool = True) -> Path:
-    model = resolve_model(model_name)
-    target = host_target()
-    out = out or results_root() / model.spec.name / target.id
+def write_report(run_path: Path, out: Path | None = None) -> Path:
+    """Render a saved run (benchmark/saved_run.py) into `out` (default: results/<model>/<its target id>/)."""
+    run = SavedRun.read(run_path)
+    spec = registry().get(run.model)
+    target, env, measured = run.target, run.environment, run.measurements
+    samples, info = run.samples()
+    out = out or results_root() / spec.name / target["id"]
     out.mkdir(parents=True, exist_ok=True)
-    bench_json = json.loads(bench_path.read_text())
-    if bench_path.resolve() != (out / "benchmark.json").resolve():
-        shutil.copyfile(bench_path, out / "benchmark.json")
-    samples, info = load_samples(bench_json)
+    if run_path.resolve() != (out / "benchmark.json").resolve():
+        shutil.copyfile(run_path, out / "benchmark.json")
     inference = samples[samples["kind"] == "inference"]
     table = summary.summarise(inference)
     ratio = summary.ratios(table)
@@ -158,63 +99,37 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
     startup = startup.assign(engine=startup["engine"].map(engine_label))
     inference.to_csv(out / "latency_samples.csv", index=False)
     table.to_csv(out / "latency_stats.csv", index=False, float_format="%.4f")
-
-    engines_run = [e for e in ENGINE_NAMES if e in set(table["engine"])]
-    max_threads = int(table["threads"].max())
-    engines = {e: create_engine(e, model, max_threads) for e in engines_run}
-    # A slow engine (the untuned module, seconds per run) is compared on the first input only.
-    slow = set(info[(info["kind"] == "inference") & info["slow"].fillna(False).astype(bool)]["engine"])
-    agree = (agreement.compare(model, engines, max_inputs={e: 1 for e in slow})
-             if "litert" in engines and len(engines) > 1 else pd.DataFrame())
+    agree = pd.DataFrame(measured.get("agreement", []))
     agree.to_csv(out / "agreement.csv", index=False, float_format="%.6g")
-    env = environment.collect(target.vector_isa)
-    (out / "environment.json").write_text(json.dumps({**env.as_dict(), "target": target.as_dict(),
-                                                      "model": model.spec.name, "model_sha256": model.sha256()},
+    (out / "environment.json").write_text(json.dumps({**env.as_dict(), "target": target, "model": spec.name,
+                                                      "model_sha256": run.machine["model_sha256"]},
                                                      indent=2) + "\n")
-    title = f"{model.spec.name} on {env.cpu} ({env.cores} cores)"
-    figures = plot(inference, out, title)
-
-    prof_md = ""
-    tuned_lib = library_paths(build_dir(model.spec.name, target), "tuned")[0]
-    if with_profile and "tvm-tuned" in engines:
-        from runtime.engines.tvm import set_tvm_threads
-
-        set_tvm_threads(max_threads)
-        from runtime.artifacts import LibraryMetadata
-
-        graph = LibraryMetadata.read(library_paths(build_dir(model.spec.name, target), "tuned")[1]).graph
-        flops = profile.kernel_flops(model, target, graph)
-        x = agreement.inputs_for(model)[0][1]
-        prof = profile.profile(tuned_lib, x, flops)
+    figures = plot(inference, out, f"{spec.name} on {env.cpu} ({env.cores} cores)")
+    prof_md = []
+    if measured.get("profile"):
+        prof = pd.DataFrame(measured["profile"])
         prof.to_csv(out / "profile_tuned.csv", index=False, float_format="%.6g")
-        total_flop = prof["flop"].sum()
-        p50 = float(table[(table.engine == "tvm-tuned") & (table.threads == max_threads)]["p50"].iloc[0])
-        achieved = total_flop / p50 / 1e6
-        peak = env.peak_gflops
-        top = prof.head(10)[["kernel", "calls", "ms", "share", "gflops"]]
-        prof_md = "\n".join([
-            f"## Where the tuned module spends its time ({max_threads} threads)", "",
-            _md(top.assign(share=top["share"].map("{:.1%}".format))), "",
-            f"Whole model: {total_flop / 1e9:.2f} GFLOP per image (sum of TVM's FLOP estimates of every kernel "
-            f"call) / p50 {p50:.1f} ms = **{achieved:.1f} GFLOP/s**"
-            + (f", {achieved / peak:.1%} of the machine's fp32 peak of {peak:.0f} GFLOP/s "
-               f"({env.peak_formula})." if peak else "."), ""])
+        prof_md = profile_section(prof, table, int(measured["threads"]), env)
+    else:  # an earlier run's profile is not this run's
+        (out / "profile_tuned.csv").unlink(missing_ok=True)
 
-    synthetic = model.spec.synthetic_notice
-    lines = [f"# Benchmark: {model.spec.name}", ""]
-    if synthetic:
-        lines += [f"> **{synthetic}** Agreement below is measured on synthetic inputs.", ""]
+    slow = run.slow_engines()
+    lines = [f"# Benchmark: {spec.name}", ""]
+    if spec.synthetic_notice:
+        lines += [f"> **{spec.synthetic_notice}** Agreement below is measured on synthetic inputs.", ""]
     lines += [
-        f"Machine: {env.cpu}, {env.cores} cores ({env.flags}), target `{target.id}`. "
-        f"Python {env.python}, apache-tvm {env.tvm}, ai-edge-litert {env.litert}, numpy {env.numpy}. {env.date}.",
+        f"Machine: {env.cpu}, {env.cores} cores ({env.flags}), target `{target['id']}`. "
+        f"Python {env.python}, apache-tvm {env.tvm}, ai-edge-litert {env.litert}, numpy {env.numpy}. "
+        f"{env.date}{commit_note(run.commit)}.",
         "",
-        *libraries_section(model.spec.name, target, engines),
+        *libraries_section(run.libraries),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
         "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "
         "Memory: growth of the process's resident set over load and first run, and the process's peak "
-        "resident set after the engine's benchmark (all engines loaded so far).", "",
+        "resident set after the engine's benchmark (all engines of its thread count loaded so far; each "
+        "thread count runs in a process of its own).", "",
         _md(startup), "",
         "## Pre- and post-processing (512x512 photo)", "", _md(processing), "",
         *protocol_section(info),
@@ -225,27 +140,46 @@ def write_report(bench_path: Path, model_name: str, out: Path | None = None, *, 
         worst["engine"] = worst["engine"].map(engine_label)
         inputs = ", ".join(sorted(set(agree["input"])))
         partial = "".join(f" {engine_label(e)}: the first input only (a slow engine)." for e in sorted(slow)
-                          if e in engines and e != "litert")
+                          if e in set(agree["engine"]))
         lines += ["## Agreement with LiteRT", "",
-                  f"Inputs: {inputs}.{partial} Worst case over inputs and classes:", "", _md(worst, ".6f"), "",
+                  f"Inputs: {inputs}.{partial} Worst case over inputs and classes "
+                  f"({measured['threads']} threads):", "", _md(worst, ".6f"), "",
                   "Per class in `agreement.csv`.", ""]
-    lines += [prof_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    lines += ["", "Raw data: `benchmark.json` (pytest-benchmark), `latency_samples.csv`, `latency_stats.csv`."]
+    lines += [*prof_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    lines += ["", "Raw data: `benchmark.json` (pytest-benchmark, every thread count's process, with what the run "
+              "measured on and after it), `latency_samples.csv`, `latency_stats.csv`."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
 
 
-def libraries_section(model: str, target, engines) -> list[str]:
-    """Which TVM libraries were measured: graph, records and where they were tuned, coverage."""
-    from runtime.artifacts import LibraryMetadata
+def commit_note(commit: dict) -> str:
+    if not commit.get("id"):
+        return ""
+    return f", commit `{commit['id'][:12]}`" + (" with uncommitted changes" if commit.get("dirty") else "")
 
+
+def profile_section(prof: pd.DataFrame, table: pd.DataFrame, threads: int, env: Environment) -> list[str]:
+    """Where the tuned module spends its time, and what the whole model achieves against the machine's peak."""
+    total_flop = prof["flop"].sum()
+    p50 = float(table[(table.engine == "tvm-tuned") & (table.threads == threads)]["p50"].iloc[0])
+    achieved = total_flop / p50 / 1e6
+    peak = env.peak_gflops
+    top = prof.head(10)[["kernel", "calls", "ms", "share", "gflops"]]
+    return [
+        f"## Where the tuned module spends its time ({threads} threads)", "",
+        _md(top.assign(share=top["share"].map("{:.1%}".format))), "",
+        f"Whole model: {total_flop / 1e9:.2f} GFLOP per image (sum of TVM's FLOP estimates of every kernel "
+        f"call) / p50 {p50:.1f} ms = **{achieved:.1f} GFLOP/s**"
+        + (f", {achieved / peak:.1%} of the machine's fp32 peak of {peak:.0f} GFLOP/s "
+           f"({env.peak_formula})." if peak else "."), ""]
+
+
+def libraries_section(libraries: dict[str, dict]) -> list[str]:
+    """Which TVM libraries were measured: graph, records and where they were tuned, coverage."""
     lines = []
-    for kind in ("default", "tuned"):
-        meta_path = library_paths(build_dir(model, target), kind)[1]
-        if f"tvm-{kind}" not in engines or not meta_path.is_file():
-            continue
-        meta = LibraryMetadata.read(meta_path)
+    for kind, saved in libraries.items():
+        meta = LibraryMetadata(**saved)
         graph = ", ".join(k for k, v in (meta.graph or {}).items() if v) or "stock graph"
         line = f"- {engine_label('tvm-' + kind)}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance
@@ -261,16 +195,18 @@ def libraries_section(model: str, target, engines) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite a report from a saved pytest-benchmark JSON (`python -m benchmark` does all three steps)."""
-    from .options import add_options, choose_model
+    """Render a report again from a saved run (`python -m benchmark` measures, saves and renders)."""
+    from .options import add_options
 
     p = argparse.ArgumentParser(prog="python -m benchmark.report", description=__doc__)
-    p.add_argument("bench_json", type=Path)
-    add_options(p.add_argument, only=("model", "out", "no_profile"))
+    p.add_argument("run_json", type=Path, help="a run saved by `python -m benchmark` (its report's benchmark.json)")
+    add_options(p.add_argument, only=("out",))
     args = p.parse_args(argv)
-    model = choose_model(args.model).spec.name
-    out = Path(args.out) if args.out else None
-    print(f"report: {write_report(args.bench_json, model, out, with_profile=not args.no_profile)}")
+    try:
+        report = write_report(args.run_json, Path(args.out) if args.out else None)
+    except (ValueError, SelfieTvmError) as e:
+        p.error(str(e))
+    print(f"report: {report}")
     return 0
 
 

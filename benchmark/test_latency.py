@@ -10,6 +10,7 @@ gets --runs runs, each after one untimed run of every other engine.
 
 from __future__ import annotations
 
+import os
 import resource
 
 import numpy as np
@@ -35,8 +36,9 @@ def test_inference(benchmark, bench, engine_name, threads):
         kind="inference", engine=engine_name, threads=threads, model=spec.name,
         synthetic_weights=spec.synthetic, load_ms=this.load_ms, first_run_ms=this.first_run_ms,
         rss_delta_mb=this.rss_delta_mb, protocol=bench.protocol.name, slow=plan.slow, slow_ms=bench.protocol.slow_ms,
-        warmup=plan.warmup,
-        interleaved_with=list(plan.interleaved_with))
+        warmup=plan.warmup, interleaved_with=list(plan.interleaved_with),
+        # Which process measured it, started with which TVM pool size (python -m benchmark: one per thread count).
+        pid=os.getpid(), TVM_NUM_THREADS=os.environ.get("TVM_NUM_THREADS"))
     out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=plan.rounds, warmup_rounds=plan.warmup,
                              iterations=1)
     # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
