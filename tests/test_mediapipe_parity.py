@@ -51,7 +51,7 @@ def mediapipe_masks(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarra
         confidence = np.stack([np.array(m.numpy_view()).reshape(rgb.shape[:2]) for m in result.confidence_masks], -1)
         category = np.array(result.category_mask.numpy_view()).reshape(rgb.shape[:2])
     if confidence.shape[-1] == 1:
-        # One foreground channel: MediaPipe labels it 0 and the rest 255; the project's classes are (background, person).
+        # One foreground channel: MediaPipe labels it 0, the rest 255; the project's classes are (background, person).
         confidence = np.concatenate([1.0 - confidence, confidence], axis=-1)
         category = np.where(category == 0, 1, 0).astype(np.uint8)
     return confidence, category
