@@ -94,9 +94,9 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model output (1, h, w, C) -> per-class scores (h, w, num_classes) whose argmax is the category:
-    the logits themselves, or (1 - p, p) for a single foreground probability."""
+    the logits or probabilities themselves, or (1 - p, p) for a single foreground probability."""
     out = np.asarray(raw, dtype=np.float32)[0]
-    if spec.output_kind == "logits":
+    if spec.output_kind in ("logits", "probabilities"):
         result = out
     else:  # "probability": one foreground channel, sigmoid already applied
         p = out[..., :1]
@@ -107,7 +107,7 @@ def scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 def activate(class_scores: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Per-class scores -> probabilities (softmax of logits; a probability as it is), float32."""
+    """Per-class scores -> probabilities (softmax of logits; probabilities as they are), float32."""
     probs = softmax(class_scores, axis=-1) if spec.output_kind == "logits" else np.clip(class_scores, 0.0, 1.0)
     return probs.astype(np.float32)
 
