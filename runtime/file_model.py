@@ -63,7 +63,7 @@ def spec_from_file(path: Path, sha256: str) -> ModelSpec:
         value_range, source = ((0.0 - mean) / std, (255.0 - mean) / std), "input range from its metadata"
     return ModelSpec(
         name=file_model_name(sha256),
-        description=f"{path.name} (sha256 {sha256[:12]}, not in the registry; {source})",
+        description=f"a .tflite file not in the registry (sha256 {sha256[:12]}...; {source})",
         input=InputSpec(shape[1], shape[2], "NHWC", value_range, ("previous_mask",) if shape[3] == 4 else ()),
         output_kind=kind,
         classes=classes,
