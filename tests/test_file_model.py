@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.acquire import resolve_model, sha256_of
+from runtime.acquire import AUTO, resolve_model, sha256_of
 from runtime.errors import ModelNotFoundError
 from runtime.pipeline import load_segmenter
 from runtime.processing import activate, preprocess
@@ -146,3 +146,14 @@ def test_any_tflite_through_compile_segment_tune_and_benchmark(tmp_path, capsys,
     assert (report / "report.md").read_text().startswith(f"# Benchmark: {name}")
     engines = {line.split(",")[0] for line in (report / "latency_stats.csv").read_text().splitlines()[1:]}
     assert engines == {"litert", "tvm-default"}
+
+
+def test_the_benchmark_takes_model_path_as_its_model():
+    import argparse
+
+    from benchmark.options import add_options
+
+    parser = argparse.ArgumentParser()
+    add_options(parser.add_argument)
+    assert parser.parse_args(["--model-path", "mine.tflite"]).model == "mine.tflite"
+    assert parser.parse_args([]).model == AUTO
