@@ -44,8 +44,11 @@ def _bilinear(planes: np.ndarray, height: int, width: int, mapping: str) -> np.n
 
     y0, y1, ty = samples(h, height)
     x0, x1, tx = samples(w, width)
-    rows = planes[y0] + (planes[y1] - planes[y0]) * ty[:, None, None]
-    return rows[:, x0] + (rows[:, x1] - rows[:, x0]) * tx[None, :, None]
+    rows = planes[y0]
+    rows += (planes[y1] - rows) * ty[:, None, None]
+    out = rows[:, x0]
+    out += (rows[:, x1] - out) * tx[None, :, None]
+    return out
 
 
 # cv::warpPerspective on uint8 images works in fixed point: source positions in 1/32 pixel
@@ -65,11 +68,17 @@ def stretch_to_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     (the photo's corners on the tensor's corners, bilinear in OpenCV's fixed point, border replicated)."""
     y0, y1, fy = _fixed_point_samples(rgb.shape[0], height)
     x0, x1, fx = _fixed_point_samples(rgb.shape[1], width)
-    pixels = rgb.astype(np.int64)
-    rows = pixels[y0] * (_SUBPIXEL - fy)[:, None, None] + pixels[y1] * fy[:, None, None]
-    acc = rows[:, x0] * (_SUBPIXEL - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+    # int32 holds it: at most 255 * 32 * 32.
+    pixels = rgb.astype(np.int32)
+    fy, fx = fy.astype(np.int32), fx.astype(np.int32)
+    rows = pixels[y0] * (_SUBPIXEL - fy)[:, None, None]
+    rows += pixels[y1] * fy[:, None, None]
+    acc = rows[:, x0] * (_SUBPIXEL - fx)[None, :, None]
+    acc += rows[:, x1] * fx[None, :, None]
     # acc is in 1/1024; OpenCV's weights are 32x finer (1/32768) and it rounds half up.
-    return np.clip((acc + 512) >> 10, 0, 255).astype(np.uint8)
+    acc += 512
+    acc >>= 10
+    return acc.astype(np.uint8)
 
 
 def preprocess(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
