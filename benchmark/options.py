@@ -38,6 +38,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("--model", f"registry name, or {AUTO}: the main model if it can be had, else its architecture twin",
            {"default": AUTO}),
+    # Another spelling of --model (same dest), as the CLI verbs have it: resolve_model reads a path as a file model.
+    Option("--model-path", "a .tflite file instead of --model (a file not in the registry is read from itself)",
+           {"dest": "model", "default": None}, pytest=False),
     Option("--engines", f"comma-separated engines, from: {', '.join(ENGINE_NAMES)}",
            {"default": ",".join(ENGINE_NAMES)}),
     Option("--threads", "comma-separated thread counts (default: 1 to the number of usable cores)",

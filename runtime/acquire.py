@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import ChecksumMismatchError, ModelDownloadError, ModelNotFoundError
+from .file_model import is_file_model_name, spec_from_file
 from .registry import ModelSpec, registry
 from .settings import RuntimeSettings, get_settings
 
@@ -105,8 +106,12 @@ def _generate(spec: ModelSpec, dest: Path) -> Path:
 def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
                   settings: RuntimeSettings | None = None, allow_download: bool = True,
                   progress: bool = True) -> ResolvedModel:
-    """Resolve a registry name (or a .tflite path whose file name is in the registry); None is the
-    registry's default, AUTO that default or else its twin."""
+    """Resolve a registry name, a .tflite path, or a file model's name (`file-<sha256[:12]>`); None is the
+    registry's default, AUTO that default or else its twin.
+
+    A path whose file name is in the registry is that model; any other .tflite file is a file model, its
+    spec read from the file (runtime.file_model) and a copy kept in the cache so that its name resolves
+    later (the benchmark's pytest run, the TVM engine finding its library)."""
     settings = settings or get_settings()
     reg = registry()
     if model == AUTO:
@@ -115,12 +120,12 @@ def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
         model = None  # the file names the model
     if model is not None and (str(model).endswith(".tflite") or Path(model).is_file()):
         path, model = Path(model), None
+    if model is not None and is_file_model_name(str(model)):
+        return _named_file_model(str(model), path, settings)
     if model is None and path is not None:
         spec = reg.find_by_filename(path.name)
         if spec is None:
-            raise ModelNotFoundError(
-                f"{path.name} is not a registered model file name; name the model it is "
-                f"(one of: {', '.join(sorted(reg.models))})")
+            return _file_model(path, settings)
     else:
         spec = reg.get(str(model or reg.default))
 
@@ -156,6 +161,36 @@ def resolve_model(model: str | Path | None = None, *, path: Path | None = None,
     except ModelDownloadError as e:
         raise type(e)(f"{e}.\n{_missing_message(spec, cached, settings)}") from e
     return ResolvedModel(spec, cached, "downloaded")
+
+
+def _file_model(path: Path, settings: RuntimeSettings) -> ResolvedModel:
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    sha = sha256_of(path)
+    spec = spec_from_file(path, sha)
+    kept = Path(settings.cache_dir) / spec.filename
+    if not kept.is_file() or sha256_of(kept) != sha:
+        _atomic_write(kept, path.read_bytes())
+    return ResolvedModel(spec, path, "explicit")
+
+
+def _named_file_model(name: str, path: Path | None, settings: RuntimeSettings) -> ResolvedModel:
+    """A file model by name: the given file if it is that model, else the copy kept in the cache."""
+    if path is not None:
+        resolved = _file_model(path, settings)
+        if resolved.spec.name != name:
+            raise ModelNotFoundError(f"{path} is model {resolved.spec.name}, not {name}")
+        return resolved
+    kept = Path(settings.cache_dir) / f"{name}.tflite"
+    if not kept.is_file():
+        raise ModelNotFoundError(f"model {name} is a .tflite file not seen here before ({kept} is missing); "
+                                 "give the file itself with --model-path FILE.tflite")
+    sha = sha256_of(kept)
+    spec = spec_from_file(kept, sha)
+    if spec.name != name:
+        raise ChecksumMismatchError(f"{kept} has changed (it is now {spec.name}); delete it and give the file "
+                                    "again with --model-path FILE.tflite")
+    return ResolvedModel(spec, kept, "cache")
 
 
 def twin_of(name: str) -> ModelSpec | None:

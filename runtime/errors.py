@@ -55,3 +55,7 @@ class TargetError(SelfieTvmError):
 
 class CommandUnavailableError(SelfieTvmError):
     """A CLI verb whose module could not be imported (its optional dependencies are missing)."""
+
+
+class ModelFileError(SelfieTvmError):
+    """A .tflite file selfie-tvm cannot use: not TFLite, or not an image-in, mask-out model."""

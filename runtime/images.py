@@ -106,10 +106,6 @@ def save_image(rgb: np.ndarray, path: Path) -> Path:
     return path
 
 
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-
-
 def cover(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale to cover width x height, keeping the aspect ratio, then centre-crop."""
     return np.asarray(ImageOps.fit(Image.fromarray(rgb), (width, height), Image.Resampling.LANCZOS))

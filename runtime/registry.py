@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import RegistryError
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "original_model" / "registry.toml"
-OUTPUT_KINDS = {"logits", "probability"}
+OUTPUT_KINDS = {"logits", "probabilities", "probability"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,13 @@ class ModelSpec:
     synthetic: bool = False
     twin_of: str | None = None
     license: str | None = None
+    output_size: tuple[int, int] | None = None  # (height, width) of the mask; None: the input's
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """The model's output tensor: (1, height, width, channels); one channel for a foreground probability."""
+        height, width = self.output_size or (self.input.height, self.input.width)
+        return 1, height, width, 1 if self.output_kind == "probability" else self.num_classes
 
     @property
     def filename(self) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import Engine
-from .processing import category_mask, preprocess, resize_probabilities, to_probabilities
+from .processing import activate, photo_category_mask, preprocess, resize_probabilities, scores
 from .registry import ModelSpec
 
 
@@ -25,10 +25,13 @@ class Segmentation:
     engine: str
     probabilities: np.ndarray  # (H, W, num_classes) float32 at photo size
     timings: Timings
+    class_scores: np.ndarray  # (h, w, num_classes) at the model's resolution; their argmax is the category
 
     @property
     def category_mask(self) -> np.ndarray:
-        return category_mask(self.probabilities)
+        """(H, W) uint8 class indices, computed on first use as MediaPipe does (not the argmax of `probabilities`)."""
+        height, width = self.probabilities.shape[:2]
+        return photo_category_mask(self.class_scores, width, height)
 
     def confidence(self, class_name: str) -> np.ndarray:
         return self.probabilities[..., self.spec.class_index(class_name)]
@@ -54,6 +57,8 @@ class Segmenter:
         t1 = time.perf_counter_ns()
         raw = self.engine.run(x)
         t2 = time.perf_counter_ns()
-        probs = resize_probabilities(to_probabilities(raw, self.spec), rgb.shape[1], rgb.shape[0])
+        class_scores = scores(raw, self.spec)
+        probs = resize_probabilities(activate(class_scores, self.spec), rgb.shape[1], rgb.shape[0])
         t3 = time.perf_counter_ns()
-        return Segmentation(self.spec, self.engine.name, probs, Timings(_ms(t0, t1), _ms(t1, t2), _ms(t2, t3)))
+        return Segmentation(self.spec, self.engine.name, probs, Timings(_ms(t0, t1), _ms(t1, t2), _ms(t2, t3)),
+                            class_scores)

@@ -13,7 +13,7 @@ import pytest
 
 from runtime import acquire
 from runtime.acquire import download, resolve_model
-from runtime.errors import ChecksumMismatchError, ModelDownloadError, ModelNotFoundError
+from runtime.errors import ChecksumMismatchError, ModelDownloadError, ModelFileError, ModelNotFoundError
 from runtime.registry import registry
 from runtime.settings import RuntimeSettings
 
@@ -166,8 +166,9 @@ def test_unknown_model_lists_known_ones():
         resolve_model("nope")
 
 
-def test_unregistered_file_name_is_refused(tmp_path: Path):
+def test_unregistered_file_that_is_not_tflite_is_refused(tmp_path: Path):
+    """A file not in the registry is read as a model of its own (tests/test_file_model.py); junk says so."""
     f = tmp_path / "whatever.tflite"
     f.write_bytes(b"x")
-    with pytest.raises(ModelNotFoundError, match="not a registered model file name"):
-        resolve_model(f)
+    with pytest.raises(ModelFileError, match="whatever.tflite is not a TFLite model file"):
+        resolve_model(f, settings=RuntimeSettings(models_dir=None, cache_dir=tmp_path / "cache"))

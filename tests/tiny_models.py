@@ -27,3 +27,24 @@ def tiny_segmenter(path: Path, *, mystery_ops: int = 0, seed: int = 7) -> Resolv
                                input=InputSpec(32, 32, "NHWC", (0.0, 1.0)),
                                classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
     return ResolvedModel(spec, path, "explicit")
+
+
+def tiny_file_model(path: Path, *, head: str = "mask", seed: int = 11) -> Path:
+    """A .tflite of a shape the registry does not know (48x40 in, masks at half size), for `--model-path`.
+
+    head: "mask" -> 4 classes of logits (1, 24, 20, 4); "softmax" -> the same through SOFTMAX;
+    "classifier" -> one vector (1, 4) that no effect can use.
+    """
+    g = GraphBuilder(seed=seed)
+    x = g.input("image", (1, 48, 40, 3))
+    y = g.conv2d(x, 8, 3, 2, relu=True)
+    y = g.conv2d(y, 4)
+    if head == "softmax":
+        y = g.softmax(y)
+    elif head == "classifier":
+        y = g.reshape(g.reduce_sum(g.reduce_sum(y, 1), 2), (1, 4))
+    elif head != "mask":
+        raise ValueError(f"unknown head {head!r}")
+    g.mark_output(y, head)
+    path.write_bytes(serialise(g, f"tiny {head} model, not in the registry"))
+    return path

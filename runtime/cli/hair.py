@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..acquire import resolve_model
 from ..colors import parse_color, to_hex
 from ..effects import recolor_hair
 from ..images import load_image, save_image
@@ -24,7 +25,8 @@ def register(sub) -> None:
 def run(args) -> int:
     color = parse_color(args.color)
     rgb = load_image(args.photo)
-    spec = registry().get(args.model or registry().default)
+    spec = (resolve_model(args.model, path=args.model_path).spec if args.model_path
+            else registry().get(args.model or registry().default))
     hair_model = hair_model_for(spec)
     model_path = args.model_path if hair_model == spec.name else None
     seg = load_segmenter(hair_model, args.engine, args.threads, model_path).segment(rgb)

@@ -1,0 +1,86 @@
+"""The project's masks equal MediaPipe Tasks' ImageSegmenter's on the same model file and photo.
+
+Both run the real model on CPU: the project through runtime/ (pre-processing, LiteRT, post-processing),
+MediaPipe through `ImageSegmenter.segment()`. Photos: real people from scikit-image and matplotlib.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.pipeline import load_segmenter
+
+from .conftest import need_model
+
+mp = pytest.importorskip("mediapipe", reason="mediapipe is in the dev extra; `./nox -s tests` installs it")
+from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
+
+MEDIAPIPE_MODELS = ("selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v3")
+MIN_IOU = 0.99
+# The README states the measured max |Δconfidence| (0 to float32 rounding); this bound keeps it true.
+MAX_CONFIDENCE_DELTA = 1e-5
+
+
+def people_photos() -> dict[str, np.ndarray]:
+    """Real photos of people bundled with scikit-image and matplotlib, RGB uint8, several sizes and aspects."""
+    import matplotlib.cbook
+    from skimage import data
+
+    from runtime.images import load_image
+
+    lfw = np.load(Path(data.__file__).parent / "lfw_subset.npy")  # 25x25 grey faces in [0, 1]; the first is a face
+    grey = {"cameraman": data.camera(), "lfw_face": np.rint(lfw[0] * 255).astype(np.uint8)}
+    return {"astronaut": data.astronaut(),
+            "grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+            **{name: np.repeat(g[..., None], 3, axis=-1) for name, g in grey.items()}}
+
+
+PHOTOS = people_photos()
+
+
+def mediapipe_masks(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's confidence masks (H, W, C) and category mask (H, W), in the project's class order."""
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(model)),
+                                           output_confidence_masks=True, output_category_mask=True)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+        # Copies: the views point into buffers the segmenter frees on close.
+        confidence = np.stack([np.array(m.numpy_view()).reshape(rgb.shape[:2]) for m in result.confidence_masks], -1)
+        category = np.array(result.category_mask.numpy_view()).reshape(rgb.shape[:2])
+    if confidence.shape[-1] == 1:
+        # One foreground channel: MediaPipe labels it 0, the rest 255; the project's classes are (background, person).
+        confidence = np.concatenate([1.0 - confidence, confidence], axis=-1)
+        category = np.where(category == 0, 1, 0).astype(np.uint8)
+    return confidence, category
+
+
+def per_class_iou(ours: np.ndarray, theirs: np.ndarray) -> dict[int, float]:
+    classes = np.union1d(np.unique(ours), np.unique(theirs))
+    return {int(c): float(((ours == c) & (theirs == c)).sum() / ((ours == c) | (theirs == c)).sum()) for c in classes}
+
+
+@pytest.mark.parametrize("model", MEDIAPIPE_MODELS)
+def test_masks_equal_mediapipe(model):
+    path = need_model(model)
+    segmenter = load_segmenter(model, model_path=path)
+    worst_delta = 0.0
+    for photo, rgb in PHOTOS.items():
+        confidence, category = mediapipe_masks(path, rgb)
+        seg = segmenter.segment(rgb)
+        assert seg.probabilities.shape == confidence.shape, photo
+        worst_delta = max(worst_delta, float(np.abs(seg.probabilities - confidence).max()))
+        ious = per_class_iou(seg.category_mask, category)
+        assert min(ious.values()) >= MIN_IOU, f"{model} on {photo}: per-class IoU {ious}"
+        assert worst_delta <= MAX_CONFIDENCE_DELTA, f"{model} on {photo}: max |Δconfidence| {worst_delta}"
+    print(f"{model}: max |Δconfidence| vs MediaPipe over {len(PHOTOS)} photos = {worst_delta:.2e}")
+
+
+def test_mediapipe_cannot_load_hair_segmentation():
+    """README says so: a float input without normalisation metadata, which MediaPipe requires."""
+    path = need_model("hair_segmentation")
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    with pytest.raises(Exception, match="NormalizationOptions"):
+        vision.ImageSegmenter.create_from_options(options)
