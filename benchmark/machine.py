@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from runtime.acquire import ResolvedModel
 from runtime.artifacts import KINDS, LibraryMetadata, build_dir, library_paths
+from runtime.engines import tvm_engine
 from runtime.target import TargetSpec, host_target
 
 from . import environment
@@ -30,6 +31,6 @@ def libraries(model: str, target: TargetSpec, engines: list[str]) -> dict[str, d
     found = {}
     for kind in KINDS:
         meta = library_paths(build_dir(model, target), kind)[1]
-        if f"tvm-{kind}" in engines and meta.is_file():
+        if tvm_engine(kind) in engines and meta.is_file():
             found[kind] = asdict(LibraryMetadata.read(meta))
     return found

@@ -17,7 +17,7 @@ import pandas as pd
 
 from runtime.acquire import ResolvedModel, resolve_model
 from runtime.artifacts import LibraryMetadata, build_dir, library_paths
-from runtime.engines import create_engine
+from runtime.engines import LITERT, TVM_TUNED, create_engine
 from runtime.target import host_target
 
 from . import agreement
@@ -29,8 +29,8 @@ def measure(model: ResolvedModel, engines: list[str], threads: int, slow: set[st
     """{"threads", "agreement": rows, "profile": rows or None}; a slow engine is compared on the first input only."""
     created = {e: create_engine(e, model, threads) for e in engines}
     agree = (agreement.compare(model, created, max_inputs={e: 1 for e in slow})
-             if "litert" in created and len(created) > 1 else pd.DataFrame())
-    prof = tuned_profile(model, threads) if with_profile and "tvm-tuned" in created else None
+             if LITERT in created and len(created) > 1 else pd.DataFrame())
+    prof = tuned_profile(model, threads) if with_profile and TVM_TUNED in created else None
     return {"threads": threads, "agreement": agree.to_dict("records"),
             "profile": None if prof is None else prof.to_dict("records")}
 

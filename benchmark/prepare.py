@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from runtime.acquire import ResolvedModel
 from runtime.artifacts import build_dir, library_paths
+from runtime.engines import TVM_DEFAULT, TVM_TUNED
 from runtime.target import TargetSpec
 from tuning.build import export
 from tuning.records import describe_use, find_records, record_set_dir, resolve_records, working_dir
@@ -17,10 +18,10 @@ from .options import PREPARE_BUDGET
 
 def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget: int = PREPARE_BUDGET) -> None:
     out = build_dir(model.spec.name, target)
-    if "tvm-default" in engines and not library_paths(out, "default")[0].is_file():
+    if TVM_DEFAULT in engines and not library_paths(out, "default")[0].is_file():
         print(f"building default library for {model.spec.name} ({target.id})", flush=True)
         export(model, target, "default")
-    if "tvm-tuned" in engines and not library_paths(out, "tuned")[0].is_file():
+    if TVM_TUNED in engines and not library_paths(out, "tuned")[0].is_file():
         if find_records(target) is None:
             committed, work = record_set_dir(target), working_dir(target)
             print(f"no tuning records for this CPU's vector ISA: tuning within {budget} trials into {work} first",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from runtime.artifacts import LibraryMetadata, results_root
-from runtime.engines import ENGINE_NAMES, engine_label
+from runtime.engines import ENGINE_NAMES, TVM_TUNED, engine_label, tvm_engine
 from runtime.errors import SelfieTvmError
 from runtime.registry import registry
 
@@ -162,7 +162,7 @@ def commit_note(commit: dict) -> str:
 def profile_section(prof: pd.DataFrame, table: pd.DataFrame, threads: int, env: Environment) -> list[str]:
     """Where the tuned module spends its time, and what the whole model achieves against the machine's peak."""
     total_flop = prof["flop"].sum()
-    p50 = float(table[(table.engine == "tvm-tuned") & (table.threads == threads)]["p50"].iloc[0])
+    p50 = float(table[(table.engine == TVM_TUNED) & (table.threads == threads)]["p50"].iloc[0])
     achieved = total_flop / p50 / 1e6
     peak = env.peak_gflops
     top = prof.head(10)[["kernel", "calls", "ms", "share", "gflops"]]
@@ -181,7 +181,7 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
     for kind, saved in libraries.items():
         meta = LibraryMetadata(**saved)
         graph = ", ".join(k for k, v in (meta.graph or {}).items() if v) or "stock graph"
-        line = f"- {engine_label('tvm-' + kind)}: `{meta.target['id']}`, {graph}"
+        line = f"- {engine_label(tvm_engine(kind))}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance
         if prov:
             tuned_for = prov.get("tuned_for_target", {})
