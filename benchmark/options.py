@@ -13,6 +13,7 @@ from typing import Any
 
 from runtime.acquire import AUTO
 from runtime.engines import ENGINE_NAMES
+from tuning import DEFAULT_BUDGET
 
 RUNS = 20
 WARMUP = 3
@@ -20,7 +21,6 @@ WARMUP = 3
 # exists: P(median outside [min, max]) = 2 / 2**6 = 3.1 %.
 SLOW_RUNS = 6
 SLOW_MS = 1000.0
-PREPARE_BUDGET = 500
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--full", "the long protocol: every engine gets --runs runs and --warmup warm-ups, and every timed run "
            "follows one untimed run of every other engine", {"action": "store_true", "default": False}),
     Option("--budget", "tuning budget (trials) when no tuning records exist for this CPU's vector ISA",
-           {"type": int, "default": PREPARE_BUDGET}, pytest=False),
+           {"type": int, "default": DEFAULT_BUDGET}, pytest=False),
     Option("--out", "report directory (default: results/<model>/<target>/)", {"default": None}, pytest=False),
     Option("--no-profile", "skip the tuned module's per-kernel profile in the report",
            {"action": "store_true", "default": False}, pytest=False),

@@ -10,13 +10,12 @@ from runtime.acquire import ResolvedModel
 from runtime.artifacts import build_dir, library_paths
 from runtime.engines import TVM_DEFAULT, TVM_TUNED
 from runtime.target import TargetSpec
+from tuning import DEFAULT_BUDGET
 from tuning.build import export
 from tuning.records import describe_use, find_records, record_set_dir, resolve_records, working_dir
 
-from .options import PREPARE_BUDGET
 
-
-def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget: int = PREPARE_BUDGET) -> None:
+def prepare(model: ResolvedModel, target: TargetSpec, engines: list[str], budget: int = DEFAULT_BUDGET) -> None:
     out = build_dir(model.spec.name, target)
     if TVM_DEFAULT in engines and not library_paths(out, "default")[0].is_file():
         print(f"building default library for {model.spec.name} ({target.id})", flush=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from runtime.cli.common import positive_int
 from runtime.errors import SelfieTvmError
+from tuning import DEFAULT_BUDGET
 
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
 
-DEFAULT_BUDGET = 2000
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
 
