@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from runtime.acquire import resolve_model
 from runtime.artifacts import LibraryMetadata, results_root
 from runtime.engines import ENGINE_NAMES, TVM_TUNED, engine_label, tvm_engine
 from runtime.errors import SelfieTvmError
+from runtime.file_model import is_file_model_name
 from runtime.registry import registry
 
 from . import summary
@@ -77,10 +79,17 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
             "`scipy.stats.quantile_test`); at 95 % it needs at least 6 runs.", ""]
 
 
+def _model_spec(name: str):
+    """The registry's facts, or a file model's (read from its cached copy: `file-<sha256>` names)."""
+    if is_file_model_name(name):
+        return resolve_model(name, allow_download=False, progress=False).spec
+    return registry().get(name)
+
+
 def write_report(run_path: Path, out: Path | None = None) -> Path:
     """Render a saved run (benchmark/saved_run.py) into `out` (default: results/<model>/<its target id>/)."""
     run = SavedRun.read(run_path)
-    spec = registry().get(run.model)
+    spec = _model_spec(run.model)
     target, env, measured = run.target, run.environment, run.measurements
     samples, info = run.samples()
     out = out or results_root() / spec.name / target["id"]
@@ -185,7 +194,8 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
         prov = meta.records_provenance
         if prov:
             tuned_for = prov.get("tuned_for_target", {})
-            line += (f"; {meta.trials} tuning records for {prov['isa']} (tuned on {prov.get('tuned_on_cpu')}, "
+            line += (f"; records for {prov['isa']} from {meta.trials} tuning trials "
+                     f"(tuned on {prov.get('tuned_on_cpu')}, "
                      f"LLVM CPU {tuned_for.get('mcpu')}, {tuned_for.get('num_cores')} cores, "
                      f"{prov.get('tuning_seconds', 0) / 60:.0f} min of tuning)")
         if meta.tuning_warning:

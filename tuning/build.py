@@ -112,7 +112,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     meta = LibraryMetadata(
         kind=kind, model=model.spec.name, model_sha256=model.sha256(), target=target.as_dict(),
         tvm_version=tvm.__version__, budget=budget if tuned else None,
-        trials=records.trials if tuned else None, records=str(records.path) if tuned else None,
+        trials=records.trials_behind if tuned else None, records=str(records.path) if tuned else None,
         synthetic_weights=model.spec.synthetic, graph=options.as_dict(),
         records_provenance=asdict(records.provenance) if tuned else None,
         kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],

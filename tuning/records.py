@@ -68,6 +68,11 @@ class RecordSet:
     def trials(self) -> int:
         return count_records(self.path)
 
+    @property
+    def trials_behind(self) -> int:
+        """Trials measured to find these records (a pruned set keeps only the best few of them)."""
+        return max(self.trials, self.provenance.trials_measured)
+
     def summary(self) -> str:
         p = self.provenance
         target = p.tuned_for_target
