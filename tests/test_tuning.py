@@ -26,7 +26,7 @@ from tuning.errors import MissingRecordsError, TuningBudgetError
 from tuning.records import record_set_dir, resolve_records, working_dir
 from tuning.tune import RpcSpec, tune
 
-from .tiny_models import tiny_segmenter
+from .tiny_models import tiny_file_model, tiny_segmenter
 
 pytestmark = pytest.mark.slow
 BUDGET = 20  # the tiny model has 5 kernels: the first round needs 4 trials each
@@ -244,16 +244,16 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     """`selfie-tvm tune` as the README runs it: measures into the working database, keeps the pruned
     best in the committed set, builds, ends with one summary; a run that measures nothing changes no
     committed file; a later run (working database gone) continues from the committed set alone."""
+    from runtime.acquire import sha256_of
     from runtime.cli import main
 
-    from .conftest import need_model
-
-    need_model("selfie_segmenter_landscape")
+    model_file = tiny_file_model(tmp_path / "mine.tflite")  # a model of one's own: no registry entry
+    name = f"file-{sha256_of(model_file)[:12]}"
     results, build = tmp_path / "results", tmp_path / "build"
     monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(results))
     monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(build))
     committed, working = record_set_dir(host_target()), working_dir(host_target())
-    common = ["tune", "--model", "selfie_segmenter_landscape", "--per-iter", "4", "--only", "fused_conv2d_"]
+    common = ["tune", "--model-path", str(model_file), "--per-iter", "4", "--only", "fused_conv2d_"]
     assert main([*common[:-2], "--budget", "4"]) == 2  # every kernel needs a first batch: 4 cannot reach them
     assert "cannot reach the" in capsys.readouterr().err
 
@@ -262,12 +262,12 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     summary = out[out.index("summary:"):]
     assert "8 trials measured" in summary and "1 of 1 kernels improved" in summary
     assert "untuned" in summary and "-> tuned" in summary and "LiteRT" in summary
-    assert "partially tuned:" in caplog.text and "selfie-tvm tune --model selfie_segmenter_landscape" in caplog.text
+    assert "partially tuned:" in caplog.text and f"selfie-tvm tune --model {name}" in caplog.text
     assert is_compressed(committed) and count_records(working) == 8
     assert 1 <= count_records(committed) <= KEEP_PER_CPU
     assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 8
     assert len(list((results / "selfie_multiclass_twin").glob("*"))) == 0
-    assert len(list((results / "selfie_segmenter_landscape").glob("*/tuning_tasks.csv"))) == 1
+    assert len(list((results / name).glob("*/tuning_tasks.csv"))) == 1
 
     before = _tree_bytes(results)
     assert main([*common, "--budget", "8", "--time-limit", "0.000001"]) == 0
