@@ -51,10 +51,10 @@ def create_dispatcher(service: SegmentationService, settings: BotSettings | None
         """Let requests being answered finish (a few seconds at most); background timings are dropped."""
         import asyncio
 
-        pending = [t for t in service.tasks if not t.done()]
-        if pending:
-            log.info("stopping: waiting for %d request(s)", len(pending))
-            _, late = await asyncio.wait(pending, timeout=3)
+        unfinished = [t for t in service.tasks if not t.done()]
+        if unfinished:
+            log.info("stopping: waiting for %d request(s)", len(unfinished))
+            _, late = await asyncio.wait(unfinished, timeout=3)
             for task in late:
                 task.cancel()
 

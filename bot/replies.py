@@ -17,8 +17,10 @@ from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
 from runtime.errors import SelfieTvmError
 
+from .admission import Busy
 from .photos import say
-from .service import Busy, Result, SegmentationService
+from .service import SegmentationService
+from .timings import Result
 
 log = logging.getLogger(__name__)
 ALBUM_MAX = 10
@@ -34,7 +36,7 @@ def _extension(data: bytes) -> str:
 
 
 def _caption(result: Result) -> str:
-    return f"{result.images[-1][1]}\n{result.timings}"[:CAPTION_MAX]
+    return f"{result.images[-1][1]}\n{result.report.text()}"[:CAPTION_MAX]
 
 
 async def send_result(message: Message, result: Result, *, album: bool = False) -> Message:
@@ -75,7 +77,7 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                 log.info("chat %s: chat action not sent (%s)", chat, type(e).__name__)
             failure = None
             try:
-                result = await service.reply_lane(work)
+                result = await service.lanes.on_reply_lane(work)
             except TimeoutError:
                 log.warning("chat %s: request timed out after %s s", chat, service.settings.request_timeout_s)
                 failure = TIMEOUT
@@ -85,7 +87,7 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                 log.exception("chat %s: request failed", chat)
                 failure = FAILED
             if result is not None:
-                service.plan_background(result.report)
+                service.lanes.plan_background(result.report)
                 try:
                     sent = await send_result(message, result, album=album)
                 except SEND_ERRORS as e:
@@ -101,13 +103,13 @@ async def _process(message, service: SegmentationService, work, album, on_failur
     if sent is not None:
         await _late_timings(message, service, result, sent)
     elif result is not None:
-        service.drop_background(result.report)
+        service.lanes.drop_background(result.report)
 
 
 async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message) -> None:
     """Time the slower engines on the same photo in the background, then edit the reply's caption."""
     try:
-        if not await service.time_others(result):
+        if not await service.lanes.time_others(result):
             return
         await message.bot.edit_message_caption(chat_id=sent.chat.id, message_id=sent.message_id,
                                                caption=_caption(result))

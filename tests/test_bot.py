@@ -379,7 +379,7 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (31, 32):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service._reply_lane.submit(release.wait)  # the lane is busy until we say so
+        twin_service.lanes.reply.submit(release.wait)  # the lane is busy until we say so
         for _ in range(5):  # 1 in flight + 2 queued are accepted; 2 more are refused
             await tg.send_document(31, jpeg(astronaut), "image/jpeg")
             await tg.send_text(31, "/segmentation")
@@ -401,10 +401,10 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (33, 34, 35):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service._reply_lane.submit(release.wait)
+        twin_service.lanes.reply.submit(release.wait)
         for u in (33, 34):
             await tg.send_photo(u, jpeg(astronaut))
-        while twin_service.admission.pending < 2:
+        while twin_service.admission.admitted < 2:
             await asyncio.sleep(0.05)
         await tg.send_photo(35, jpeg(astronaut))
         (reply,) = await tg.replies(35, 1)
@@ -488,6 +488,12 @@ def _busy_threads(fn, seconds: float = 1.5) -> tuple[int, dict[str, int]]:
     return sum(1 for t in busy if t not in idle), busy
 
 
+def lane_call(service: SegmentationService, lane: str, fn, *args):
+    """Run fn(*args) on one of the service's lanes and return its result."""
+    executor = service.lanes.reply if lane == "reply" else service.lanes.timing
+    return executor.submit(fn, *args).result(timeout=120)
+
+
 def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
     """TVM's pool is per OS thread: the count must be set on the thread that runs inference, whatever
     TVM_NUM_THREADS gave a new thread. TVM reports its pool size on the lane's thread (runtime.NumThreads);
@@ -507,10 +513,10 @@ def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
         try:
             lanes = {name: "reply" if name == service.main.primary else "timing" for name in ("tvm-default", "litert")}
             tvm_engine = service.main.segmenters["tvm-default"].engine
-            assert service.lane_call(lanes["tvm-default"], tvm_engine.actual_threads) == threads
+            assert lane_call(service, lanes["tvm-default"], tvm_engine.actual_threads) == threads
             litert = service.main.segmenters["litert"].engine
             x = np.zeros((1, 256, 256, 3), np.float32)
-            busy, ticks = service.lane_call(lanes["litert"], _busy_threads, lambda e=litert, x=x: e.run(x))
+            busy, ticks = lane_call(service, lanes["litert"], _busy_threads, lambda e=litert, x=x: e.run(x))
             assert busy == threads, f"LiteRT worked on {busy} threads (CPU ticks {ticks}), configured {threads}"
         finally:
             service.close()
@@ -656,22 +662,23 @@ def test_benchmark_p50_is_read_from_this_machines_report(tmp_path):
     import pandas as pd
 
     from benchmark.summary import summarise
-    from bot.service import benchmark_p50, read_benchmark
+    from bot.published import published_p50, read_published
 
     samples = pd.DataFrame({"engine": ["litert"] * 3 + ["tvm-tuned"] * 3, "threads": [2] * 6,
                             "latency_ms": [70, 80, 90, 100, 120, 140]})
     (tmp_path / "m" / "this-cpu").mkdir(parents=True)
     summarise(samples).to_csv(tmp_path / "m" / "this-cpu" / "latency_stats.csv", index=False)
     (tmp_path / "m" / "this-cpu" / "environment.json").write_text('{"date": "2026-11-25T20:15:01+00:00"}')
-    assert benchmark_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
-    assert benchmark_p50("m", tmp_path, "another-cpu") == {}
-    assert read_benchmark("m", tmp_path, "this-cpu").date == "2026-11-25"
+    assert published_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
+    assert published_p50("m", tmp_path, "another-cpu") == {}
+    assert read_published("m", tmp_path, "this-cpu").date == "2026-11-25"
 
 
 def test_reply_names_a_partially_tuned_library_and_missing_engines():
     from types import SimpleNamespace
 
-    from bot.service import Benchmark, Timing, TimingReport
+    from bot.published import PublishedLatency
+    from bot.timings import Timing, TimingReport
 
     meta = SimpleNamespace(tuning_warning="partially tuned: 3 of 76 kernels without a record, 12.0% of the FLOPs "
                                           "(they run as naive loops)")
@@ -680,11 +687,11 @@ def test_reply_names_a_partially_tuned_library_and_missing_engines():
         segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
                     "tvm-tuned": SimpleNamespace(engine=SimpleNamespace(metadata=meta))},
         unavailable={"tvm-default": "no library"})
-    report = TimingReport(engines, 2, Benchmark({("tvm-tuned", 2): 115.0}, "2026-11-25", "cpu-id"))
+    report = TimingReport(engines, 2, PublishedLatency({("tvm-tuned", 2): 115.0}, "2026-11-25", "cpu-id"))
     report.timings = {"litert": Timing(47.0), "tvm-tuned": Timing(120.0, contended=True)}
     text = report.text()
     assert "m, 2 threads each: TFLite (LiteRT) 47 ms · TVM tuned 120 ms (while busy)" in text
     assert "TVM tuned: partially tuned: 3 of 76 kernels" in text and "(TVM default not available here)" in text
     assert "benchmark p50 (cpu-id, 2026-11-25): TVM tuned 115 ms" in text
-    report.timings["tvm-tuned"] = Timing(state="benchmark")
+    report.timings["tvm-tuned"] = Timing(state="published")
     assert "TVM tuned ~115 ms (benchmark p50 of 2026-11-25; too many photos queued" in report.text()

@@ -42,7 +42,7 @@ async def got_background(message: Message, state: FSMContext, service) -> None:
     if portrait is None:
         return
     await state.clear()
-    await submit(message, service, lambda: service.background(portrait, background),
+    await submit(message, service, lambda: service.replace_background(portrait, background),
                  on_failure=restore_state(state, Background.portrait))
 
 

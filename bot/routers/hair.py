@@ -48,7 +48,7 @@ async def got_color(message: Message, state: FSMContext, service) -> None:
         return
     await state.clear()
     text = message.text
-    await submit(message, service, lambda: service.hair_color(rgb, color, text),
+    await submit(message, service, lambda: service.recolor_hair(rgb, color, text),
                  on_failure=restore_state(state, HairColor.photo))
 
 

@@ -28,7 +28,7 @@ async def got_photo(message: Message, state: FSMContext, service) -> None:
         return  # told why; still waiting for a photo
     _, rgb = received
     # The step stays: more photos may follow (one at a time per chat, a few queued); /cancel ends it.
-    await submit(message, service, lambda: service.segmentation(rgb), album=True)
+    await submit(message, service, lambda: service.segment(rgb), album=True)
 
 
 def create_router() -> Router:

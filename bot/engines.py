@@ -1,0 +1,55 @@
+"""The engines a model runs on here, and which of them answers (the fastest, measured at start)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from runtime.acquire import resolve_model
+from runtime.engines import create_engine
+from runtime.errors import SelfieTvmError
+from runtime.segmenter import Segmentation, Segmenter
+
+log = logging.getLogger(__name__)
+
+
+class EngineSet:
+    """Segmenters of one model on every configured engine that can run here, fastest first once warmed up."""
+
+    def __init__(self, model: str, engines: list[str], threads: int, tvm_target: str | None = None) -> None:
+        self.model = resolve_model(model)
+        self.threads = threads
+        self.segmenters: dict[str, Segmenter] = {}
+        self.unavailable: dict[str, str] = {}
+        for name in engines:
+            try:
+                options = {}
+                if tvm_target and name.startswith("tvm"):
+                    from runtime.target import host_target
+
+                    options["target"] = host_target(mcpu=tvm_target)
+                self.segmenters[name] = Segmenter(create_engine(name, self.model, threads, **options))
+            except SelfieTvmError as e:
+                self.unavailable[name] = str(e)
+                log.warning("engine %s unavailable for %s: %s", name, model, e)
+        if not self.segmenters:
+            raise SelfieTvmError(f"no engine can run {model}: {self.unavailable}")
+        self.warm_ms: dict[str, float] = {}  # inference time measured at start, per engine
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    @property
+    def order(self) -> list[str]:
+        """Engines, fastest first (configuration order until warmed up)."""
+        names = list(self.segmenters)
+        return sorted(names, key=lambda n: self.warm_ms.get(n, float(names.index(n))))
+
+    @property
+    def primary(self) -> str:
+        return self.order[0]
+
+    def segment(self, name: str, rgb: np.ndarray) -> Segmentation:
+        return self.segmenters[name].segment(rgb)
