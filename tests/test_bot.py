@@ -522,6 +522,40 @@ def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
             service.close()
 
 
+def test_tvm_runs_the_thread_count_it_was_given_without_tvm_num_threads(tmp_path):
+    """TVM's pool limit defaults to half the logical CPUs when TVM_NUM_THREADS is unset: the runtime itself
+    must lift it, so a plain `python` (the bot, the CLI, library use) runs the count it asked for. Asked for
+    one more than that default, on the thread that creates the engine and on a fresh one."""
+    import os
+
+    need_model("selfie_segmenter")
+    export(resolve_model("selfie_segmenter"), host_target(), "default")
+    threads = (os.cpu_count() or 1) // 2 + 1
+    script = f"""
+import json, threading
+import numpy as np
+from runtime.acquire import resolve_model
+from runtime.engines import create_engine
+from runtime.engines.tvm import tvm_threads
+from runtime.segmenter import Segmenter
+segmenter = Segmenter(create_engine("tvm-default", resolve_model("selfie_segmenter"), {threads}))
+seen = []
+def run():
+    segmenter.segment(np.full((64, 64, 3), 128, np.uint8))
+    seen.append(tvm_threads())
+run()
+fresh = threading.Thread(target=run)
+fresh.start()
+fresh.join(120)
+print(json.dumps(seen))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [threads, threads]
+
+
 # -- webhook, Redis -------------------------------------------------------------------------------------------
 def test_webhook_mode_requires_the_secret_token(twin_service, astronaut):
     import aiohttp
