@@ -23,10 +23,12 @@ def create_bot(settings: BotSettings) -> Bot:
 
 
 def create_storage(settings: BotSettings):
-    """(storage, events isolation): Redis when SELFIE_BOT_REDIS_URL is set (replicas share conversations and
-    handle one chat's updates one at a time), else aiogram's in-memory defaults."""
+    """(storage, events isolation): Redis when SELFIE_BOT_REDIS_URL is set (replicas share conversations),
+    else in memory; either way one chat's updates are handled one at a time, in order."""
     if not settings.redis_url:
-        return None, None
+        from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+
+        return MemoryStorage(), SimpleEventIsolation()
     from aiogram.fsm.storage.redis import RedisStorage
 
     storage = RedisStorage.from_url(settings.redis_url)

@@ -15,11 +15,9 @@ import aiohttp
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
-from runtime.errors import SelfieTvmError
-
 from .admission import Busy
-from .photos import say
-from .service import SegmentationService
+from .photos import PhotoRejected, decode, fetch, say
+from .service import SegmentationService, Unavailable
 from .timings import Result
 
 log = logging.getLogger(__name__)
@@ -51,22 +49,28 @@ async def send_result(message: Message, result: Result, *, album: bool = False) 
     return await message.answer_photo(last, caption=_caption(result))
 
 
-async def submit(message: Message, service: SegmentationService, work: Callable[[], Result], *, album: bool = False,
-                 on_failure: Callable[[], Awaitable[None]] | None = None) -> bool:
-    """Admit the request (or tell the user why not) and process it in a task. True when admitted."""
+async def submit(message: Message, service: SegmentationService, inputs: dict[str, str],
+                 task: Callable[..., Result], *, album: bool = False,
+                 on_success: Callable[[], Awaitable[None]] | None = None,
+                 on_rejected: Callable[[str], Awaitable[None]] | None = None) -> bool:
+    """Admit the request (or tell the user why not) before anything is downloaded, and process it in a task:
+    fetch each input image (`what` -> file id), decode them on the reply lane, call `task(**images)` there.
+    True when admitted. `on_success` runs once the result is delivered (a flow ends there, never earlier,
+    so a refusal or failure loses nothing); `on_rejected(what)` when an input image cannot be used."""
     chat = message.chat.id
     try:
         service.admission.enter(chat)
     except Busy as e:
         await say(message, str(e))
         return False
-    task = asyncio.create_task(_process(message, service, work, album, on_failure))
-    service.tasks.add(task)
-    task.add_done_callback(service.tasks.discard)
+    process = _process(message, service, inputs, task, album, on_success, on_rejected)
+    request = asyncio.create_task(process)
+    service.tasks.add(request)
+    request.add_done_callback(service.tasks.discard)
     return True
 
 
-async def _process(message, service: SegmentationService, work, album, on_failure) -> None:
+async def _process(message, service: SegmentationService, inputs, task, album, on_success, on_rejected) -> None:
     chat = message.chat.id
     result = sent = None
     try:
@@ -77,12 +81,24 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                 log.info("chat %s: chat action not sent (%s)", chat, type(e).__name__)
             failure = None
             try:
+                data = {what: await fetch(message.bot, file_id, settings=service.settings, recent=service.recent,
+                                          chat_id=chat, what=what) for what, file_id in inputs.items()}
+                max_side = service.settings.max_side
+
+                def work() -> Result:
+                    return task(**{what: decode(d, what, max_side) for what, d in data.items()})
+
                 result = await service.lanes.on_reply_lane(work)
+            except PhotoRejected as e:
+                await say(message, str(e))
+                if on_rejected:
+                    await on_rejected(e.what)
+                return
             except TimeoutError:
                 log.warning("chat %s: request timed out after %s s", chat, service.settings.request_timeout_s)
                 failure = TIMEOUT
-            except SelfieTvmError as e:
-                failure = f"Sorry, I couldn't process that: {e}."
+            except Unavailable as e:
+                failure = str(e)
             except Exception:
                 log.exception("chat %s: request failed", chat)
                 failure = FAILED
@@ -96,8 +112,8 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                     failure = SEND_FAILED
             if failure:
                 await say(message, failure)
-                if on_failure:
-                    await on_failure()
+            elif on_success:
+                await on_success()
     finally:
         service.admission.leave(chat)
     if sent is not None:

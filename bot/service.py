@@ -27,11 +27,16 @@ from runtime.segmenter import Segmentation
 from .admission import Admission
 from .engines import EngineSet
 from .lanes import Lanes
+from .photos import RecentFiles
 from .published import read_published
 from .settings import BotSettings
 from .timings import Result, Timing, TimingReport
 
 log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The task cannot run here (e.g. no hair model); the text is for the user."""
 
 
 class SegmentationService:
@@ -48,6 +53,8 @@ class SegmentationService:
         self.admission = Admission(lambda: (self.settings.chat_queue, self.settings.max_pending))
         self.lanes = Lanes(lambda: self.settings.request_timeout_s, lambda: self.settings.background_backlog_s)
         self.tasks: set[asyncio.Task] = set()  # requests being processed (drained on shutdown)
+        # Images checked on arrival, kept for the request that uses them (a few photos' worth).
+        self.recent = RecentFiles(limit=4 * settings.max_download_bytes)
         if warm_up:
             self.warm_up()
 
@@ -100,7 +107,7 @@ class SegmentationService:
 
     def recolor_hair(self, rgb: np.ndarray, color: tuple[int, int, int], color_text: str) -> Result:
         if self.hair is None:
-            raise SelfieTvmError("hair recolouring needs a hair model, and none is available here")
+            raise Unavailable("Sorry, hair recolouring needs a hair model, and none is available here.")
         seg = self.hair.segment(self.hair.primary, rgb)
         out = recolor_hair(rgb, seg.confidence(seg.spec.hair_class), color)
         return Result([(encode_jpeg(out), f"hair: {color_text}")], self._report(self.hair, seg), rgb)

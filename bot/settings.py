@@ -30,7 +30,11 @@ class BotSettings(BaseSettings):
     # Background timings: when the queued work of the slower engines exceeds this, a new photo gets
     # the benchmark's p50 for them instead of a measurement.
     background_backlog_s: float = Field(60.0, gt=0)
-    request_timeout_s: float = Field(120.0, gt=0)  # one request's processing, queueing included
+    # A request's decode and processing on the reply lane, its wait in that lane's queue included (not
+    # the download, nor the wait for the same chat's earlier requests).
+    request_timeout_s: float = Field(120.0, gt=0)
+    # Photos are scaled down to this many pixels a side while decoding: bounds memory and effect cost.
+    max_side: int = Field(2048, ge=256, le=4096)
     download_timeout_s: int = Field(30, ge=1)
     max_download_bytes: int = 20 * 1024 * 1024  # the Bot API's getFile limit
     api_server: str | None = None  # a local Bot API server, e.g. http://127.0.0.1:8081

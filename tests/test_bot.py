@@ -80,6 +80,14 @@ def twin_tvm_service(fake_benchmark):
     return SegmentationService(settings, results_root=fake_benchmark)
 
 
+async def wait_until(condition, timeout: float = 60.0) -> None:
+    """Poll `condition` (state of the bot in this process) until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.02)
+
+
 def converse(service: SegmentationService, scenario, **settings) -> None:
     async def main():
         telegram = FakeTelegram(TOKEN)
@@ -379,15 +387,17 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (31, 32):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service.lanes.reply.submit(release.wait)  # the lane is busy until we say so
-        for _ in range(5):  # 1 in flight + 2 queued are accepted; 2 more are refused
-            await tg.send_document(31, jpeg(astronaut), "image/jpeg")
-            await tg.send_text(31, "/segmentation")
-        refusals = await tg.replies(31, 2 + 5, timeout=60)
-        busy = [r for r in refusals if "in progress" in text_of(r)]
-        assert len(busy) == 2 and "3 photos in progress" in text_of(busy[0])
-        await tg.send_photo(32, jpeg(astronaut))  # another user is not refused because of 31's backlog
-        release.set()
+        twin_service.lanes.reply.submit(release.wait, 120)  # the lane is busy until we say so
+        try:
+            for _ in range(5):  # 1 in flight + 2 queued are accepted; 2 more are refused
+                await tg.send_document(31, jpeg(astronaut), "image/jpeg")
+                await tg.send_text(31, "/segmentation")
+            refusals = await tg.replies(31, 2 + 5, timeout=60)
+            busy = [r for r in refusals if "in progress" in text_of(r)]
+            assert len(busy) == 2 and "3 photos in progress" in text_of(busy[0])
+            await tg.send_photo(32, jpeg(astronaut))  # another user is not refused because of 31's backlog
+        finally:
+            release.set()
         album, overlay = await tg.replies(32, 2, timeout=120)
         assert album.method == "sendMediaGroup" and "busy" not in text_of(overlay)
         results = await tg.replies(31, 6, timeout=120)
@@ -401,19 +411,76 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (33, 34, 35):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service.lanes.reply.submit(release.wait)
-        for u in (33, 34):
-            await tg.send_photo(u, jpeg(astronaut))
-        while twin_service.admission.admitted < 2:
-            await asyncio.sleep(0.05)
-        await tg.send_photo(35, jpeg(astronaut))
-        (reply,) = await tg.replies(35, 1)
-        assert "busy with other people's photos" in reply.params["text"]
-        release.set()
+        twin_service.lanes.reply.submit(release.wait, 120)
+        try:
+            for u in (33, 34):
+                await tg.send_photo(u, jpeg(astronaut))
+            await wait_until(lambda: twin_service.admission.admitted == 2)
+            await tg.send_photo(35, jpeg(astronaut))
+            (reply,) = await tg.replies(35, 1)
+            assert "busy with other people's photos" in reply.params["text"]
+        finally:
+            release.set()
         for u in (33, 34):
             assert (await tg.replies(u, 2))[0].method == "sendMediaGroup"
 
     converse(twin_service, bound, max_pending=2)
+
+
+def test_busy_refusal_and_timeout_lose_nothing_and_each_photo_is_downloaded_once(twin_service, astronaut):
+    """The hair flow keeps its photo and step until a result is delivered: refused as busy, then timed out,
+    the colour is simply sent again. The photo is downloaded once on arrival and not again by the request
+    that follows (each later request downloads it once)."""
+    release = threading.Event()
+
+    async def scenario(tg: FakeTelegram):
+        for u in (51, 52):
+            await tg.send_text(u, "/change_hair_color" if u == 51 else "/segmentation")
+            await tg.replies(u, 1)
+        await tg.send_photo(51, jpeg(astronaut))
+        (ask,) = await tg.replies(51, 1)
+        assert "Which colour" in ask.params["text"]
+        (photo_id,) = tg.downloads
+        twin_service.lanes.reply.submit(release.wait, 120)
+        try:
+            await tg.send_photo(52, jpeg(astronaut))  # takes the only admission slot (max_pending=1)
+            await wait_until(lambda: twin_service.admission.admitted == 1)
+            await tg.send_text(51, "gold")
+            (busy,) = await tg.replies(51, 1)
+            assert "busy with other people's photos" in busy.params["text"]
+        finally:
+            release.set()
+        await tg.replies(52, 2)
+        await wait_until(lambda: twin_service.admission.admitted == 0)
+        twin_service.settings = twin_service.settings.model_copy(update={"request_timeout_s": 0.001})
+        await tg.send_text(51, "gold")  # the same colour again: the photo and the step were kept
+        (late,) = await tg.replies(51, 1)
+        assert late.params["text"].startswith("Sorry, that took too long")
+        twin_service.settings = twin_service.settings.model_copy(update={"request_timeout_s": 120.0})
+        await wait_until(lambda: twin_service.admission.admitted == 0)
+        await tg.send_text(51, "gold")  # and again, after the timeout
+        (result,) = await tg.replies(51, 1)
+        assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+        assert tg.downloads[photo_id] == 2  # on arrival (kept for the first request), then by the third
+        await tg.send_text(51, "/cancel")
+        assert (await tg.replies(51, 1))[0].params["text"] == "Nothing to cancel."  # delivered: the flow ended
+
+    converse(twin_service, scenario, max_pending=1)
+
+
+def test_one_chats_updates_are_handled_in_order_in_memory_mode(twin_service, astronaut):
+    """A colour sent right after the photo waits for the photo's (slow) download and check."""
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(53, "/change_hair_color")
+        await tg.replies(53, 1)
+        tg.fail("file", 200, delay=1.5)  # the photo's download is slow
+        await tg.send_photo(53, jpeg(astronaut))
+        await tg.send_text(53, "gold")
+        ask, result = await tg.replies(53, 2)
+        assert "Which colour" in ask.params["text"]
+        assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+
+    converse(twin_service, scenario)
 
 
 def test_twenty_users_at_once_with_the_real_untuned_tvm_engine(twin_tvm_service, astronaut, grace_hopper):
