@@ -63,7 +63,7 @@ def main() -> int:
         else:
             asyncio.run(run_polling(settings, service))
     finally:
-        idle = service.close(timeout=2)
+        idle = service.close(timeout=1)
         logging.getLogger(__name__).info("stopped")
     if not idle:  # an engine run cannot be interrupted: don't wait for it to end
         logging.shutdown()

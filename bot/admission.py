@@ -50,9 +50,16 @@ class Admission:
         self._tails[chat_id] = mine
         try:
             if before is not None and not before.done():
-                await before
+                await asyncio.shield(before)  # a waiter cancelled here must not cancel the request before it
             yield
         finally:
-            mine.set_result(None)
-            if self._tails.get(chat_id) is mine:
-                del self._tails[chat_id]
+            def release(_=None) -> None:
+                if not mine.done():
+                    mine.set_result(None)
+                if self._tails.get(chat_id) is mine:
+                    del self._tails[chat_id]
+
+            if before is not None and not before.done():  # cancelled while waiting: the next one still waits
+                before.add_done_callback(release)
+            else:
+                release()

@@ -47,6 +47,12 @@ class Lanes:
         self._backlog_ms = 0.0  # estimated work queued on the timing lane
         self._closing = False
 
+    @property
+    def replying(self) -> int:
+        """Reply-lane jobs queued or running (a job its caller gave up on counts until it ends)."""
+        with self._lock:
+            return self._replying
+
     def _started(self) -> None:
         with self._lock:
             self._reply_starts += 1
@@ -60,13 +66,24 @@ class Lanes:
             self._started()
             return fn(*args)
 
-        try:
-            future = self.reply.submit(job)
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s())
-        finally:
+        def finished(_) -> None:
             with self._lock:
                 self._replying -= 1
                 self._lock.notify_all()
+
+        try:
+            future = self.reply.submit(job)
+        except BaseException:
+            finished(None)
+            raise
+        # The lane stays marked busy until the job really ends, even when its caller gave up on it: a
+        # timing run started meanwhile would be labelled uncontended while the job still computes.
+        future.add_done_callback(finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout_s())
+        except (TimeoutError, asyncio.CancelledError):
+            future.cancel()  # not started yet: it never will; running: it ends by itself, still counted
+            raise
 
     def plan_background(self, report: TimingReport) -> None:
         """Decide, per slower engine, between timing it on this photo and quoting the benchmark."""
@@ -124,7 +141,8 @@ class Lanes:
         return True
 
     def close(self, timeout: float = 3.0) -> bool:
-        """Stop taking background work; True when both lanes are idle within `timeout` seconds."""
+        """Stop taking work (a run under way ends by itself: it cannot be interrupted); True when both
+        lanes are idle within `timeout` seconds."""
         with self._lock:
             self._closing = True
             self._lock.notify_all()

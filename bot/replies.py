@@ -116,8 +116,10 @@ async def _process(message, service: SegmentationService, inputs, task, album, o
                 await on_success()
     finally:
         service.admission.leave(chat)
-    if sent is not None:
-        await _late_timings(message, service, result, sent)
+    if sent is not None:  # the request is answered; its late timings are background work, dropped at shutdown
+        late = asyncio.create_task(_late_timings(message, service, result, sent))
+        service.late_timings.add(late)
+        late.add_done_callback(service.late_timings.discard)
     elif result is not None:
         service.lanes.drop_background(result.report)
 
@@ -133,3 +135,6 @@ async def _late_timings(message: Message, service: SegmentationService, result: 
         log.warning("chat %s: editing the timings failed (%s)", message.chat.id, type(e).__name__)
     except RuntimeError:  # the timing lane was shut down (the bot is stopping)
         log.info("chat %s: background timings dropped at shutdown", message.chat.id)
+    except asyncio.CancelledError:
+        log.info("chat %s: background timings dropped at shutdown", message.chat.id)
+        raise

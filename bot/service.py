@@ -52,7 +52,8 @@ class SegmentationService:
                                         host_target().id)
         self.admission = Admission(lambda: (self.settings.chat_queue, self.settings.max_pending))
         self.lanes = Lanes(lambda: self.settings.request_timeout_s, lambda: self.settings.background_backlog_s)
-        self.tasks: set[asyncio.Task] = set()  # requests being processed (drained on shutdown)
+        self.tasks: set[asyncio.Task] = set()  # requests being answered (given a few seconds at shutdown)
+        self.late_timings: set[asyncio.Task] = set()  # answered requests' background timings (dropped at shutdown)
         # Images checked on arrival, kept for the request that uses them (a few photos' worth).
         self.recent = RecentFiles(limit=4 * settings.max_download_bytes)
         if warm_up:

@@ -38,6 +38,11 @@ class TimingReport:
         return [n for n, t in self.timings.items() if t.state == "measuring"]
 
     def published_ms(self, name: str) -> float | None:
+        """The benchmark's p50 for this engine, only if it was measured on the library this engine runs
+        (a TVM library is built for one target; the report is for this machine's own)."""
+        meta = getattr(self.engines.segmenters[name].engine, "metadata", None)
+        if meta is not None and meta.target_spec.id != self.published.target_id:
+            return None
         return self.published.p50.get((name, self.threads))
 
     def text(self) -> str:

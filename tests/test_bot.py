@@ -782,7 +782,7 @@ def test_reply_names_a_partially_tuned_library_and_missing_engines():
     from bot.timings import Timing, TimingReport
 
     meta = SimpleNamespace(tuning_warning="partially tuned: 3 of 76 kernels without a record, 12.0% of the FLOPs "
-                                          "(they run as naive loops)")
+                                          "(they run as naive loops)", target_spec=SimpleNamespace(id="cpu-id"))
     engines = SimpleNamespace(
         spec=SimpleNamespace(name="m", synthetic_notice=None),
         segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
@@ -796,3 +796,97 @@ def test_reply_names_a_partially_tuned_library_and_missing_engines():
     assert "benchmark p50 (cpu-id, 2026-11-25): TVM tuned 115 ms" in text
     report.timings["tvm-tuned"] = Timing(state="published")
     assert "TVM tuned ~115 ms (benchmark p50 of 2026-11-25; too many photos queued" in report.text()
+
+
+def test_benchmark_p50_is_quoted_only_for_the_library_that_was_benchmarked():
+    """The report is for this machine's own target; a portable library (the image's) was not measured there."""
+    from types import SimpleNamespace
+
+    from bot.published import PublishedLatency
+    from bot.timings import Timing, TimingReport
+
+    portable = SimpleNamespace(tuning_warning=None, target_spec=SimpleNamespace(id="x86-64-v3-avx2-2c"))
+    engines = SimpleNamespace(
+        spec=SimpleNamespace(name="m", synthetic_notice=None), unavailable={},
+        segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
+                    "tvm-tuned": SimpleNamespace(engine=SimpleNamespace(metadata=portable))})
+    published = PublishedLatency({("tvm-tuned", 2): 56.0, ("litert", 2): 60.0}, "2026-11-25", "znver5-avx512-2c")
+    report = TimingReport(engines, 2, published)
+    report.timings = {"litert": Timing(47.0), "tvm-tuned": Timing(120.0)}
+    assert report.published_ms("tvm-tuned") is None and report.published_ms("litert") == 60.0
+    assert "benchmark p50 (znver5-avx512-2c, 2026-11-25): TFLite (LiteRT) 60 ms" in report.text()
+    assert "TVM tuned 56" not in report.text()
+
+
+def test_a_timed_out_reply_keeps_the_lane_busy_until_its_job_ends():
+    """Otherwise the timing lane would run beside it and call its measurement uncontended."""
+    from bot.lanes import Lanes
+
+    started, release = threading.Event(), threading.Event()
+    # The timeout is read once the job is submitted: returning it only once the job runs makes the
+    # timeout hit a running job, every time.
+    lanes = Lanes(timeout_s=lambda: started.wait(60) and 0.01, backlog_s=lambda: 60.0)
+
+    async def main():
+        try:
+            with pytest.raises(TimeoutError):
+                await lanes.on_reply_lane(lambda: (started.set(), release.wait(60)))
+            assert lanes.replying == 1  # the caller gave up; the job still runs
+        finally:
+            release.set()
+        await wait_until(lambda: lanes.replying == 0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert lanes.close(timeout=10)
+
+
+def test_a_cancelled_waiter_neither_cancels_the_request_before_it_nor_lets_the_next_one_jump_ahead():
+    from bot.admission import Admission
+
+    admission = Admission(lambda: (5, 10))
+    order: list[str] = []
+
+    async def request(name: str, hold: asyncio.Event) -> None:
+        async with admission.turn(1):
+            order.append(name)
+            await hold.wait()
+
+    async def main():
+        hold_a, free = asyncio.Event(), asyncio.Event()
+        free.set()
+        a = asyncio.create_task(request("a", hold_a))
+        await wait_until(lambda: order == ["a"])
+        b = asyncio.create_task(request("b", free))
+        c = asyncio.create_task(request("c", free))
+        await asyncio.wait([b, c], timeout=0.1)  # both are waiting for a's turn to end
+        b.cancel()
+        await asyncio.gather(b, return_exceptions=True)
+        await asyncio.wait([c], timeout=0.1)
+        assert not a.done() and order == ["a"]  # a still runs; c still waits for it
+        hold_a.set()
+        await asyncio.wait_for(asyncio.gather(a, c), 30)  # a ends cleanly (its turn was not cancelled)
+        assert order == ["a", "c"]
+
+    asyncio.run(main())
+
+
+def test_shutdown_drops_late_timings_at_once(twin_tvm_service, astronaut, logs):
+    """The reply is delivered; the 5.5 s engine's timing is still to come when the bot stops: it is dropped
+    (logged) instead of waited for."""
+    service = twin_tvm_service
+    late: list[asyncio.Task] = []
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(61, "/segmentation")
+        await tg.replies(61, 1)
+        await tg.send_photo(61, jpeg(astronaut))
+        _, overlay = await tg.replies(61, 2, timeout=120)
+        assert "TVM default … (timing it now)" in overlay.params["caption"]
+        await wait_until(lambda: bool(service.late_timings))
+        late.extend(service.late_timings)
+
+    converse(service, scenario)
+    assert late and all(t.cancelled() for t in late)
+    assert any("chat 61: background timings dropped at shutdown" in line for line in logs)
