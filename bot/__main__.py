@@ -40,8 +40,8 @@ def main() -> int:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
                              for err in e.errors())
-        print(f"error: bot settings are invalid ({problems}). Put TELEGRAM_BOT_TOKEN in .env "
-              "(see .env.example).", file=sys.stderr)
+        hint = " Put TELEGRAM_BOT_TOKEN in .env (see .env.example)." if "token" in problems.lower() else ""
+        print(f"error: bot settings are invalid ({problems}).{hint}", file=sys.stderr)
         return 2
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(settings.token.get_secret_value()))

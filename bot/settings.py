@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.engines import ENGINE_NAMES
@@ -39,7 +39,8 @@ class BotSettings(BaseSettings):
     max_download_bytes: int = 20 * 1024 * 1024  # the Bot API's getFile limit
     api_server: str | None = None  # a local Bot API server, e.g. http://127.0.0.1:8081
     webhook_url: str | None = None  # set to use a webhook instead of long polling
-    webhook_secret: SecretStr | None = None  # X-Telegram-Bot-Api-Secret-Token; generated at start when unset
+    # X-Telegram-Bot-Api-Secret-Token; generated at start when unset, required with Redis (replicas share it)
+    webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     redis_url: str | None = None  # e.g. redis://redis:6379/0: FSM state and event isolation shared by replicas
@@ -70,3 +71,10 @@ class BotSettings(BaseSettings):
         if unknown or not v:
             raise ValueError(f"engines must be a non-empty list of {', '.join(ENGINE_NAMES)}; got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _replicas_share_the_secret(self) -> BotSettings:
+        if self.redis_url and self.webhook_url and self.webhook_secret is None:
+            raise ValueError("SELFIE_BOT_WEBHOOK_SECRET is required with SELFIE_BOT_REDIS_URL and a webhook: "
+                             "every replica must register the same secret, or Telegram gets 401 from all but one")
+        return self

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from bot.app import create_bot, create_dispatcher
 from bot.service import SegmentationService
@@ -703,39 +704,67 @@ def redis_url(tmp_path):
         proc.wait(10)
 
 
-def test_two_dispatchers_share_one_conversation_through_redis(selfie_service, astronaut, redis_url):
-    """Replicas behind one webhook: the photo reaches one, the colour the other; the second still knows."""
-    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_service, astronaut, redis_url):
+    """Replicas behind one webhook, each its own aiohttp app and dispatcher on one Redis, configured with the
+    same secret: both accept Telegram's requests; the photo reaches one, the colour the other."""
+    import aiohttp
+    from aiohttp import web
+
+    from bot.app import WEBHOOK_PATH, create_webhook_app
 
     async def main():
         tg = FakeTelegram(TOKEN)
         url = await tg.start()
-        settings = selfie_service.settings.model_copy(update={"api_server": url, "redis_url": redis_url})
-        old = selfie_service.settings
-        selfie_service.settings = settings
-        replicas = [(create_bot(settings), create_dispatcher(selfie_service, settings)) for _ in range(2)]
+        settings = selfie_service.settings.model_copy(update={
+            "api_server": url, "redis_url": redis_url, "webhook_url": f"https://bot.example{WEBHOOK_PATH}",
+            "webhook_secret": SecretStr("shared-secret_1")})
+        runners, urls = [], []
         try:
-            (bot_a, dp_a), (bot_b, dp_b) = replicas
-            assert isinstance(dp_a.fsm.storage, RedisStorage) and isinstance(dp_a.fsm.events_isolation,
-                                                                             RedisEventIsolation)
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.text_message("/change_hair_color")))
-            await tg.replies(41, 1)
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.photo_message(jpeg(astronaut))))
-            (ask,) = await tg.replies(41, 1)
-            assert "Which colour" in ask.params["text"]
-            await dp_b.feed_raw_update(bot_b, tg.update(41, tg.text_message("gold")))
-            (result,) = await tg.replies(41, 1)
-            assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.text_message("/cancel")))
-            assert (await tg.replies(41, 1))[0].params["text"] == "Nothing to cancel."  # b cleared the state
+            for _ in range(2):
+                app = create_webhook_app(settings, selfie_service)
+                runner = web.AppRunner(app)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                runners.append(runner)
+                urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{WEBHOOK_PATH}")
+            assert tg.webhook_secret == "shared-secret_1"
+            headers = {"X-Telegram-Bot-Api-Secret-Token": "shared-secret_1"}
+            async with aiohttp.ClientSession() as http:
+                async def post(replica: int, message: dict) -> None:
+                    async with http.post(urls[replica], json=tg.update(41, message), headers=headers) as resp:
+                        assert resp.status == 200, f"replica {replica} refused Telegram's request: {resp.status}"
+
+                await post(0, tg.text_message("/change_hair_color"))
+                await tg.replies(41, 1)
+                await post(0, tg.photo_message(jpeg(astronaut)))
+                (ask,) = await tg.replies(41, 1)
+                assert "Which colour" in ask.params["text"]
+                await post(1, tg.text_message("gold"))
+                (result,) = await tg.replies(41, 1)
+                assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+                await post(0, tg.text_message("/cancel"))
+                assert (await tg.replies(41, 1))[0].params["text"] == "Nothing to cancel."  # b ended the flow
         finally:
-            selfie_service.settings = old
-            for bot, dp in replicas:
-                await dp.fsm.storage.close()
-                await bot.session.close()
+            for runner in runners:
+                await runner.cleanup()
             await tg.stop()
 
     asyncio.run(main())
+
+
+def test_replicas_need_a_shared_webhook_secret(tmp_path):
+    """With Redis and a webhook, a secret made up at start would differ per replica (Telegram gets 401 from
+    all but the last to register): refused at start, in one sentence."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TELEGRAM_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
+           "SELFIE_BOT_REDIS_URL": "redis://127.0.0.1:1/0", "SELFIE_BOT_WEBHOOK_URL": "https://bot.example/webhook"}
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "SELFIE_BOT_WEBHOOK_SECRET is required" in proc.stderr and TOKEN not in proc.stderr
+    with pytest.raises(ValueError, match="SELFIE_BOT_WEBHOOK_SECRET is required"):
+        BotSettings(token=TOKEN, redis_url="redis://r:6379/0", webhook_url="https://bot.example/webhook")
+    assert BotSettings(token=TOKEN, redis_url="redis://r:6379/0").webhook_secret is None  # polling needs none
 
 
 # -- start-up --------------------------------------------------------------------------------------------------
