@@ -70,16 +70,20 @@ def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.nd
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img.load()
-            img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError) as e:
             raise CorruptImageError(f"the {img.format} file is corrupt or truncated ({e})") from None
-    if img.mode in WIDE_MODES and max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.Resampling.BILINEAR)
-    img = _to_rgb(img)
+    # Scale down first, then convert and turn upright: every copy after the decoded one is of the small image.
     if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if img.mode in WIDE_MODES:  # Pillow's reducing step does not take them
+            scale = max_side / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             Image.Resampling.BILINEAR)
+        else:
+            if img.mode not in ("RGB", "RGBA", "L", "LA"):
+                img = _to_rgb(img)
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    img = _to_rgb(img)
+    ImageOps.exif_transpose(img, in_place=True)
     return np.asarray(img, dtype=np.uint8).copy()
 
 
@@ -107,7 +111,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         low = float(arr.min())
         span = float(arr.max()) - low or 1.0
         img = Image.fromarray(((arr - low) * (255.0 / span)).astype(np.uint8))
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
