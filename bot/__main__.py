@@ -25,7 +25,7 @@ class RedactToken(logging.Filter):
             record.msg, record.args = text.replace(self.token, "<token>"), ()
         if record.exc_info and self.token in logging.Formatter().formatException(record.exc_info):
             record.msg = f"{record.getMessage()} ({record.exc_info[0].__name__}; details withheld: they hold the token)"
-            record.exc_info, record.exc_text = None, None
+            record.args, record.exc_info, record.exc_text = (), None, None
         return True
 
 

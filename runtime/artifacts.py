@@ -6,7 +6,7 @@ Runtime facts: the runtime loads libraries; `tuning` writes them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,7 +62,19 @@ class LibraryMetadata:
 
     @classmethod
     def read(cls, path: Path) -> LibraryMetadata:
-        return cls(**json.loads(path.read_text()))
+        """The metadata beside a library; EngineError when another version of selfie-tvm wrote it (other
+        fields) or it is damaged."""
+        rebuild = "rebuild the library with `selfie-tvm compile`"
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            raise EngineError(f"{path} is damaged ({e}); {rebuild}") from None
+        unknown = sorted(set(data) - {f.name for f in fields(cls)}) if isinstance(data, dict) else []
+        try:
+            return cls(**data)
+        except TypeError as e:
+            why = f"fields this version does not know: {', '.join(unknown)}" if unknown else str(e)
+            raise EngineError(f"{path} was written by another version of selfie-tvm ({why}); {rebuild}") from None
 
     @property
     def target_spec(self) -> TargetSpec:

@@ -50,13 +50,17 @@ def selfie_service():
     export(resolve_model("selfie_segmenter"), host_target(), "default")
     settings = BotSettings(token=TOKEN, model="selfie_segmenter", engines=["tvm-tuned", "tvm-default", "litert"],
                            threads=2)
-    return SegmentationService(settings, results_root=ROOT / "results")
+    service = SegmentationService(settings, results_root=ROOT / "results")
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")
 def twin_service():
     settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["litert"], threads=2)
-    return SegmentationService(settings, results_root=ROOT / "results")
+    service = SegmentationService(settings, results_root=ROOT / "results")
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,9 @@ def twin_tvm_service(fake_benchmark):
     export(resolve_model("selfie_multiclass_twin"), host_target(), "default")
     settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["tvm-default", "litert"], threads=2,
                            background_backlog_s=12)
-    return SegmentationService(settings, results_root=fake_benchmark)
+    service = SegmentationService(settings, results_root=fake_benchmark)
+    yield service
+    service.close(timeout=30)
 
 
 async def wait_until(condition, timeout: float = 60.0) -> None:
@@ -919,3 +925,86 @@ def test_shutdown_drops_late_timings_at_once(twin_tvm_service, astronaut, logs):
     converse(service, scenario)
     assert late and all(t.cancelled() for t in late)
     assert any("chat 61: background timings dropped at shutdown" in line for line in logs)
+
+
+def test_library_metadata_from_another_version_leaves_that_engine_out_with_a_clear_reason(tmp_path, monkeypatch):
+    """Metadata with fields this version does not know (written by a newer one) made start-up crash with a
+    TypeError; now the engine is unavailable, says why, and the bot starts with the others."""
+    from bot.engines import EngineSet
+    from runtime.artifacts import build_dir
+
+    need_model("selfie_segmenter")
+    built = export(resolve_model("selfie_segmenter"), host_target(), "default").parent
+    copy = build_dir("selfie_segmenter", host_target(), tmp_path)
+    copy.mkdir(parents=True)
+    for name in ("default.so", "default.json"):
+        (copy / name).write_bytes((built / name).read_bytes())
+    meta = json.loads((copy / "default.json").read_text())
+    (copy / "default.json").write_text(json.dumps({**meta, "calibration": {"from": "a newer version"}}))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path))
+    engines = EngineSet("selfie_segmenter", ["tvm-default", "litert"], 1)
+    assert list(engines.segmenters) == ["litert"]
+    reason = engines.unavailable["tvm-default"]
+    assert "another version of selfie-tvm" in reason and "calibration" in reason and "selfie-tvm compile" in reason
+
+
+def test_redact_token_withholds_a_traceback_that_holds_the_token(capsys):
+    from bot.__main__ import RedactToken
+
+    logger = logging.getLogger("test.redact")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactToken(TOKEN))
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"GET https://api.telegram.org/file/bot{TOKEN}/photos/1.jpg failed")
+        except ValueError:
+            logger.exception("download failed for %s", "chat 5")
+        logger.warning("plain %s", TOKEN)
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert TOKEN not in err and SECRET not in err
+    assert "download failed for chat 5 (ValueError; details withheld: they hold the token)" in err
+    assert "Traceback" not in err and "plain <token>" in err
+
+
+def test_background_work_given_back_when_a_reply_is_not_delivered(twin_tvm_service):
+    """The planned timing of the slow engine counts against the backlog until it is dropped."""
+    from bot.lanes import Lanes
+    from bot.timings import Timing, TimingReport
+
+    engines = twin_tvm_service.main
+    slow = engines.order[1]
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: engines.warm_ms[slow] / 1000 * 1.5)  # room for one
+
+    def planned() -> TimingReport:
+        report = TimingReport(engines, 2, twin_tvm_service.published)
+        report.timings[engines.primary] = Timing(50.0)
+        lanes.plan_background(report)
+        return report
+
+    try:
+        first = planned()
+        assert first.timings[slow].state == "measuring"
+        assert planned().timings[slow].state != "measuring"  # the backlog is full
+        lanes.drop_background(first)
+        assert first.timings[slow].state == "skipped"
+        assert planned().timings[slow].state == "measuring"  # its share was given back
+    finally:
+        lanes.close()
+
+
+def test_close_says_false_while_a_job_still_runs():
+    from bot.lanes import Lanes
+
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    release, started = threading.Event(), threading.Event()
+    lanes.reply.submit(lambda: (started.set(), release.wait(60)))
+    try:
+        assert started.wait(60)
+        assert lanes.close(timeout=0.1) is False
+    finally:
+        release.set()
+    assert lanes.close(timeout=60) is True
