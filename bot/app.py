@@ -33,7 +33,8 @@ def create_storage(settings: BotSettings):
         return MemoryStorage(), SimpleEventIsolation()
     from aiogram.fsm.storage.redis import RedisStorage
 
-    storage = RedisStorage.from_url(settings.redis_url)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    storage = RedisStorage.from_url(settings.redis_url, connection_kwargs={"password": password} if password else None)
     return storage, storage.create_isolation()
 
 

@@ -14,6 +14,19 @@ from runtime.segmenter import Segmentation, Segmenter
 log = logging.getLogger(__name__)
 
 
+def built_target(model: str, mcpu: str):
+    """The target of libraries built for CPU `mcpu`: this host's core count if there is such a build, else
+    any core count (the count only guided tuning; a library runs on any number of cores)."""
+    from runtime.artifacts import build_dir
+    from runtime.target import host_target
+
+    wanted = host_target(mcpu=mcpu)
+    built = sorted(int(d.name.rsplit("-", 1)[1][:-1]) for d in build_dir(model, wanted).parent.glob(f"{mcpu}-*-*c"))
+    if built and wanted.num_cores not in built:
+        return host_target(mcpu=mcpu, num_cores=built[0])
+    return wanted
+
+
 class EngineSet:
     """Segmenters of one model on every configured engine that can run here, fastest first once warmed up."""
 
@@ -24,11 +37,8 @@ class EngineSet:
         self.unavailable: dict[str, str] = {}
         for name in engines:
             try:
-                options = {}
-                if tvm_target and name.startswith("tvm"):
-                    from runtime.target import host_target
-
-                    options["target"] = host_target(mcpu=tvm_target)
+                options = {"target": built_target(self.model.spec.name, tvm_target)} if (
+                    tvm_target and name.startswith("tvm")) else {}
                 self.segmenters[name] = Segmenter(create_engine(name, self.model, threads, **options))
             except SelfieTvmError as e:
                 self.unavailable[name] = str(e)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +13,11 @@ from runtime.engines import ENGINE_NAMES
 
 TOKEN_PATTERN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as a webhook secret_token
+
+
+# Secrets may come from files (compose `secrets:`, mounted under /run/secrets) instead of the environment.
+SECRET_FILES = {"token": "TELEGRAM_BOT_TOKEN_FILE", "webhook_secret": "SELFIE_BOT_WEBHOOK_SECRET_FILE",
+                "redis_password": "SELFIE_BOT_REDIS_PASSWORD_FILE"}
 
 
 class BotSettings(BaseSettings):
@@ -44,8 +51,28 @@ class BotSettings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     redis_url: str | None = None  # e.g. redis://redis:6379/0: FSM state and event isolation shared by replicas
+    redis_password: SecretStr | None = None  # kept out of the URL, so it can come from a secret file
 
-    @field_validator("api_server", "webhook_url", "webhook_secret", "redis_url", "tvm_target", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values):
+        """`<VARIABLE>_FILE` names a file holding that secret (used when the secret itself is not set)."""
+        if not isinstance(values, dict):
+            return values
+        aliases = {"token": ("TELEGRAM_BOT_TOKEN", "SELFIE_BOT_TOKEN")}
+        for name, variable in SECRET_FILES.items():
+            given = any(values.get(k) not in (None, "") for k in (name, *aliases.get(name, ())))
+            path = os.environ.get(variable)
+            if given or not path:
+                continue
+            try:
+                values[name] = Path(path).read_text().strip()
+            except OSError as e:
+                raise ValueError(f"{variable}={path}: cannot read the secret file ({e.strerror})") from None
+        return values
+
+    @field_validator("api_server", "webhook_url", "webhook_secret", "redis_url", "redis_password", "tvm_target",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v):
         return None if v == "" else v  # docker-compose passes unset variables as ""

@@ -30,6 +30,7 @@ from .fake_telegram import FakeTelegram
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 SECRET = TOKEN.split(":")[1]
+REDIS_PASSWORD = "redis-test-password-1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -693,6 +694,7 @@ def redis_url(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--requirepass", REDIS_PASSWORD,
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -710,9 +712,11 @@ def redis_url(tmp_path):
         proc.wait(10)
 
 
-def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_service, astronaut, redis_url):
-    """Replicas behind one webhook, each its own aiohttp app and dispatcher on one Redis, configured with the
-    same secret: both accept Telegram's requests; the photo reaches one, the colour the other."""
+def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_service, astronaut, redis_url, tmp_path,
+                                                                   monkeypatch):
+    """Replicas behind one webhook, each its own aiohttp app and dispatcher on one Redis (password from a
+    secret file), configured with the same secret: both accept Telegram's requests; the photo reaches one,
+    the colour the other."""
     import aiohttp
     from aiohttp import web
 
@@ -721,9 +725,12 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
     async def main():
         tg = FakeTelegram(TOKEN)
         url = await tg.start()
-        settings = selfie_service.settings.model_copy(update={
-            "api_server": url, "redis_url": redis_url, "webhook_url": f"https://bot.example{WEBHOOK_PATH}",
-            "webhook_secret": SecretStr("shared-secret_1")})
+        (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
+        monkeypatch.setenv("SELFIE_BOT_REDIS_PASSWORD_FILE", str(tmp_path / "redis_password"))
+        settings = BotSettings(**{**selfie_service.settings.model_dump(exclude={"redis_password"}),
+                                  "api_server": url, "redis_url": redis_url, "webhook_url": f"https://bot.example{WEBHOOK_PATH}",
+                                  "webhook_secret": SecretStr("shared-secret_1")})
+        assert settings.redis_password.get_secret_value() == REDIS_PASSWORD  # from the secret file
         runners, urls = [], []
         try:
             for _ in range(2):
@@ -1008,3 +1015,34 @@ def test_close_says_false_while_a_job_still_runs():
     finally:
         release.set()
     assert lanes.close(timeout=60) is True
+
+
+def test_the_token_can_come_from_a_secret_file(tmp_path, monkeypatch):
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(tmp_path / "token"))
+    assert BotSettings().token.get_secret_value() == TOKEN
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="TELEGRAM_BOT_TOKEN_FILE=.*cannot read the secret file"):
+        BotSettings()
+
+
+def test_portable_libraries_are_found_whatever_the_core_count(tmp_path, monkeypatch):
+    """Libraries built on a machine with another core count (the image's): found with or without
+    SELFIE_BOT_TVM_TARGET, where an explicit target with this host's count used to miss them."""
+    import os
+
+    from bot.engines import EngineSet
+    from runtime.target import portable_target
+
+    need_model("selfie_segmenter")
+    other = len(os.sched_getaffinity(0)) + 1
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path))
+    from runtime.artifacts import build_dir
+
+    target = portable_target(other)
+    export(resolve_model("selfie_segmenter"), target, "default", out_root=build_dir("selfie_segmenter", target))
+    for tvm_target in ("x86-64-v3", None):
+        engines = EngineSet("selfie_segmenter", ["tvm-default"], 1, tvm_target)
+        assert engines.unavailable == {}, engines.unavailable
+        assert engines.segmenters["tvm-default"].engine.library.parent.name == f"x86-64-v3-avx2-{other}c"
