@@ -12,8 +12,6 @@ from runtime.engines import engine_label
 from .engines import EngineSet
 from .published import PublishedLatency
 
-SYNTHETIC = "⚠️ synthetic model: its masks are meaningless (latency is representative)"
-
 # measured: timed on this photo; measuring: queued on the timing lane; published: the benchmark's p50 is
 # quoted instead; failed: the timing run raised; skipped: not timed (backlog full, reply not delivered, stop)
 TimingState = Literal["measured", "measuring", "published", "failed", "skipped"]
@@ -76,8 +74,8 @@ class TimingReport:
                   if self.published_ms(n) is not None]
         if quoted:
             lines.append(f"benchmark p50 ({self.published.target_id}, {self.published.date}): " + " · ".join(quoted))
-        if self.engines.spec.synthetic_notice:
-            lines.append(SYNTHETIC)
+        if notice := self.engines.spec.synthetic_notice:
+            lines.append(f"⚠️ {notice}")
         return "\n".join(lines)
 
 

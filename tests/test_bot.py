@@ -386,6 +386,26 @@ def test_oversized_file_and_slow_download_and_slow_processing(twin_service, astr
     assert_token_free(logs)
 
 
+def test_an_engine_error_is_logged_and_the_user_sees_no_server_path(twin_service, astronaut, logs, monkeypatch):
+    """Engine errors name library paths on the server: the user gets one generic sentence, the log the rest."""
+    from runtime.errors import EngineError
+
+    def failing(photo):
+        raise EngineError("/app/tvm_model/selfie_multiclass_twin/x86-64-v3-avx2-2c/tuned.so: cannot run here")
+
+    monkeypatch.setattr(twin_service, "segment", failing)
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(26, "/segmentation")
+        await tg.replies(26, 1)
+        await tg.send_photo(26, jpeg(astronaut))
+        (reply,) = await tg.replies(26, 1)
+        assert reply.params["text"] == "Sorry, something went wrong with that photo; please try another one."
+
+    converse(twin_service, scenario)
+    assert any("tuned.so: cannot run here" in line for line in logs)
+
+
 # -- fairness ------------------------------------------------------------------------------------------------------
 def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astronaut):
     """With the reply lane held, one chat's backlog is refused for that chat only; others are served."""
