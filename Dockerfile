@@ -30,9 +30,11 @@ ENV PATH=/venv/bin:$PATH \
 # mounted SELFIE_TVM_MODELS_DIR. No `|| true`: without libraries there is no image.
 RUN TVM_NUM_THREADS=2 selfie-tvm compile --model ${MODEL} --tuned --portable \
     && ls tvm_model/${MODEL}/*/default.so tvm_model/${MODEL}/*/tuned.so
-# What the bot reads: its code, the registry, the libraries, the model cache, and the benchmark p50s.
+# What the bot reads: its code, the registry, the libraries, the model cache, and the benchmark p50s;
+# readable by the unprivileged user (the cache writes its files 0600).
 RUN mkdir -p /bot/results && cp -a pyproject.toml README.md runtime bot original_model tvm_model cache /bot/ \
-    && cd results && find . \( -name latency_stats.csv -o -name environment.json \) -exec cp --parents {} /bot/results/ \;
+    && cd results && find . \( -name latency_stats.csv -o -name environment.json \) -exec cp --parents {} /bot/results/ \; \
+    && chmod -R a+rX /bot
 
 FROM python:3.11-slim
 # An unprivileged user; the bot writes nothing (the compose service runs read-only).

@@ -40,8 +40,8 @@ def _raise_pool_limit(threads: int) -> None:
     import os
 
     current = os.environ.get("TVM_NUM_THREADS", "")
-    if not current.isdigit() or int(current) < threads:
-        os.environ["TVM_NUM_THREADS"] = str(threads)
+    if not current.isdigit() or int(current) < threads:  # at least the core count: a later, larger count fits too
+        os.environ["TVM_NUM_THREADS"] = str(max(threads, os.cpu_count() or 1))
 
 
 def tvm_threads() -> int:
