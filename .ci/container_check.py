@@ -230,6 +230,8 @@ async def run_once(rootfs: Path, config: dict, token_file: Path, *, cores: str |
             proc.kill()
         await api.stop()
     text = "\n".join(output)
+    pools = re.search(r"TVM thread pools (.+)", text)
+    assert pools and pools.group(1).strip() == "TVM tuned 2, TVM default 2", f"TVM pools: {pools and pools.group(1)}"
     assert TOKEN not in text and TOKEN.split(":")[1] not in text, "the token reached the logs"
     assert "Traceback" not in text, "the bot logged a traceback"
     return late
@@ -253,7 +255,10 @@ async def check(tag: str) -> None:
         runs = {threads: tvm_tuned_ms(rootfs, config, model, threads) for threads in (1, 2)}
         log(f"TVM tuned: the bot {bot_ms:.0f} ms; in the image at 1 thread {runs[1]:.0f} ms, at 2 threads "
             f"{runs[2]:.0f} ms")
-        assert abs(bot_ms - runs[2]) < abs(bot_ms - runs[1]), "the bot's TVM timing is not a 2-thread one"
+        if runs[2] < 0.8 * runs[1]:  # 2 threads clearly faster: the machine is quiet enough to compare
+            assert abs(bot_ms - runs[2]) < abs(bot_ms - runs[1]), "the bot's TVM timing is not a 2-thread one"
+        else:
+            log("2 threads were not faster than 1 here (a busy machine): timings not compared; pools checked")
         late = await run_once(rootfs, config, token_file, cores="0", chat=2)  # the image on a 1-core host
         assert "not available" not in late, f"an engine is missing on one core:\n{late}"
         log("on one core: every engine served")

@@ -61,5 +61,9 @@ class EngineSet:
     def primary(self) -> str:
         return self.order[0]
 
+    def engines_with_pools(self) -> dict:
+        """Engines that can report the threads a run on the calling thread uses (TVM's)."""
+        return {n: s.engine for n, s in self.segmenters.items() if hasattr(s.engine, "actual_threads")}
+
     def segment(self, name: str, rgb: np.ndarray) -> Segmentation:
         return self.segmenters[name].segment(rgb)

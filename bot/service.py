@@ -88,6 +88,11 @@ class SegmentationService:
             self.lanes.reply.submit(engines.segment, primary, photo).result()
             log.info("%s: answering with %s; warm-up inference %s", engines.spec.name, engine_label(primary),
                      ", ".join(f"{engine_label(n)} {ms:.0f} ms" for n, ms in engines.warm_ms.items()))
+            pools = {name: (self.lanes.reply if name == primary else self.lanes.timing).submit(
+                engine.actual_threads).result() for name, engine in engines.engines_with_pools().items()}
+            if pools:  # what each TVM engine's pool really has, on the lane that runs it
+                log.info("%s: TVM thread pools %s", engines.spec.name,
+                         ", ".join(f"{engine_label(n)} {threads}" for n, threads in pools.items()))
 
     def close(self, timeout: float = 3.0) -> bool:
         """Stop taking background work; True when both lanes are idle within `timeout` seconds."""
