@@ -25,7 +25,7 @@ class RedactToken(logging.Filter):
             record.msg, record.args = text.replace(self.token, "<token>"), ()
         if record.exc_info and self.token in logging.Formatter().formatException(record.exc_info):
             record.msg = f"{record.getMessage()} ({record.exc_info[0].__name__}; details withheld: they hold the token)"
-            record.exc_info, record.exc_text = None, None
+            record.args, record.exc_info, record.exc_text = (), None, None
         return True
 
 
@@ -40,8 +40,8 @@ def main() -> int:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
                              for err in e.errors())
-        print(f"error: bot settings are invalid ({problems}). Put TELEGRAM_BOT_TOKEN in .env "
-              "(see .env.example).", file=sys.stderr)
+        hint = " Put TELEGRAM_BOT_TOKEN in .env (see .env.example)." if "token" in problems.lower() else ""
+        print(f"error: bot settings are invalid ({problems}).{hint}", file=sys.stderr)
         return 2
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(settings.token.get_secret_value()))
@@ -63,7 +63,7 @@ def main() -> int:
         else:
             asyncio.run(run_polling(settings, service))
     finally:
-        idle = service.close(timeout=2)
+        idle = service.close(timeout=1)
         logging.getLogger(__name__).info("stopped")
     if not idle:  # an engine run cannot be interrupted: don't wait for it to end
         logging.shutdown()

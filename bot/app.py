@@ -15,6 +15,8 @@ from .settings import BotSettings
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
+# At shutdown: requests being answered get this long, the lanes a second more (`python -m bot`): 3 s in all.
+SHUTDOWN_REQUESTS_S = 2.0
 
 
 def create_bot(settings: BotSettings) -> Bot:
@@ -23,13 +25,16 @@ def create_bot(settings: BotSettings) -> Bot:
 
 
 def create_storage(settings: BotSettings):
-    """(storage, events isolation): Redis when SELFIE_BOT_REDIS_URL is set (replicas share conversations and
-    handle one chat's updates one at a time), else aiogram's in-memory defaults."""
+    """(storage, events isolation): Redis when SELFIE_BOT_REDIS_URL is set (replicas share conversations),
+    else in memory; either way one chat's updates are handled one at a time, in order."""
     if not settings.redis_url:
-        return None, None
+        from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+
+        return MemoryStorage(), SimpleEventIsolation()
     from aiogram.fsm.storage.redis import RedisStorage
 
-    storage = RedisStorage.from_url(settings.redis_url)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    storage = RedisStorage.from_url(settings.redis_url, connection_kwargs={"password": password} if password else None)
     return storage, storage.create_isolation()
 
 
@@ -48,15 +53,18 @@ def create_dispatcher(service: SegmentationService, settings: BotSettings | None
 
     @dp.shutdown()
     async def finish_requests() -> None:
-        """Let requests being answered finish (a few seconds at most); background timings are dropped."""
+        """Drop background timings at once; let requests being answered finish (2 s at most)."""
         import asyncio
 
-        pending = [t for t in service.tasks if not t.done()]
-        if pending:
-            log.info("stopping: waiting for %d request(s)", len(pending))
-            _, late = await asyncio.wait(pending, timeout=3)
+        for task in service.late_timings:  # a timing run under way ends by itself; `close` stops the lanes
+            task.cancel()
+        unfinished = [t for t in service.tasks if not t.done()]
+        if unfinished:
+            log.info("stopping: waiting for %d request(s)", len(unfinished))
+            _, late = await asyncio.wait(unfinished, timeout=SHUTDOWN_REQUESTS_S)
             for task in late:
                 task.cancel()
+        await asyncio.gather(*service.tasks, *service.late_timings, return_exceptions=True)
 
     return dp
 

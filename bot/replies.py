@@ -15,10 +15,10 @@ import aiohttp
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
-from runtime.errors import SelfieTvmError
-
-from .photos import say
-from .service import Busy, Result, SegmentationService
+from .admission import Busy
+from .photos import PhotoRejected, decode, fetch, say
+from .service import SegmentationService, Unavailable
+from .timings import Result
 
 log = logging.getLogger(__name__)
 ALBUM_MAX = 10
@@ -34,7 +34,7 @@ def _extension(data: bytes) -> str:
 
 
 def _caption(result: Result) -> str:
-    return f"{result.images[-1][1]}\n{result.timings}"[:CAPTION_MAX]
+    return f"{result.images[-1][1]}\n{result.report.text()}"[:CAPTION_MAX]
 
 
 async def send_result(message: Message, result: Result, *, album: bool = False) -> Message:
@@ -49,22 +49,28 @@ async def send_result(message: Message, result: Result, *, album: bool = False) 
     return await message.answer_photo(last, caption=_caption(result))
 
 
-async def submit(message: Message, service: SegmentationService, work: Callable[[], Result], *, album: bool = False,
-                 on_failure: Callable[[], Awaitable[None]] | None = None) -> bool:
-    """Admit the request (or tell the user why not) and process it in a task. True when admitted."""
+async def submit(message: Message, service: SegmentationService, inputs: dict[str, str],
+                 task: Callable[..., Result], *, album: bool = False,
+                 on_success: Callable[[], Awaitable[None]] | None = None,
+                 on_rejected: Callable[[str], Awaitable[None]] | None = None) -> bool:
+    """Admit the request (or tell the user why not) before anything is downloaded, and process it in a task:
+    fetch each input image (`what` -> file id), decode them on the reply lane, call `task(**images)` there.
+    True when admitted. `on_success` runs once the result is delivered (a flow ends there, never earlier,
+    so a refusal or failure loses nothing); `on_rejected(what)` when an input image cannot be used."""
     chat = message.chat.id
     try:
         service.admission.enter(chat)
     except Busy as e:
         await say(message, str(e))
         return False
-    task = asyncio.create_task(_process(message, service, work, album, on_failure))
-    service.tasks.add(task)
-    task.add_done_callback(service.tasks.discard)
+    process = _process(message, service, inputs, task, album, on_success, on_rejected)
+    request = asyncio.create_task(process)
+    service.tasks.add(request)
+    request.add_done_callback(service.tasks.discard)
     return True
 
 
-async def _process(message, service: SegmentationService, work, album, on_failure) -> None:
+async def _process(message, service: SegmentationService, inputs, task, album, on_success, on_rejected) -> None:
     chat = message.chat.id
     result = sent = None
     try:
@@ -75,17 +81,29 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                 log.info("chat %s: chat action not sent (%s)", chat, type(e).__name__)
             failure = None
             try:
-                result = await service.reply_lane(work)
+                data = {what: await fetch(message.bot, file_id, settings=service.settings, recent=service.recent,
+                                          chat_id=chat, what=what) for what, file_id in inputs.items()}
+                max_side = service.settings.max_side
+
+                def work() -> Result:
+                    return task(**{what: decode(d, what, max_side) for what, d in data.items()})
+
+                result = await service.lanes.on_reply_lane(work)
+            except PhotoRejected as e:
+                await say(message, str(e))
+                if on_rejected:
+                    await on_rejected(e.what)
+                return
             except TimeoutError:
                 log.warning("chat %s: request timed out after %s s", chat, service.settings.request_timeout_s)
                 failure = TIMEOUT
-            except SelfieTvmError as e:
-                failure = f"Sorry, I couldn't process that: {e}."
+            except Unavailable as e:
+                failure = str(e)
             except Exception:
                 log.exception("chat %s: request failed", chat)
                 failure = FAILED
             if result is not None:
-                service.plan_background(result.report)
+                service.lanes.plan_background(result.report)
                 try:
                     sent = await send_result(message, result, album=album)
                 except SEND_ERRORS as e:
@@ -94,20 +112,22 @@ async def _process(message, service: SegmentationService, work, album, on_failur
                     failure = SEND_FAILED
             if failure:
                 await say(message, failure)
-                if on_failure:
-                    await on_failure()
+            elif on_success:
+                await on_success()
     finally:
         service.admission.leave(chat)
-    if sent is not None:
-        await _late_timings(message, service, result, sent)
+    if sent is not None:  # the request is answered; its late timings are background work, dropped at shutdown
+        late = asyncio.create_task(_late_timings(message, service, result, sent))
+        service.late_timings.add(late)
+        late.add_done_callback(service.late_timings.discard)
     elif result is not None:
-        service.drop_background(result.report)
+        service.lanes.drop_background(result.report)
 
 
 async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message) -> None:
     """Time the slower engines on the same photo in the background, then edit the reply's caption."""
     try:
-        if not await service.time_others(result):
+        if not await service.lanes.time_others(result):
             return
         await message.bot.edit_message_caption(chat_id=sent.chat.id, message_id=sent.message_id,
                                                caption=_caption(result))
@@ -115,3 +135,6 @@ async def _late_timings(message: Message, service: SegmentationService, result: 
         log.warning("chat %s: editing the timings failed (%s)", message.chat.id, type(e).__name__)
     except RuntimeError:  # the timing lane was shut down (the bot is stopping)
         log.info("chat %s: background timings dropped at shutdown", message.chat.id)
+    except asyncio.CancelledError:
+        log.info("chat %s: background timings dropped at shutdown", message.chat.id)
+        raise

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.engines import ENGINE_NAMES
 
 TOKEN_PATTERN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as a webhook secret_token
+
+
+# Secrets may come from files (compose `secrets:`, mounted under /run/secrets) instead of the environment.
+SECRET_FILES = {"token": "TELEGRAM_BOT_TOKEN_FILE", "webhook_secret": "SELFIE_BOT_WEBHOOK_SECRET_FILE",
+                "redis_password": "SELFIE_BOT_REDIS_PASSWORD_FILE"}
 
 
 class BotSettings(BaseSettings):
@@ -30,17 +37,42 @@ class BotSettings(BaseSettings):
     # Background timings: when the queued work of the slower engines exceeds this, a new photo gets
     # the benchmark's p50 for them instead of a measurement.
     background_backlog_s: float = Field(60.0, gt=0)
-    request_timeout_s: float = Field(120.0, gt=0)  # one request's processing, queueing included
+    # A request's decode and processing on the reply lane, its wait in that lane's queue included (not
+    # the download, nor the wait for the same chat's earlier requests).
+    request_timeout_s: float = Field(120.0, gt=0)
+    # Photos are scaled down to this many pixels a side while decoding: bounds memory and effect cost.
+    max_side: int = Field(2048, ge=256, le=4096)
     download_timeout_s: int = Field(30, ge=1)
     max_download_bytes: int = 20 * 1024 * 1024  # the Bot API's getFile limit
     api_server: str | None = None  # a local Bot API server, e.g. http://127.0.0.1:8081
     webhook_url: str | None = None  # set to use a webhook instead of long polling
-    webhook_secret: SecretStr | None = None  # X-Telegram-Bot-Api-Secret-Token; generated at start when unset
+    # X-Telegram-Bot-Api-Secret-Token; generated at start when unset, required with Redis (replicas share it)
+    webhook_secret: SecretStr | None = None
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     redis_url: str | None = None  # e.g. redis://redis:6379/0: FSM state and event isolation shared by replicas
+    redis_password: SecretStr | None = None  # kept out of the URL, so it can come from a secret file
 
-    @field_validator("api_server", "webhook_url", "webhook_secret", "redis_url", "tvm_target", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values):
+        """`<VARIABLE>_FILE` names a file holding that secret (used when the secret itself is not set)."""
+        if not isinstance(values, dict):
+            return values
+        aliases = {"token": ("TELEGRAM_BOT_TOKEN", "SELFIE_BOT_TOKEN")}
+        for name, variable in SECRET_FILES.items():
+            given = any(values.get(k) not in (None, "") for k in (name, *aliases.get(name, ())))
+            path = os.environ.get(variable)
+            if given or not path:
+                continue
+            try:
+                values[name] = Path(path).read_text().strip()
+            except OSError as e:
+                raise ValueError(f"{variable}={path}: cannot read the secret file ({e.strerror})") from None
+        return values
+
+    @field_validator("api_server", "webhook_url", "webhook_secret", "redis_url", "redis_password", "tvm_target",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v):
         return None if v == "" else v  # docker-compose passes unset variables as ""
@@ -66,3 +98,10 @@ class BotSettings(BaseSettings):
         if unknown or not v:
             raise ValueError(f"engines must be a non-empty list of {', '.join(ENGINE_NAMES)}; got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _replicas_share_the_secret(self) -> BotSettings:
+        if self.redis_url and self.webhook_url and self.webhook_secret is None:
+            raise ValueError("SELFIE_BOT_WEBHOOK_SECRET is required with SELFIE_BOT_REDIS_URL and a webhook: "
+                             "every replica must register the same secret, or Telegram gets 401 from all but one")
+        return self

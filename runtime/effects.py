@@ -13,6 +13,7 @@ from .images import cover
 # How far hair lightness moves toward the target colour's lightness (0 keeps it, 1 matches it).
 # Partial, so that bleaching dark hair to blond still looks like the same hair.
 LIGHTNESS_SHIFT = 0.6
+LAB_BAND_ROWS = 256
 
 
 def _blend(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -32,15 +33,21 @@ def recolor_hair(rgb: np.ndarray, hair_mask: np.ndarray, color: tuple[int, int, 
     mask = np.clip(hair_mask.astype(np.float32), 0.0, 1.0)
     if not mask.any():
         return rgb.copy()
-    lab = rgb2lab(rgb)
     target = rgb2lab(np.array([[color]], dtype=np.uint8))[0, 0]
-    L = lab[..., 0]
-    hair_L = float((L * mask).sum() / mask.sum())
-    new_L = np.clip(L + LIGHTNESS_SHIFT * (target[0] - hair_L), 0.0, 100.0)
-    shade = np.clip(new_L / max(target[0], 1.0), 0.25, 1.25)
-    recolored = np.stack([new_L, target[1] * shade, target[2] * shade], axis=-1)
-    recolored_rgb = np.clip(lab2rgb(recolored) * 255.0, 0, 255)
-    return _blend(rgb, recolored_rgb, mask)
+    # CIELAB needs float64 copies of the pixels: work in bands of rows, so a large photo needs a band's
+    # worth of them at a time, not several of the whole photo. Only rows with hair are converted.
+    bands = [slice(y, y + LAB_BAND_ROWS) for y in range(0, rgb.shape[0], LAB_BAND_ROWS)]
+    bands = [b for b in bands if mask[b].any()]
+    lightness = {b.start: rgb2lab(rgb[b])[..., 0].astype(np.float32) for b in bands}
+    weight = float(mask.sum())
+    hair_L = sum(float((lightness[b.start] * mask[b]).sum()) for b in bands) / weight
+    out = rgb.copy()
+    for b in bands:
+        new_L = np.clip(lightness.pop(b.start) + LIGHTNESS_SHIFT * (target[0] - hair_L), 0.0, 100.0)
+        shade = np.clip(new_L / max(target[0], 1.0), 0.25, 1.25)
+        recolored = np.stack([new_L, target[1] * shade, target[2] * shade], axis=-1)
+        out[b] = _blend(rgb[b], np.clip(lab2rgb(recolored) * 255.0, 0, 255), mask[b])
+    return out
 
 
 def replace_background(rgb: np.ndarray, person_matte: np.ndarray, background: np.ndarray) -> np.ndarray:

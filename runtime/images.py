@@ -24,11 +24,12 @@ MAX_SIDE = 4096
 # Refuse outright what could be a decompression bomb (about 100 megapixels).
 MAX_PIXELS = 100_000_000
 ALPHA_BACKGROUND = (255, 255, 255)
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # more than 8 bits a channel: scaled to 8 bits
 
 
-def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Return an RGB uint8 array (H, W, 3), upright as the camera meant it."""
-    data = source if isinstance(source, bytes) else _read(Path(source))
+def probe_image(data: bytes) -> Image.Image:
+    """Open `data` and check what its header says (format, pixel count), decoding no pixels: the errors
+    load_image would raise first, at the cost of a header read."""
     if not data:
         raise CorruptImageError("the file is empty")
     with warnings.catch_warnings():
@@ -44,21 +45,45 @@ def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.nd
                 f"the image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is {MAX_PIXELS:,}") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise CorruptImageError(f"the file is corrupt or truncated ({e})") from None
-        if img.format not in SUPPORTED_FORMATS:
-            raise UnsupportedImageFormatError(
-                f"{img.format} images are not supported; send a {', '.join(SUPPORTED_FORMATS)} photo")
-        if img.width * img.height > MAX_PIXELS:
-            raise ImageTooLargeError(
-                f"the image is {img.width}x{img.height} ({img.width * img.height:,} pixels); "
-                f"the limit is {MAX_PIXELS:,} pixels")
+    if img.format not in SUPPORTED_FORMATS:
+        raise UnsupportedImageFormatError(
+            f"{img.format} images are not supported; send a {', '.join(SUPPORTED_FORMATS)} photo")
+    if img.width * img.height > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"the image is {img.width}x{img.height} ({img.width * img.height:,} pixels); "
+            f"the limit is {MAX_PIXELS:,} pixels")
+    return img
+
+
+def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Return an RGB uint8 array (H, W, 3), upright as the camera meant it, at most `max_side` px a side.
+
+    Memory stays near the output's size where the format allows: a JPEG is decoded already scaled down
+    (draft mode), a 16-bit image is scaled down before it becomes 8-bit (no float copy of the original).
+    """
+    data = source if isinstance(source, bytes) else _read(Path(source))
+    img = probe_image(data)
+    if img.format == "JPEG" and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img.draft(None, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img.load()
-            img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError) as e:
             raise CorruptImageError(f"the {img.format} file is corrupt or truncated ({e})") from None
-    img = _to_rgb(img)
+    # Scale down first, then convert and turn upright: every copy after the decoded one is of the small image.
     if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if img.mode in WIDE_MODES:  # Pillow's reducing step does not take them
+            scale = max_side / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             Image.Resampling.BILINEAR)
+        else:
+            if img.mode not in ("RGB", "RGBA", "L", "LA"):
+                img = _to_rgb(img)
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    img = _to_rgb(img)
+    ImageOps.exif_transpose(img, in_place=True)
     return np.asarray(img, dtype=np.uint8).copy()
 
 
@@ -81,11 +106,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         flat = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
-    if img.mode in ("I;16", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        span = float(arr.max() - arr.min()) or 1.0
-        img = Image.fromarray(((arr - arr.min()) * 255.0 / span).astype(np.uint8))
-    return img.convert("RGB")
+    if img.mode in WIDE_MODES:  # already at most max_side a side: a float32 copy is small
+        arr = np.asarray(img, dtype=np.float32)
+        low = float(arr.min())
+        span = float(arr.max()) - low or 1.0
+        img = Image.fromarray(((arr - low) * (255.0 / span)).astype(np.uint8))
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -43,6 +43,7 @@ class FakeTelegram:
         # Failures to inject: method name (or "file" for downloads) -> list of (HTTP status, description,
         # delay in seconds), each used once, in order.
         self.failures: dict[str, list[tuple[int, str, float]]] = {}
+        self.downloads: dict[str, int] = {}  # file_id -> times its file was downloaded
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self.url = ""
@@ -114,8 +115,9 @@ class FakeTelegram:
             return web.Response(status=401)
         if (failed := await self._injected("file")) is not None:
             return failed
-        for data, file_path in self.files.values():
+        for file_id, (data, file_path) in self.files.items():
             if file_path == path:
+                self.downloads[file_id] = self.downloads.get(file_id, 0) + 1
                 return web.Response(body=data)
         return web.Response(status=404)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from bot.app import create_bot, create_dispatcher
 from bot.service import SegmentationService
@@ -29,6 +30,7 @@ from .fake_telegram import FakeTelegram
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 SECRET = TOKEN.split(":")[1]
+REDIS_PASSWORD = "redis-test-password-1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,13 +51,17 @@ def selfie_service():
     export(resolve_model("selfie_segmenter"), host_target(), "default")
     settings = BotSettings(token=TOKEN, model="selfie_segmenter", engines=["tvm-tuned", "tvm-default", "litert"],
                            threads=2)
-    return SegmentationService(settings, results_root=ROOT / "results")
+    service = SegmentationService(settings, results_root=ROOT / "results")
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")
 def twin_service():
     settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["litert"], threads=2)
-    return SegmentationService(settings, results_root=ROOT / "results")
+    service = SegmentationService(settings, results_root=ROOT / "results")
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +83,17 @@ def twin_tvm_service(fake_benchmark):
     export(resolve_model("selfie_multiclass_twin"), host_target(), "default")
     settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["tvm-default", "litert"], threads=2,
                            background_backlog_s=12)
-    return SegmentationService(settings, results_root=fake_benchmark)
+    service = SegmentationService(settings, results_root=fake_benchmark)
+    yield service
+    service.close(timeout=30)
+
+
+async def wait_until(condition, timeout: float = 60.0) -> None:
+    """Poll `condition` (state of the bot in this process) until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.02)
 
 
 def converse(service: SegmentationService, scenario, **settings) -> None:
@@ -370,6 +386,26 @@ def test_oversized_file_and_slow_download_and_slow_processing(twin_service, astr
     assert_token_free(logs)
 
 
+def test_an_engine_error_is_logged_and_the_user_sees_no_server_path(twin_service, astronaut, logs, monkeypatch):
+    """Engine errors name library paths on the server: the user gets one generic sentence, the log the rest."""
+    from runtime.errors import EngineError
+
+    def failing(photo):
+        raise EngineError("/app/tvm_model/selfie_multiclass_twin/x86-64-v3-avx2-2c/tuned.so: cannot run here")
+
+    monkeypatch.setattr(twin_service, "segment", failing)
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(26, "/segmentation")
+        await tg.replies(26, 1)
+        await tg.send_photo(26, jpeg(astronaut))
+        (reply,) = await tg.replies(26, 1)
+        assert reply.params["text"] == "Sorry, something went wrong with that photo; please try another one."
+
+    converse(twin_service, scenario)
+    assert any("tuned.so: cannot run here" in line for line in logs)
+
+
 # -- fairness ------------------------------------------------------------------------------------------------------
 def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astronaut):
     """With the reply lane held, one chat's backlog is refused for that chat only; others are served."""
@@ -379,15 +415,17 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (31, 32):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service._reply_lane.submit(release.wait)  # the lane is busy until we say so
-        for _ in range(5):  # 1 in flight + 2 queued are accepted; 2 more are refused
-            await tg.send_document(31, jpeg(astronaut), "image/jpeg")
-            await tg.send_text(31, "/segmentation")
-        refusals = await tg.replies(31, 2 + 5, timeout=60)
-        busy = [r for r in refusals if "in progress" in text_of(r)]
-        assert len(busy) == 2 and "3 photos in progress" in text_of(busy[0])
-        await tg.send_photo(32, jpeg(astronaut))  # another user is not refused because of 31's backlog
-        release.set()
+        twin_service.lanes.reply.submit(release.wait, 120)  # the lane is busy until we say so
+        try:
+            for _ in range(5):  # 1 in flight + 2 queued are accepted; 2 more are refused
+                await tg.send_document(31, jpeg(astronaut), "image/jpeg")
+                await tg.send_text(31, "/segmentation")
+            refusals = await tg.replies(31, 2 + 5, timeout=60)
+            busy = [r for r in refusals if "in progress" in text_of(r)]
+            assert len(busy) == 2 and "3 photos in progress" in text_of(busy[0])
+            await tg.send_photo(32, jpeg(astronaut))  # another user is not refused because of 31's backlog
+        finally:
+            release.set()
         album, overlay = await tg.replies(32, 2, timeout=120)
         assert album.method == "sendMediaGroup" and "busy" not in text_of(overlay)
         results = await tg.replies(31, 6, timeout=120)
@@ -401,19 +439,76 @@ def test_per_chat_limit_and_global_bound_are_deterministic(twin_service, astrona
         for u in (33, 34, 35):
             await tg.send_text(u, "/segmentation")
             await tg.replies(u, 1)
-        twin_service._reply_lane.submit(release.wait)
-        for u in (33, 34):
-            await tg.send_photo(u, jpeg(astronaut))
-        while twin_service.admission.pending < 2:
-            await asyncio.sleep(0.05)
-        await tg.send_photo(35, jpeg(astronaut))
-        (reply,) = await tg.replies(35, 1)
-        assert "busy with other people's photos" in reply.params["text"]
-        release.set()
+        twin_service.lanes.reply.submit(release.wait, 120)
+        try:
+            for u in (33, 34):
+                await tg.send_photo(u, jpeg(astronaut))
+            await wait_until(lambda: twin_service.admission.admitted == 2)
+            await tg.send_photo(35, jpeg(astronaut))
+            (reply,) = await tg.replies(35, 1)
+            assert "busy with other people's photos" in reply.params["text"]
+        finally:
+            release.set()
         for u in (33, 34):
             assert (await tg.replies(u, 2))[0].method == "sendMediaGroup"
 
     converse(twin_service, bound, max_pending=2)
+
+
+def test_busy_refusal_and_timeout_lose_nothing_and_each_photo_is_downloaded_once(twin_service, astronaut):
+    """The hair flow keeps its photo and step until a result is delivered: refused as busy, then timed out,
+    the colour is simply sent again. The photo is downloaded once on arrival and not again by the request
+    that follows (each later request downloads it once)."""
+    release = threading.Event()
+
+    async def scenario(tg: FakeTelegram):
+        for u in (51, 52):
+            await tg.send_text(u, "/change_hair_color" if u == 51 else "/segmentation")
+            await tg.replies(u, 1)
+        await tg.send_photo(51, jpeg(astronaut))
+        (ask,) = await tg.replies(51, 1)
+        assert "Which colour" in ask.params["text"]
+        (photo_id,) = tg.downloads
+        twin_service.lanes.reply.submit(release.wait, 120)
+        try:
+            await tg.send_photo(52, jpeg(astronaut))  # takes the only admission slot (max_pending=1)
+            await wait_until(lambda: twin_service.admission.admitted == 1)
+            await tg.send_text(51, "gold")
+            (busy,) = await tg.replies(51, 1)
+            assert "busy with other people's photos" in busy.params["text"]
+        finally:
+            release.set()
+        await tg.replies(52, 2)
+        await wait_until(lambda: twin_service.admission.admitted == 0)
+        twin_service.settings = twin_service.settings.model_copy(update={"request_timeout_s": 0.001})
+        await tg.send_text(51, "gold")  # the same colour again: the photo and the step were kept
+        (late,) = await tg.replies(51, 1)
+        assert late.params["text"].startswith("Sorry, that took too long")
+        twin_service.settings = twin_service.settings.model_copy(update={"request_timeout_s": 120.0})
+        await wait_until(lambda: twin_service.admission.admitted == 0)
+        await tg.send_text(51, "gold")  # and again, after the timeout
+        (result,) = await tg.replies(51, 1)
+        assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+        assert tg.downloads[photo_id] == 2  # on arrival (kept for the first request), then by the third
+        await tg.send_text(51, "/cancel")
+        assert (await tg.replies(51, 1))[0].params["text"] == "Nothing to cancel."  # delivered: the flow ended
+
+    converse(twin_service, scenario, max_pending=1)
+
+
+def test_one_chats_updates_are_handled_in_order_in_memory_mode(twin_service, astronaut):
+    """A colour sent right after the photo waits for the photo's (slow) download and check."""
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(53, "/change_hair_color")
+        await tg.replies(53, 1)
+        tg.fail("file", 200, delay=1.5)  # the photo's download is slow
+        await tg.send_photo(53, jpeg(astronaut))
+        await tg.send_text(53, "gold")
+        ask, result = await tg.replies(53, 2)
+        assert "Which colour" in ask.params["text"]
+        assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+
+    converse(twin_service, scenario)
 
 
 def test_twenty_users_at_once_with_the_real_untuned_tvm_engine(twin_tvm_service, astronaut, grace_hopper):
@@ -488,6 +583,12 @@ def _busy_threads(fn, seconds: float = 1.5) -> tuple[int, dict[str, int]]:
     return sum(1 for t in busy if t not in idle), busy
 
 
+def lane_call(service: SegmentationService, lane: str, fn, *args):
+    """Run fn(*args) on one of the service's lanes and return its result."""
+    executor = service.lanes.reply if lane == "reply" else service.lanes.timing
+    return executor.submit(fn, *args).result(timeout=120)
+
+
 def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
     """TVM's pool is per OS thread: the count must be set on the thread that runs inference, whatever
     TVM_NUM_THREADS gave a new thread. TVM reports its pool size on the lane's thread (runtime.NumThreads);
@@ -507,13 +608,47 @@ def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
         try:
             lanes = {name: "reply" if name == service.main.primary else "timing" for name in ("tvm-default", "litert")}
             tvm_engine = service.main.segmenters["tvm-default"].engine
-            assert service.lane_call(lanes["tvm-default"], tvm_engine.actual_threads) == threads
+            assert lane_call(service, lanes["tvm-default"], tvm_engine.actual_threads) == threads
             litert = service.main.segmenters["litert"].engine
             x = np.zeros((1, 256, 256, 3), np.float32)
-            busy, ticks = service.lane_call(lanes["litert"], _busy_threads, lambda e=litert, x=x: e.run(x))
+            busy, ticks = lane_call(service, lanes["litert"], _busy_threads, lambda e=litert, x=x: e.run(x))
             assert busy == threads, f"LiteRT worked on {busy} threads (CPU ticks {ticks}), configured {threads}"
         finally:
             service.close()
+
+
+def test_tvm_runs_the_thread_count_it_was_given_without_tvm_num_threads(tmp_path):
+    """TVM's pool limit defaults to half the logical CPUs when TVM_NUM_THREADS is unset: the runtime itself
+    must lift it, so a plain `python` (the bot, the CLI, library use) runs the count it asked for. Asked for
+    one more than that default, on the thread that creates the engine and on a fresh one."""
+    import os
+
+    need_model("selfie_segmenter")
+    export(resolve_model("selfie_segmenter"), host_target(), "default")
+    threads = (os.cpu_count() or 1) // 2 + 1
+    script = f"""
+import json, threading
+import numpy as np
+from runtime.acquire import resolve_model
+from runtime.engines import create_engine
+from runtime.engines.tvm import tvm_threads
+from runtime.segmenter import Segmenter
+segmenter = Segmenter(create_engine("tvm-default", resolve_model("selfie_segmenter"), {threads}))
+seen = []
+def run():
+    segmenter.segment(np.full((64, 64, 3), 128, np.uint8))
+    seen.append(tvm_threads())
+run()
+fresh = threading.Thread(target=run)
+fresh.start()
+fresh.join(120)
+print(json.dumps(seen))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [threads, threads]
 
 
 # -- webhook, Redis -------------------------------------------------------------------------------------------
@@ -579,6 +714,7 @@ def redis_url(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--requirepass", REDIS_PASSWORD,
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -596,39 +732,72 @@ def redis_url(tmp_path):
         proc.wait(10)
 
 
-def test_two_dispatchers_share_one_conversation_through_redis(selfie_service, astronaut, redis_url):
-    """Replicas behind one webhook: the photo reaches one, the colour the other; the second still knows."""
-    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_service, astronaut, redis_url, tmp_path,
+                                                                   monkeypatch):
+    """Replicas behind one webhook, each its own aiohttp app and dispatcher on one Redis (password from a
+    secret file), configured with the same secret: both accept Telegram's requests; the photo reaches one,
+    the colour the other."""
+    import aiohttp
+    from aiohttp import web
+
+    from bot.app import WEBHOOK_PATH, create_webhook_app
 
     async def main():
         tg = FakeTelegram(TOKEN)
         url = await tg.start()
-        settings = selfie_service.settings.model_copy(update={"api_server": url, "redis_url": redis_url})
-        old = selfie_service.settings
-        selfie_service.settings = settings
-        replicas = [(create_bot(settings), create_dispatcher(selfie_service, settings)) for _ in range(2)]
+        (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
+        monkeypatch.setenv("SELFIE_BOT_REDIS_PASSWORD_FILE", str(tmp_path / "redis_password"))
+        settings = BotSettings(**{**selfie_service.settings.model_dump(exclude={"redis_password"}),
+                                  "api_server": url, "redis_url": redis_url, "webhook_url": f"https://bot.example{WEBHOOK_PATH}",
+                                  "webhook_secret": SecretStr("shared-secret_1")})
+        assert settings.redis_password.get_secret_value() == REDIS_PASSWORD  # from the secret file
+        runners, urls = [], []
         try:
-            (bot_a, dp_a), (bot_b, dp_b) = replicas
-            assert isinstance(dp_a.fsm.storage, RedisStorage) and isinstance(dp_a.fsm.events_isolation,
-                                                                             RedisEventIsolation)
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.text_message("/change_hair_color")))
-            await tg.replies(41, 1)
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.photo_message(jpeg(astronaut))))
-            (ask,) = await tg.replies(41, 1)
-            assert "Which colour" in ask.params["text"]
-            await dp_b.feed_raw_update(bot_b, tg.update(41, tg.text_message("gold")))
-            (result,) = await tg.replies(41, 1)
-            assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
-            await dp_a.feed_raw_update(bot_a, tg.update(41, tg.text_message("/cancel")))
-            assert (await tg.replies(41, 1))[0].params["text"] == "Nothing to cancel."  # b cleared the state
+            for _ in range(2):
+                app = create_webhook_app(settings, selfie_service)
+                runner = web.AppRunner(app)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                runners.append(runner)
+                urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{WEBHOOK_PATH}")
+            assert tg.webhook_secret == "shared-secret_1"
+            headers = {"X-Telegram-Bot-Api-Secret-Token": "shared-secret_1"}
+            async with aiohttp.ClientSession() as http:
+                async def post(replica: int, message: dict) -> None:
+                    async with http.post(urls[replica], json=tg.update(41, message), headers=headers) as resp:
+                        assert resp.status == 200, f"replica {replica} refused Telegram's request: {resp.status}"
+
+                await post(0, tg.text_message("/change_hair_color"))
+                await tg.replies(41, 1)
+                await post(0, tg.photo_message(jpeg(astronaut)))
+                (ask,) = await tg.replies(41, 1)
+                assert "Which colour" in ask.params["text"]
+                await post(1, tg.text_message("gold"))
+                (result,) = await tg.replies(41, 1)
+                assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+                await post(0, tg.text_message("/cancel"))
+                assert (await tg.replies(41, 1))[0].params["text"] == "Nothing to cancel."  # b ended the flow
         finally:
-            selfie_service.settings = old
-            for bot, dp in replicas:
-                await dp.fsm.storage.close()
-                await bot.session.close()
+            for runner in runners:
+                await runner.cleanup()
             await tg.stop()
 
     asyncio.run(main())
+
+
+def test_replicas_need_a_shared_webhook_secret(tmp_path):
+    """With Redis and a webhook, a secret made up at start would differ per replica (Telegram gets 401 from
+    all but the last to register): refused at start, in one sentence."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TELEGRAM_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
+           "SELFIE_BOT_REDIS_URL": "redis://127.0.0.1:1/0", "SELFIE_BOT_WEBHOOK_URL": "https://bot.example/webhook"}
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "SELFIE_BOT_WEBHOOK_SECRET is required" in proc.stderr and TOKEN not in proc.stderr
+    with pytest.raises(ValueError, match="SELFIE_BOT_WEBHOOK_SECRET is required"):
+        BotSettings(token=TOKEN, redis_url="redis://r:6379/0", webhook_url="https://bot.example/webhook")
+    assert BotSettings(token=TOKEN, redis_url="redis://r:6379/0").webhook_secret is None  # polling needs none
 
 
 # -- start-up --------------------------------------------------------------------------------------------------
@@ -656,35 +825,244 @@ def test_benchmark_p50_is_read_from_this_machines_report(tmp_path):
     import pandas as pd
 
     from benchmark.summary import summarise
-    from bot.service import benchmark_p50, read_benchmark
+    from bot.published import published_p50, read_published
 
     samples = pd.DataFrame({"engine": ["litert"] * 3 + ["tvm-tuned"] * 3, "threads": [2] * 6,
                             "latency_ms": [70, 80, 90, 100, 120, 140]})
     (tmp_path / "m" / "this-cpu").mkdir(parents=True)
     summarise(samples).to_csv(tmp_path / "m" / "this-cpu" / "latency_stats.csv", index=False)
     (tmp_path / "m" / "this-cpu" / "environment.json").write_text('{"date": "2026-11-25T20:15:01+00:00"}')
-    assert benchmark_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
-    assert benchmark_p50("m", tmp_path, "another-cpu") == {}
-    assert read_benchmark("m", tmp_path, "this-cpu").date == "2026-11-25"
+    assert published_p50("m", tmp_path, "this-cpu") == {("litert", 2): 80.0, ("tvm-tuned", 2): 120.0}
+    assert published_p50("m", tmp_path, "another-cpu") == {}
+    assert read_published("m", tmp_path, "this-cpu").date == "2026-11-25"
 
 
 def test_reply_names_a_partially_tuned_library_and_missing_engines():
     from types import SimpleNamespace
 
-    from bot.service import Benchmark, Timing, TimingReport
+    from bot.published import PublishedLatency
+    from bot.timings import Timing, TimingReport
 
     meta = SimpleNamespace(tuning_warning="partially tuned: 3 of 76 kernels without a record, 12.0% of the FLOPs "
-                                          "(they run as naive loops)")
+                                          "(they run as naive loops)", target_spec=SimpleNamespace(id="cpu-id"))
     engines = SimpleNamespace(
         spec=SimpleNamespace(name="m", synthetic_notice=None),
         segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
                     "tvm-tuned": SimpleNamespace(engine=SimpleNamespace(metadata=meta))},
         unavailable={"tvm-default": "no library"})
-    report = TimingReport(engines, 2, Benchmark({("tvm-tuned", 2): 115.0}, "2026-11-25", "cpu-id"))
+    report = TimingReport(engines, 2, PublishedLatency({("tvm-tuned", 2): 115.0}, "2026-11-25", "cpu-id"))
     report.timings = {"litert": Timing(47.0), "tvm-tuned": Timing(120.0, contended=True)}
     text = report.text()
     assert "m, 2 threads each: TFLite (LiteRT) 47 ms · TVM tuned 120 ms (while busy)" in text
     assert "TVM tuned: partially tuned: 3 of 76 kernels" in text and "(TVM default not available here)" in text
     assert "benchmark p50 (cpu-id, 2026-11-25): TVM tuned 115 ms" in text
-    report.timings["tvm-tuned"] = Timing(state="benchmark")
+    report.timings["tvm-tuned"] = Timing(state="published")
     assert "TVM tuned ~115 ms (benchmark p50 of 2026-11-25; too many photos queued" in report.text()
+
+
+def test_benchmark_p50_is_quoted_only_for_the_library_that_was_benchmarked():
+    """The report is for this machine's own target; a portable library (the image's) was not measured there."""
+    from types import SimpleNamespace
+
+    from bot.published import PublishedLatency
+    from bot.timings import Timing, TimingReport
+
+    portable = SimpleNamespace(tuning_warning=None, target_spec=SimpleNamespace(id="x86-64-v3-avx2-2c"))
+    engines = SimpleNamespace(
+        spec=SimpleNamespace(name="m", synthetic_notice=None), unavailable={},
+        segmenters={"litert": SimpleNamespace(engine=SimpleNamespace()),
+                    "tvm-tuned": SimpleNamespace(engine=SimpleNamespace(metadata=portable))})
+    published = PublishedLatency({("tvm-tuned", 2): 56.0, ("litert", 2): 60.0}, "2026-11-25", "znver5-avx512-2c")
+    report = TimingReport(engines, 2, published)
+    report.timings = {"litert": Timing(47.0), "tvm-tuned": Timing(120.0)}
+    assert report.published_ms("tvm-tuned") is None and report.published_ms("litert") == 60.0
+    assert "benchmark p50 (znver5-avx512-2c, 2026-11-25): TFLite (LiteRT) 60 ms" in report.text()
+    assert "TVM tuned 56" not in report.text()
+
+
+def test_a_timed_out_reply_keeps_the_lane_busy_until_its_job_ends():
+    """Otherwise the timing lane would run beside it and call its measurement uncontended."""
+    from bot.lanes import Lanes
+
+    started, release = threading.Event(), threading.Event()
+    # The timeout is read once the job is submitted: returning it only once the job runs makes the
+    # timeout hit a running job, every time.
+    lanes = Lanes(timeout_s=lambda: started.wait(60) and 0.01, backlog_s=lambda: 60.0)
+
+    async def main():
+        try:
+            with pytest.raises(TimeoutError):
+                await lanes.on_reply_lane(lambda: (started.set(), release.wait(60)))
+            assert lanes.replying == 1  # the caller gave up; the job still runs
+        finally:
+            release.set()
+        await wait_until(lambda: lanes.replying == 0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert lanes.close(timeout=10)
+
+
+def test_a_cancelled_waiter_neither_cancels_the_request_before_it_nor_lets_the_next_one_jump_ahead():
+    from bot.admission import Admission
+
+    admission = Admission(lambda: (5, 10))
+    order: list[str] = []
+
+    async def request(name: str, hold: asyncio.Event) -> None:
+        async with admission.turn(1):
+            order.append(name)
+            await hold.wait()
+
+    async def main():
+        hold_a, free = asyncio.Event(), asyncio.Event()
+        free.set()
+        a = asyncio.create_task(request("a", hold_a))
+        await wait_until(lambda: order == ["a"])
+        b = asyncio.create_task(request("b", free))
+        c = asyncio.create_task(request("c", free))
+        await asyncio.wait([b, c], timeout=0.1)  # both are waiting for a's turn to end
+        b.cancel()
+        await asyncio.gather(b, return_exceptions=True)
+        await asyncio.wait([c], timeout=0.1)
+        assert not a.done() and order == ["a"]  # a still runs; c still waits for it
+        hold_a.set()
+        await asyncio.wait_for(asyncio.gather(a, c), 30)  # a ends cleanly (its turn was not cancelled)
+        assert order == ["a", "c"]
+
+    asyncio.run(main())
+
+
+def test_shutdown_drops_late_timings_at_once(twin_tvm_service, astronaut, logs):
+    """The reply is delivered; the 5.5 s engine's timing is still to come when the bot stops: it is dropped
+    (logged) instead of waited for."""
+    service = twin_tvm_service
+    late: list[asyncio.Task] = []
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(61, "/segmentation")
+        await tg.replies(61, 1)
+        await tg.send_photo(61, jpeg(astronaut))
+        _, overlay = await tg.replies(61, 2, timeout=120)
+        assert "TVM default … (timing it now)" in overlay.params["caption"]
+        await wait_until(lambda: bool(service.late_timings))
+        late.extend(service.late_timings)
+
+    converse(service, scenario)
+    assert late and all(t.cancelled() for t in late)
+    assert any("chat 61: background timings dropped at shutdown" in line for line in logs)
+
+
+def test_library_metadata_from_another_version_leaves_that_engine_out_with_a_clear_reason(tmp_path, monkeypatch):
+    """Metadata with fields this version does not know (written by a newer one) made start-up crash with a
+    TypeError; now the engine is unavailable, says why, and the bot starts with the others."""
+    from bot.engines import EngineSet
+    from runtime.artifacts import build_dir
+
+    need_model("selfie_segmenter")
+    built = export(resolve_model("selfie_segmenter"), host_target(), "default").parent
+    copy = build_dir("selfie_segmenter", host_target(), tmp_path)
+    copy.mkdir(parents=True)
+    for name in ("default.so", "default.json"):
+        (copy / name).write_bytes((built / name).read_bytes())
+    meta = json.loads((copy / "default.json").read_text())
+    (copy / "default.json").write_text(json.dumps({**meta, "calibration": {"from": "a newer version"}}))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path))
+    engines = EngineSet("selfie_segmenter", ["tvm-default", "litert"], 1)
+    assert list(engines.segmenters) == ["litert"]
+    reason = engines.unavailable["tvm-default"]
+    assert "another version of selfie-tvm" in reason and "calibration" in reason and "selfie-tvm compile" in reason
+
+
+def test_redact_token_withholds_a_traceback_that_holds_the_token(capsys):
+    from bot.__main__ import RedactToken
+
+    logger = logging.getLogger("test.redact")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactToken(TOKEN))
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"GET https://api.telegram.org/file/bot{TOKEN}/photos/1.jpg failed")
+        except ValueError:
+            logger.exception("download failed for %s", "chat 5")
+        logger.warning("plain %s", TOKEN)
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert TOKEN not in err and SECRET not in err
+    assert "download failed for chat 5 (ValueError; details withheld: they hold the token)" in err
+    assert "Traceback" not in err and "plain <token>" in err
+
+
+def test_background_work_given_back_when_a_reply_is_not_delivered(twin_tvm_service):
+    """The planned timing of the slow engine counts against the backlog until it is dropped."""
+    from bot.lanes import Lanes
+    from bot.timings import Timing, TimingReport
+
+    engines = twin_tvm_service.main
+    slow = engines.order[1]
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: engines.warm_ms[slow] / 1000 * 1.5)  # room for one
+
+    def planned() -> TimingReport:
+        report = TimingReport(engines, 2, twin_tvm_service.published)
+        report.timings[engines.primary] = Timing(50.0)
+        lanes.plan_background(report)
+        return report
+
+    try:
+        first = planned()
+        assert first.timings[slow].state == "measuring"
+        assert planned().timings[slow].state != "measuring"  # the backlog is full
+        lanes.drop_background(first)
+        assert first.timings[slow].state == "skipped"
+        assert planned().timings[slow].state == "measuring"  # its share was given back
+    finally:
+        lanes.close()
+
+
+def test_close_says_false_while_a_job_still_runs():
+    from bot.lanes import Lanes
+
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    release, started = threading.Event(), threading.Event()
+    lanes.reply.submit(lambda: (started.set(), release.wait(60)))
+    try:
+        assert started.wait(60)
+        assert lanes.close(timeout=0.1) is False
+    finally:
+        release.set()
+    assert lanes.close(timeout=60) is True
+
+
+def test_the_token_can_come_from_a_secret_file(tmp_path, monkeypatch):
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(tmp_path / "token"))
+    assert BotSettings().token.get_secret_value() == TOKEN
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="TELEGRAM_BOT_TOKEN_FILE=.*cannot read the secret file"):
+        BotSettings()
+
+
+def test_portable_libraries_are_found_whatever_the_core_count(tmp_path, monkeypatch):
+    """Libraries built on a machine with another core count (the image's): found with or without
+    SELFIE_BOT_TVM_TARGET, where an explicit target with this host's count used to miss them."""
+    import os
+
+    from bot.engines import EngineSet
+    from runtime.target import portable_target
+
+    need_model("selfie_segmenter")
+    other = len(os.sched_getaffinity(0)) + 1
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path))
+    from runtime.artifacts import build_dir
+
+    target = portable_target(other)
+    export(resolve_model("selfie_segmenter"), target, "default", out_root=build_dir("selfie_segmenter", target))
+    for tvm_target in ("x86-64-v3", None):
+        engines = EngineSet("selfie_segmenter", ["tvm-default"], 1, tvm_target)
+        assert engines.unavailable == {}, engines.unavailable
+        assert engines.segmenters["tvm-default"].engine.library.parent.name == f"x86-64-v3-avx2-{other}c"

@@ -9,9 +9,9 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import receive_image
+from ..photos import PhotoRejected, photo_file, say
 from ..replies import submit
-from .common import fetch_stored_image, restore_state
+from .common import end_flow, receive_checked, step_back
 
 
 class Background(StatesGroup):
@@ -25,25 +25,26 @@ async def ask_portrait(message: Message, state: FSMContext) -> None:
 
 
 async def got_portrait(message: Message, state: FSMContext, service) -> None:
-    received = await receive_image(message, service.settings, "portrait")
-    if received is None:
+    file_id = await receive_checked(message, service, "portrait")
+    if file_id is None:
         return  # told which image is bad; still waiting for the portrait
-    await state.update_data(portrait=received[0])
+    await state.update_data(portrait=file_id)
     await state.set_state(Background.background)
     await message.answer("Now send the new background.")
 
 
 async def got_background(message: Message, state: FSMContext, service) -> None:
-    received = await receive_image(message, service.settings, "background")
-    if received is None:
+    try:
+        background = photo_file(message, service.settings.max_download_bytes, "background")
+    except PhotoRejected as e:
+        await say(message, str(e))
         return  # the portrait is kept; still waiting for a usable background
-    background = received[1]
-    portrait = await fetch_stored_image(message, state, service, "portrait", "portrait", back_to=Background.portrait)
-    if portrait is None:
-        return
-    await state.clear()
-    await submit(message, service, lambda: service.background(portrait, background),
-                 on_failure=restore_state(state, Background.portrait))
+    portrait = (await state.get_data())["portrait"]
+    # The flow stays at this step until the result is delivered: refused or failed, nothing is lost.
+    await submit(message, service, {"portrait": portrait, "background": background},
+                 lambda portrait, background: service.replace_background(portrait, background),
+                 on_success=end_flow(state, Background.background, "portrait", portrait),
+                 on_rejected=step_back(state, Background.background, {"portrait": Background.portrait}))
 
 
 def create_router() -> Router:

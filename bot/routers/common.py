@@ -8,7 +8,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.types import BotCommand, Message
 
-from ..photos import PhotoRejected, fetch_image, say
+from ..admission import Busy
+from ..photos import PhotoRejected, check, download, photo_file, say
 
 COMMANDS = [
     BotCommand(command="segmentation", description="segment a photo into class masks"),
@@ -47,25 +48,44 @@ async def no_flow(message: Message) -> None:
                          "first.")
 
 
-def restore_state(state: FSMContext, step: State):
-    """After a failed request: wait at `step` again, unless the user has started something else meanwhile."""
-    async def restore() -> None:
-        if await state.get_state() is None:
-            await state.set_state(step)
-    return restore
-
-
-async def fetch_stored_image(message: Message, state: FSMContext, service, key: str, what: str,
-                             back_to: State):
-    """The image stored under `key` earlier in the flow, or None after telling the user it can no
-    longer be used and stepping the flow back to `back_to` to ask for it again."""
+async def receive_checked(message: Message, service, what: str) -> str | None:
+    """The file id of the message's image once downloaded and its header checked (admitted like a request,
+    so a burst of large files is bounded too), or None after telling the user why not. Its bytes are kept
+    for the request that will use it."""
     try:
-        return await fetch_image(message.bot, (await state.get_data())[key], settings=service.settings,
-                                 chat_id=message.chat.id, what=what)
-    except PhotoRejected as e:
-        await state.set_state(back_to)
+        file_id = photo_file(message, service.settings.max_download_bytes, what)
+        service.admission.enter(message.chat.id)
+    except (PhotoRejected, Busy) as e:
         await say(message, str(e))
         return None
+    try:
+        data = await download(message.bot, file_id, max_bytes=service.settings.max_download_bytes,
+                              timeout=service.settings.download_timeout_s, chat_id=message.chat.id, what=what)
+        check(data, what)
+    except PhotoRejected as e:
+        await say(message, str(e))
+        return None
+    finally:
+        service.admission.leave(message.chat.id)
+    service.recent.put(file_id, data)
+    return file_id
+
+
+def end_flow(state: FSMContext, step: State, key: str, file_id: str):
+    """After a delivered result: end the flow, unless the user has moved on meanwhile (another step or
+    another stored image)."""
+    async def end() -> None:
+        if await state.get_state() == step.state and (await state.get_data()).get(key) == file_id:
+            await state.clear()
+    return end
+
+
+def step_back(state: FSMContext, step: State, to: dict[str, State]):
+    """When a stored image turns out unusable: wait for it again (`to[what]`), if the flow is still at `step`."""
+    async def back(what: str) -> None:
+        if what in to and await state.get_state() == step.state:
+            await state.set_state(to[what])
+    return back
 
 
 def create_router() -> Router:

@@ -12,9 +12,8 @@ from runtime.colors import ACCEPTED, parse_color
 from runtime.errors import ColorError
 
 from ..filters import NOT_A_COMMAND
-from ..photos import receive_image
 from ..replies import submit
-from .common import fetch_stored_image, restore_state
+from .common import end_flow, receive_checked, step_back
 
 
 class HairColor(StatesGroup):
@@ -29,10 +28,10 @@ async def ask_photo(message: Message, state: FSMContext) -> None:
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
     """A photo, checked now; also while a colour is awaited (the new photo replaces the old one)."""
-    received = await receive_image(message, service.settings, "photo")
-    if received is None:
+    file_id = await receive_checked(message, service, "photo")
+    if file_id is None:
         return
-    await state.update_data(photo=received[0])  # the file id only: state may live in Redis
+    await state.update_data(photo=file_id)  # the file id only: state may live in Redis
     await state.set_state(HairColor.color)
     await message.answer(f"Which colour? {ACCEPTED}.")
 
@@ -43,13 +42,12 @@ async def got_color(message: Message, state: FSMContext, service) -> None:
     except ColorError as e:
         await message.answer(f"{e}. Send another colour, or /cancel.")
         return
-    rgb = await fetch_stored_image(message, state, service, "photo", "photo", back_to=HairColor.photo)
-    if rgb is None:
-        return
-    await state.clear()
+    photo = (await state.get_data())["photo"]
     text = message.text
-    await submit(message, service, lambda: service.hair_color(rgb, color, text),
-                 on_failure=restore_state(state, HairColor.photo))
+    # The flow stays at this step until the result is delivered: refused or failed, the colour can be resent.
+    await submit(message, service, {"photo": photo}, lambda photo: service.recolor_hair(photo, color, text),
+                 on_success=end_flow(state, HairColor.color, "photo", photo),
+                 on_rejected=step_back(state, HairColor.color, {"photo": HairColor.photo}))
 
 
 def create_router() -> Router:

@@ -9,7 +9,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from ..filters import NOT_A_COMMAND
-from ..photos import receive_image
+from ..photos import PhotoRejected, photo_file, say
 from ..replies import submit
 
 
@@ -23,12 +23,13 @@ async def ask_photo(message: Message, state: FSMContext) -> None:
 
 
 async def got_photo(message: Message, state: FSMContext, service) -> None:
-    received = await receive_image(message, service.settings, "photo")
-    if received is None:
+    try:
+        photo = photo_file(message, service.settings.max_download_bytes, "photo")
+    except PhotoRejected as e:
+        await say(message, str(e))
         return  # told why; still waiting for a photo
-    _, rgb = received
     # The step stays: more photos may follow (one at a time per chat, a few queued); /cancel ends it.
-    await submit(message, service, lambda: service.segmentation(rgb), album=True)
+    await submit(message, service, {"photo": photo}, lambda photo: service.segment(photo), album=True)
 
 
 def create_router() -> Router:

@@ -24,10 +24,25 @@ def set_tvm_threads(threads: int) -> None:
 
     import tvm
 
+    _raise_pool_limit(threads)
     affinity = os.sched_getaffinity(0)
     tvm.get_global_func("runtime.config_threadpool")(0, threads)
     os.sched_setaffinity(0, affinity)
+    if (actual := tvm_threads()) != threads:
+        raise EngineError(f"TVM's thread pool on this thread has {actual} threads, not {threads}: it was made "
+                          f"before its limit was raised; set TVM_NUM_THREADS={threads} before the process starts")
     _pool.threads = threads
+
+
+def _raise_pool_limit(threads: int) -> None:
+    """TVM caps each thread's pool at a limit it reads when it makes that pool: TVM_NUM_THREADS, else half
+    the logical CPUs (1 on a 2-vCPU machine). Raise the variable before this thread's pool is made, so the
+    count asked for is the count run, whatever the environment (CLI, bot, image, library use)."""
+    import os
+
+    current = os.environ.get("TVM_NUM_THREADS", "")
+    if not current.isdigit() or int(current) < threads:  # at least the core count: a later, larger count fits too
+        os.environ["TVM_NUM_THREADS"] = str(max(threads, os.cpu_count() or 1))
 
 
 def tvm_threads() -> int:
