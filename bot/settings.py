@@ -9,7 +9,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.engines import ENGINE_NAMES
+from runtime.acquire import twin_of
+from runtime.engines import ENGINE_NAMES, LITERT, TVM_DEFAULT, TVM_TUNED
+from runtime.registry import registry
 
 TOKEN_PATTERN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as a webhook secret_token
@@ -24,10 +26,11 @@ class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SELFIE_BOT_", env_file=".env", extra="ignore", populate_by_name=True)
 
     token: SecretStr = Field(validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "SELFIE_BOT_TOKEN"))
-    model: str = "selfie_multiclass_twin"
+    # The main model's architecture twin: generated offline, so the bot (and its image) always has it.
+    model: str = Field(default_factory=lambda: twin_of(registry().default).name)
     # Engines to run. The fastest one (measured at start) answers; the others are timed on the same
     # photo in the background and their timings follow in an edited caption.
-    engines: list[str] = ["tvm-tuned", "tvm-default", "litert"]
+    engines: list[str] = [TVM_TUNED, TVM_DEFAULT, LITERT]
     threads: int = Field(2, ge=1)  # threads per engine, the same for every engine
     # LLVM CPU the TVM libraries were built for: unset = this machine; x86-64-v3 = the portable build
     # (`selfie-tvm compile --portable`, what the Docker image carries).

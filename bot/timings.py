@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from runtime.engines import engine_label
+from runtime.engines import TVM_DEFAULT, TVM_TUNED, engine_label
 
 from .engines import EngineSet
 from .published import PublishedLatency
@@ -62,8 +62,8 @@ class TimingReport:
         lines = [f"{self.engines.spec.name}, {self.threads} threads each: " + " · ".join(parts),
                  f"(answered by {engine_label(first)}, the fastest here)"]
         ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms}
-        if "tvm-tuned" in ms and "tvm-default" in ms:
-            lines.append(f"TVM tuned is {ms['tvm-default'] / ms['tvm-tuned']:.1f}x faster than TVM default")
+        if TVM_TUNED in ms and TVM_DEFAULT in ms:
+            lines.append(f"TVM tuned is {ms[TVM_DEFAULT] / ms[TVM_TUNED]:.1f}x faster than TVM default")
         for name in self.timings:
             meta = getattr(self.engines.segmenters[name].engine, "metadata", None)
             if warning := getattr(meta, "tuning_warning", None):
