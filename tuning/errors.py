@@ -30,3 +30,7 @@ class NoRecordsForTargetError(SelfieTvmError):
             f"no tuning records for {isa} CPUs{others}: tune here with `selfie-tvm tune --model {model}` "
             f"(records go to results/tuning/{isa}/), or build for a level that has records with "
             "`selfie-tvm compile --tuned --portable`")
+
+
+class FarmError(SelfieTvmError):
+    """The RPC tracker or the devices behind it cannot measure (unreachable, no device, all lost)."""
