@@ -52,14 +52,15 @@ class RpcSpec:
 
 @dataclass(frozen=True)
 class Device:
-    """What a device of the farm says about itself (through RPC, so it is the device's CPU)."""
+    """What the farm's devices say about themselves (through RPC: the device's CPU, not this host's)."""
 
     llvm_cpu: str
     threads: int
+    count: int  # devices of the key the run measures on
 
-    def describe(self, count: int, spec: RpcSpec) -> str:
-        return (f"{self.llvm_cpu} (LLVM name) x {count} RPC device{'s' if count > 1 else ''} "
-                f"of key {spec.key!r}, {self.threads} thread{'s' if self.threads > 1 else ''} each")
+    def describe(self, spec: RpcSpec) -> str:
+        return (f"{self.llvm_cpu} (LLVM name), {self.count} RPC device{'s' if self.count > 1 else ''} "
+                f"of key {spec.key!r} at {spec.tracker}, {self.threads} thread{'s' if self.threads > 1 else ''} each")
 
 
 def _unreachable(spec: RpcSpec, error: Exception) -> FarmError:
@@ -136,8 +137,16 @@ def open_session(spec: RpcSpec, wait_s: float):
     return rpc.connect(host, port, match_key, session_timeout=spec.session_timeout_s)
 
 
+def usable_devices(spec: RpcSpec) -> int:
+    """Devices of the key a run measures on at once: all the tracker has, or at most spec.max_devices."""
+    count = count_devices(spec)
+    return min(count, spec.max_devices or count)
+
+
 def describe_device(spec: RpcSpec) -> Device:
-    """Ask one device of the farm for its CPU (LLVM's name for it) and TVM thread count."""
+    """Ask one device of the farm for its CPU (LLVM's name for it) and TVM thread count; the farm
+    is meant to be identical machines, so one speaks for all."""
+    count = usable_devices(spec)
     session = open_session(spec, wait_s=spec.session_timeout_s)
     try:
         cpu = session.get_function("target.llvm_get_system_cpu")()
@@ -147,7 +156,7 @@ def describe_device(spec: RpcSpec) -> Device:
                         "pass --mcpu and --num-cores for it") from e
     finally:
         del session  # the session closes when its last reference goes
-    return Device(str(cpu), int(threads))
+    return Device(str(cpu), int(threads), count)
 
 
 def _measure(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path: str, device_type: str,
@@ -210,14 +219,11 @@ class FarmRunner(ms.runner.PyRunner):
         self.progress = progress
         self.base_description = progress.desc if progress is not None else ""
         self.failure: FarmError | None = None
-        self.in_use = self._usable(count_devices(spec))
+        self.in_use = usable_devices(spec)
         # One worker per device; a worker whose device is gone queues at the tracker for another.
         self.pool_size = self.in_use
         self.pool = PopenPoolExecutor(max_workers=self.pool_size, timeout=3 * spec.session_timeout_s + 30)
         self._show()
-
-    def _usable(self, registered: int) -> int:
-        return min(registered, self.spec.max_devices or registered)
 
     def _show(self) -> None:
         if self.progress is not None:
@@ -232,7 +238,7 @@ class FarmRunner(ms.runner.PyRunner):
     def check_devices(self) -> None:
         """Follow the devices the tracker still has; say once when fewer measure, fail when none."""
         try:
-            usable = min(self._usable(count_devices(self.spec)), self.pool_size)
+            usable = min(usable_devices(self.spec), self.pool_size)
         except FarmError as e:
             if "no device with key" in str(e):
                 e = FarmError(f"every device of key {self.spec.key!r} at {self.spec.tracker} stopped answering: "

@@ -112,16 +112,19 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
-                     tuning_seconds: float = 0.0) -> Provenance:
+                     tuning_seconds: float = 0.0, cpu: str | None = None) -> Provenance:
     """Record (or update) where a record set comes from, after tuning into it. A set first tuned
-    elsewhere keeps its origin; later runs are listed under `continued`."""
+    elsewhere keeps its origin; later runs are listed under `continued`. `cpu`: where the
+    measurements ran, when not on this host (an RPC farm's devices)."""
+    cpu = cpu or cpu_model_name()
     import tvm
 
     path = Path(path)
     existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if existing is None:
-        prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
+        prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_on_cpu=cpu,
+                          tuned_for_target=target.as_dict(),
                           models=[model], tvm_version=tvm.__version__, updated_at=now, tuning_seconds=tuning_seconds)
     else:
         prov = existing
@@ -130,7 +133,7 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
         prov.updated_at = now
         prov.tuning_seconds += tuning_seconds
         if tuning_seconds:
-            prov.continued.append({"target": target.as_dict(), "cpu": cpu_model_name(), "at": now,
+            prov.continued.append({"target": target.as_dict(), "cpu": cpu, "at": now,
                                    "seconds": round(tuning_seconds, 1), "model": model})
     (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
     return prov

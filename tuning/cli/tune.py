@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
+    p.add_argument("--rpc-devices", type=positive_int, default=None, metavar="N",
+                   help="measure on at most N devices of the key at once (default: every one the tracker has)")
     p.add_argument("--out", type=Path, default=None, help="library directory (default: tvm_model/<model>/<target>)")
     p.set_defaults(run=run)
 
@@ -62,11 +64,22 @@ def _profile_current_build(model, target, records, out: Path, x) -> dict[str, fl
     return {name: t.ms_per_run for name, t in times.items()}
 
 
+def _farm(args):
+    """The farm to measure on and what its devices are; fails in one sentence before any work."""
+    from tuning.farm import RpcSpec, describe_device
+
+    rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key, args.rpc_devices)
+    device = describe_device(rpc)
+    print(f"measuring on {device.describe(rpc)}")
+    return rpc, device
+
+
 def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
                              "`selfie-tvm tune --rpc-tracker 127.0.0.1:9190 --rpc-key mydevice`")
     ensure_tvm_threads(args.num_cores)
+    rpc, device = _farm(args) if args.rpc_tracker else (None, None)
     import numpy as np
 
     from runtime.acquire import resolve_model
@@ -83,14 +96,13 @@ def run(args) -> int:
         resolve_records,
         write_provenance,
     )
-    from tuning.tune import RpcSpec, count_records, tune
+    from tuning.tune import count_records, tune
 
     model = resolve_model(args.model, path=args.model_path)
-    target = target_from(args)
+    target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
     tvm_target = target.to_tvm()
     work_dir = args.work_dir or record_set_dir(target)
     out = args.out or build_dir(model.spec.name, target)
-    rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
     existing = resolve_records(model.spec.name, target, work_dir) if count_records(work_dir) else None
     if existing is not None:
         print("continuing from " + existing.summary())
@@ -111,7 +123,8 @@ def run(args) -> int:
                   in_model_ms=in_model_ms, only=args.only)
     print(f"trials: {result.trials_run} new, {result.trials_total} in total ({result.seconds / 60:.1f} min)")
     if count_records(work_dir):
-        write_provenance(work_dir, target, model.spec.name, options, result.seconds)
+        write_provenance(work_dir, target, model.spec.name, options, result.seconds,
+                         cpu=device.describe(rpc) if device else None)
     records = resolve_records(model.spec.name, target, work_dir)
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
