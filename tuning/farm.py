@@ -253,7 +253,8 @@ class FarmRunner(ms.runner.PyRunner):
             raise self.fail(e) from None
         if usable < self.in_use:
             tqdm.write(f"farm: {self.in_use - usable} device(s) of key {self.spec.key!r} stopped answering; "
-                       f"their measurements were repeated on the others, going on with {usable}", file=sys.stderr)
+                       f"going on with {usable} (a measurement in flight on a lost device is repeated on "
+                       "another)", file=sys.stderr)
         if usable != self.in_use:
             self.in_use = usable
             self._show()
