@@ -116,9 +116,13 @@ def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, 
     assert all(json.loads(line) for line in lines)  # nothing half-written
 
 
+CLI = "import sys; from runtime.cli import main; sys.exit(main())"
+
+
 def _cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "import sys; from runtime.cli import main; sys.exit(main())", "tune", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout_s)
+    """`selfie-tvm tune ...` in a fresh process, with a deadline (a hang fails the test)."""
+    return subprocess.run([sys.executable, "-c", CLI, "tune", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout_s)
 
 
 def _records_dir(tmp_path: Path) -> Path:
