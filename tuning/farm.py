@@ -221,7 +221,7 @@ class FarmRunner(ms.runner.PyRunner):
         self.spec = spec
         self.evaluator = evaluator
         self.progress = progress
-        self.base_description = progress.desc if progress is not None else ""
+        self.base_description = getattr(progress, "desc", "")  # a disabled bar has none
         self.failure: FarmError | None = None
         self.in_use = usable_devices(spec)
         # One worker per device; a worker whose device is gone queues at the tracker for another.
@@ -232,7 +232,7 @@ class FarmRunner(ms.runner.PyRunner):
         self._show()
 
     def _show(self) -> None:
-        if self.progress is not None:
+        if self.progress is not None and not self.progress.disable:
             self.progress.set_description_str(
                 f"{self.base_description}, {self.in_use} device{'s' if self.in_use > 1 else ''} measuring")
 
