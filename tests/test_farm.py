@@ -116,6 +116,30 @@ def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, 
     assert all(json.loads(line) for line in lines)  # nothing half-written
 
 
+@pytest.mark.slow
+def test_every_device_gone_stops_the_run_in_one_sentence_and_keeps_the_records(tiny_mod, target, tmp_path):
+    work = tmp_path / "records"
+    with LocalFarm(1, KEY) as farm:
+        saved_at_kill: list[int] = []
+
+        def kill_the_only_device_while_it_measures():
+            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
+            started = farm.sessions_started(0)
+            wait_for(lambda: farm.sessions_started(0) > started, 900, "the device to start a measurement")
+            saved_at_kill.append(count_records(work))
+            farm.kill_device(0)
+
+        killer, errors = _in_background(kill_the_only_device_while_it_measures)
+        try:
+            with pytest.raises(FarmError, match=f"every device of key '{KEY}' at {farm.tracker} stopped answering"):
+                tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False)
+        finally:
+            killer.join(timeout=60)
+        assert not killer.is_alive() and not errors, errors
+    lines = (work / RECORDS).read_text().splitlines()
+    assert len(lines) >= saved_at_kill[0] >= 4 and all(json.loads(line) for line in lines)
+
+
 CLI = "import sys; from runtime.cli import main; sys.exit(main())"
 
 

@@ -34,3 +34,7 @@ class NoRecordsForTargetError(SelfieTvmError):
 
 class FarmError(SelfieTvmError):
     """The RPC tracker or the devices behind it cannot measure (unreachable, no device, all lost)."""
+
+
+class NoDeviceError(FarmError):
+    """The tracker has no device of the key (never had, or every one of them went)."""

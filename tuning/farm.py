@@ -26,7 +26,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import rpc_runner
 from tvm.support.popen_pool import PopenPoolExecutor
 
-from .errors import FarmError
+from .errors import FarmError, NoDeviceError
 
 log = logging.getLogger(__name__)
 TRACKER_TIMEOUT_S = 10  # connecting to the tracker and each of its answers
@@ -115,7 +115,7 @@ def count_devices(spec: RpcSpec) -> int:
     count = keys.get(spec.key, 0)
     if count == 0:
         others = f"keys there: {', '.join(sorted(keys))}" if keys else "no device is registered at all"
-        raise FarmError(f"no device with key {spec.key!r} is registered at the RPC tracker {spec.tracker} "
+        raise NoDeviceError(f"no device with key {spec.key!r} is registered at the RPC tracker {spec.tracker} "
                         f"({others}): start one with `python -m tvm.exec.rpc_server --host 127.0.0.1 "
                         f"--tracker {spec.tracker} --key {spec.key}`, or correct --rpc-key")
     return count
@@ -201,6 +201,9 @@ class _FarmFuture(ms.runner.PyRunnerFuture):
     def result(self) -> ms.runner.RunnerResult:
         try:
             costs, device_failed = self.future.result()
+        except NoDeviceError:  # the last device went while this measurement waited for one
+            self.runner.check_devices()  # fails the run, unless a device came back meanwhile
+            return ms.runner.RunnerResult(None, error_msg="farm: no device was left for this measurement")
         except FarmError as e:
             raise self.runner.fail(e) from None
         except TimeoutError:
@@ -245,11 +248,11 @@ class FarmRunner(ms.runner.PyRunner):
         """Follow the devices the tracker still has; say once when fewer measure, fail when none."""
         try:
             usable = min(usable_devices(self.spec), self.pool_size)
+        except NoDeviceError:
+            raise self.fail(FarmError(
+                f"every device of key {self.spec.key!r} at {self.spec.tracker} stopped answering: the records "
+                "measured so far are kept; start a device and run the same command again to continue")) from None
         except FarmError as e:
-            if "no device with key" in str(e):
-                e = FarmError(f"every device of key {self.spec.key!r} at {self.spec.tracker} stopped answering: "
-                              "the records measured so far are kept; start a device and run the same "
-                              "command again to continue")
             raise self.fail(e) from None
         if usable < self.in_use:
             tqdm.write(f"farm: {self.in_use - usable} device(s) of key {self.spec.key!r} stopped answering; "
