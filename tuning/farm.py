@@ -164,19 +164,20 @@ def describe_device(spec: RpcSpec) -> Device:
 
 
 def _measure(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path: str, device_type: str,
-             args_info: tuple) -> tuple[list[float], bool]:
+             args_info: tuple) -> tuple[list[float] | None, bool, FarmError | None]:
     """In a pool worker: measure one candidate on a free device. When the session fails (the
     device died, or the candidate crashed it), measure it once more on whichever device is free.
-    Returns the costs and whether a device failed on the way."""
+    Returns the costs, whether a device failed on the way, and why the farm cannot measure at all
+    (returned, not raised: the pool would replace a raised error's sentence with its traceback)."""
     create = partial(_session_for_worker, spec)
     failed = False
     for attempt in range(2):
         try:
             costs = rpc_runner._worker_func(create, None, None, None, None, None, evaluator, 1,
                                             artifact_path, device_type, args_info)
-            return costs, failed
-        except FarmError:
-            raise
+            return costs, failed, None
+        except FarmError as e:
+            return None, failed, e
         except Exception as e:
             if attempt == 1 or "RPCSessionTimeoutError" in str(e):  # too slow: slow again elsewhere
                 raise
@@ -200,16 +201,16 @@ class _FarmFuture(ms.runner.PyRunnerFuture):
 
     def result(self) -> ms.runner.RunnerResult:
         try:
-            costs, device_failed = self.future.result()
-        except NoDeviceError:  # the last device went while this measurement waited for one
-            self.runner.check_devices()  # fails the run, unless a device came back meanwhile
-            return ms.runner.RunnerResult(None, error_msg="farm: no device was left for this measurement")
-        except FarmError as e:
-            raise self.runner.fail(e) from None
+            costs, device_failed, farm_error = self.future.result()
         except TimeoutError:
             return ms.runner.RunnerResult(None, error_msg="farm: measurement timed out")
         except Exception as e:
             return ms.runner.RunnerResult(None, error_msg=f"farm: {e}")
+        if isinstance(farm_error, NoDeviceError):  # the last device went while this measurement waited
+            self.runner.check_devices()  # fails the run, unless a device came back meanwhile
+            return ms.runner.RunnerResult(None, error_msg="farm: no device was left for this measurement")
+        if farm_error is not None:
+            raise self.runner.fail(farm_error)
         if device_failed:
             self.runner.check_devices()
         return ms.runner.RunnerResult(costs, None)
