@@ -60,6 +60,18 @@ def tune(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def farm(session: nox.Session) -> None:
+    """A tuning farm on this machine until Ctrl-C: a TVM RPC tracker on 127.0.0.1:9190 and one RPC
+    server per core (each pinned to it, one TVM thread), key `local-cpu`.
+
+    `./nox -s farm -- --devices 2 --key mykey --port 9190 --threads 1`; then
+    `selfie-tvm tune --rpc-tracker 127.0.0.1:9190 --rpc-key local-cpu`.
+    """
+    session.install("-e", ".[tune]")
+    session.run("python", "-m", "tuning.local_farm", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
 def benchmark(session: nox.Session) -> None:
     """Build what is missing, benchmark LiteRT vs TVM default vs TVM tuned, write the report.
 

@@ -34,3 +34,11 @@ class NoRecordsForTargetError(SelfieTvmError):
 
 class TuningBudgetError(SelfieTvmError):
     """The trials asked for cannot give every kernel without a record its first batch."""
+
+
+class FarmError(SelfieTvmError):
+    """The RPC tracker or the devices behind it cannot measure (unreachable, no device, all lost)."""
+
+
+class NoDeviceError(FarmError):
+    """The tracker has no device of the key (never had, or every one of them went)."""

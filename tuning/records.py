@@ -133,18 +133,20 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
-                     tuning_seconds: float = 0.0, trials: int = 0) -> Provenance:
+                     tuning_seconds: float = 0.0, trials: int = 0, cpu: str | None = None) -> Provenance:
     """Record (or update) where a record set comes from, after tuning into it. A set first tuned
-    elsewhere keeps its origin; later runs are listed under `continued`."""
+    elsewhere keeps its origin; later runs are listed under `continued`. `cpu`: where the
+    measurements ran, when not on this host (an RPC farm's devices)."""
+    cpu = cpu or cpu_model_name()
     import tvm
 
     path = Path(path)
     existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if existing is None:
-        prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_for_target=target.as_dict(),
-                          models=[model], tvm_version=tvm.__version__, updated_at=now, tuning_seconds=tuning_seconds,
-                          trials_measured=trials)
+        prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_on_cpu=cpu,
+                          tuned_for_target=target.as_dict(), models=[model], tvm_version=tvm.__version__,
+                          updated_at=now, tuning_seconds=tuning_seconds, trials_measured=trials)
     else:
         prov = existing
         prov.graph = options.as_dict()
@@ -153,7 +155,7 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
         prov.tuning_seconds += tuning_seconds
         prov.trials_measured += trials
         if tuning_seconds:
-            prov.continued.append({"target": target.as_dict(), "cpu": cpu_model_name(), "at": now,
+            prov.continued.append({"target": target.as_dict(), "cpu": cpu, "at": now,
                                    "seconds": round(tuning_seconds, 1), "model": model, "trials": trials})
     (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
     return prov
@@ -186,7 +188,8 @@ def seed_working(committed: Path, working: Path) -> int:
 
 
 def publish(working: Path, committed: Path, target: TargetSpec, model: str, options: GraphOptions,
-            tuning_seconds: float, trials: int) -> RecordSet:
+            tuning_seconds: float, trials: int, cpu: str | None = None) -> RecordSet:
     """After a run that measured something: the pruned working database becomes the committed set."""
     write_database(committed, prune(read_records(working), KEEP_PER_CPU), compressed=True)
-    return RecordSet(Path(committed), write_provenance(committed, target, model, options, tuning_seconds, trials))
+    return RecordSet(Path(committed), write_provenance(committed, target, model, options, tuning_seconds, trials,
+                                                       cpu=cpu))

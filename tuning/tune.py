@@ -16,25 +16,12 @@ from tvm.s_tir import meta_schedule as ms
 
 from .build_fn import build_candidate
 from .database import PROGRESS, count_records
+from .farm import RpcSpec
+from .measure import measuring
 from .scheduler import InterruptibleScheduler, ProgressCallback, first_round_batch, resume_state
 from .tasks import plan_tasks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RpcSpec:
-    tracker_host: str
-    tracker_port: int
-    key: str
-    session_timeout_s: int = 120
-
-    @classmethod
-    def parse(cls, tracker: str, key: str) -> RpcSpec:
-        host, _, port = tracker.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--rpc-tracker must be host:port, got {tracker!r}")
-        return cls(host, int(port), key)
 
 
 @dataclass(frozen=True)
@@ -57,13 +44,6 @@ class TuneResult:
         return self.trials_before + self.trials_run
 
 
-def make_runner(rpc: RpcSpec | None):
-    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50, enable_cpu_cache_flush=False)
-    if rpc is None:
-        return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=60)
-    config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
-                                 tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
-    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
 
 
 @contextmanager
@@ -155,7 +135,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
-          _unnamed_log_handlers_detached(), _task_tables_to_log_file()):
+          _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar) as runner):
         # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
@@ -165,7 +145,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
             tasks=contexts, task_weights=weights, work_dir=str(work_dir),
             max_trials_global=budget, max_trials_per_task=per_task, num_trials_per_iter=batch,
             builder=ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120),
-            runner=make_runner(rpc), database=db,
+            runner=runner, database=db,
             cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(),
                                               adaptive_training=True),
             measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state),

@@ -38,11 +38,17 @@ def ensure_tvm_threads(num_cores: int | None) -> None:
     os.environ.setdefault("TVM_NUM_THREADS", str(num_cores or len(os.sched_getaffinity(0))))
 
 
-def target_from(args):
+def target_from(args, device_cpu: str | None = None, device_threads: int | None = None):
+    """The target given by the options; for a farm (`device_cpu`, `device_threads`: what its devices
+    report) the devices' CPU and thread count stand in for this host's where no option says."""
     from runtime.target import host_target
 
+    cores = args.num_cores or device_threads
     if getattr(args, "portable", False):
         from runtime.target import portable_target
 
-        return portable_target(args.num_cores)
-    return host_target(args.mcpu, args.num_cores, args.mtriple)
+        return portable_target(cores)
+    host = host_target(args.mcpu, cores, args.mtriple)
+    if device_cpu is None or args.mcpu is not None or device_cpu == host.mcpu:
+        return host  # the same CPU as here keeps this host's corrections for features a VM hides
+    return host_target(device_cpu, cores, args.mtriple)

@@ -51,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
+    p.add_argument("--rpc-devices", type=positive_int, default=None, metavar="N",
+                   help="measure on at most N devices of the key at once (default: every one the tracker has)")
     p.add_argument("--out", type=Path, default=None, help="library directory (default: tvm_model/<model>/<target>)")
     p.set_defaults(run=run)
 
@@ -76,11 +78,22 @@ def _estimate(ms: float | None, measured: int, kernels: int) -> str:
     return _fmt(ms) if ms is not None else f"n/a ({measured} of {kernels} kernels measured)"
 
 
+def _farm(args):
+    """The farm to measure on and what its devices are; fails in one sentence before any work."""
+    from tuning.farm import RpcSpec, describe_device
+
+    rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key, args.rpc_devices)
+    device = describe_device(rpc)
+    print(f"measuring on {device.describe(rpc)}")
+    return rpc, device
+
+
 def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
                              "`selfie-tvm tune --rpc-tracker 127.0.0.1:9190 --rpc-key mydevice`")
     ensure_tvm_threads(args.num_cores)
+    rpc, device = _farm(args) if args.rpc_tracker else (None, None)
     import numpy as np
 
     from runtime.acquire import resolve_model
@@ -102,10 +115,10 @@ def run(args) -> int:
         working_dir,
         write_provenance,
     )
-    from tuning.tune import RpcSpec, tune
+    from tuning.tune import tune
 
     model = resolve_model(args.model, path=args.model_path)
-    target = target_from(args)
+    target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
     tvm_target = target.to_tvm()
     isa = isa_level(target)
     committed = None if args.work_dir else record_set_dir(target)
@@ -114,7 +127,6 @@ def run(args) -> int:
         seed_working(committed, work_dir)
     kept_in = committed or work_dir
     out = args.out or build_dir(model.spec.name, target)
-    rpc = RpcSpec.parse(args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
     existing = RecordSet(kept_in, read_provenance(kept_in, isa)) if count_records(kept_in) else None
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
     options = read_provenance(kept_in, isa).graph_options
@@ -144,6 +156,7 @@ def run(args) -> int:
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only)
+    measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
     if result.valid_trials == 0:
@@ -155,10 +168,10 @@ def run(args) -> int:
 
     if committed is not None:
         records = publish(work_dir, committed, target, model.spec.name, options, result.seconds,
-                          result.trials_run)
+                          result.trials_run, cpu=measured_on)
     else:
         records = RecordSet(work_dir, write_provenance(work_dir, target, model.spec.name, options,
-                                                         result.seconds, result.trials_run))
+                                                         result.seconds, result.trials_run, cpu=measured_on))
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")

@@ -1,0 +1,77 @@
+"""Trials per minute when tuning on 1 and on 2 RPC devices of a local farm (README "Tuning on a farm").
+
+Each device is an RPC server pinned to its own core with one TVM thread; the same tiny model, the
+same budget and seed, a fresh record set for each device count. The tuner itself (search, cost
+model, builds) runs here too, on the same cores: the share of the run spent measuring says how
+much more devices can give.
+
+    python -m benchmark.farm_scale --budget 40 --devices 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+from runtime.target import host_target
+from tuning.build import tuning_module
+from tuning.local_farm import LocalFarm
+from tuning.tune import tune
+
+
+class _MeasuringTime(logging.Handler):
+    """Catches the farm runner's closing line: how long batches were on the devices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"for ([\d.]+) s in all", record.getMessage())
+        if found:
+            self.seconds = float(found.group(1))
+
+
+def measure(devices: int, budget: int, per_iter: int, model_dir: Path) -> dict:
+    from tests.tiny_models import tiny_segmenter  # the tests' tiny model: seconds per batch, not minutes
+
+    target = host_target()
+    mod = tuning_module(tiny_segmenter(model_dir / "tiny.tflite"), target)
+    handler = _MeasuringTime()
+    farm_log = logging.getLogger("tuning.farm")
+    farm_log.addHandler(handler)
+    farm_log.setLevel(logging.INFO)
+    try:
+        with LocalFarm(devices, key=f"scale-{devices}") as farm:
+            result = tune(mod, target.to_tvm(), model_dir / f"records-{devices}", budget=budget,
+                          per_iter=per_iter, rpc=farm.spec, progress=False)
+    finally:
+        farm_log.removeHandler(handler)
+    return {"devices": devices, "trials": result.trials_run, "seconds": round(result.seconds, 1),
+            "trials_per_min": round(result.trials_run / result.seconds * 60, 1),
+            "measuring_s": handler.seconds, "measuring_share": round((handler.seconds or 0) / result.seconds, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=int, default=40)
+    p.add_argument("--per-iter", type=int, default=8)
+    p.add_argument("--devices", default="1,2", help="device counts to compare, e.g. 1,2")
+    p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="farm-scale-") as tmp:
+        for n in (int(d) for d in args.devices.split(",")):
+            rows.append(measure(n, args.budget, args.per_iter, Path(tmp)))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Tuning on a farm: a real TVM RPC tracker and real RPC servers on 127.0.0.1, devices killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from tvm.s_tir import meta_schedule as ms
+
+from runtime.target import host_target
+from tuning.build import tuning_module
+from tuning.cli.options import target_from
+from tuning.errors import FarmError
+from tuning.farm import RpcSpec
+from tuning.importer import TUNED_GRAPH
+from tuning.local_farm import LocalFarm, free_port, wait_for
+from tuning.records import read_provenance, write_provenance
+from tuning.tune import RECORDS, count_records, tune
+
+from .tiny_models import tiny_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 24  # the tiny model has 5 kernels: a first round of 4 trials each, then one more batch
+KEY = "farm-cpu"
+FAILED_RUN_S = 1e9  # MetaSchedule stores a failed measurement as 1e10 s
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+@pytest.fixture(scope="module")
+def tiny_mod(tmp_path_factory, target):
+    return tuning_module(tiny_segmenter(tmp_path_factory.mktemp("tiny") / "tiny.tflite"), target)
+
+
+def _in_background(action) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def guarded():
+        try:
+            action()
+        except BaseException as e:  # reported by the test, not lost in the thread
+            errors.append(e)
+
+    thread = threading.Thread(target=guarded, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _shape(line: str):
+    """The structure of one database line (nesting and types, not the values)."""
+    workload, (trace, run_secs, target, args_info) = json.loads(line)
+    return type(workload), type(trace), frozenset(type(s) for s in run_secs), type(target), type(args_info)
+
+
+@pytest.mark.slow
+def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny_mod, target, tmp_path, capfd):
+    work = tmp_path / "records"
+    with LocalFarm(2, KEY) as farm:
+        def kill_device_0_while_it_measures():
+            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
+            started = farm.sessions_started(0)
+            wait_for(lambda: farm.sessions_started(0) > started, 900, "device 0 to start a measurement")
+            farm.kill_device(0)
+
+        killer, errors = _in_background(kill_device_0_while_it_measures)
+        try:
+            result = tune(tiny_mod, target.to_tvm(), work, budget=BUDGET, per_iter=4, rpc=farm.spec)
+        finally:
+            killer.join(timeout=60)
+        assert not killer.is_alive() and not errors, errors
+        assert farm.servers[0].poll() is not None and farm.servers[1].poll() is None
+    assert result.trials_run >= BUDGET
+    err = capfd.readouterr().err
+    assert "2 devices measuring" in err and "1 device measuring" in err  # the progress line follows the farm
+    assert err.count("stopped answering") == 1
+    # The killed device's in-flight measurement was repeated on the other: no failed record.
+    lines = (work / RECORDS).read_text().splitlines()
+    assert all(max(json.loads(line)[1][1]) < FAILED_RUN_S for line in lines)
+    # The same JSON database a local run writes (the committed records were tuned locally).
+    local = (ROOT / "results" / "tuning" / "x86-64-v3" / RECORDS).open().readline()
+    assert {_shape(line) for line in lines} == {_shape(local)}
+    tuned_for = {k: list(v) if isinstance(v, tuple) else v for k, v in target.to_tvm().export().items()}
+    assert all(json.loads(line)[1][2] == tuned_for for line in lines)  # keyed by the target, as locally
+    db = ms.database.JSONDatabase(work_dir=str(work))
+    assert len(db.get_all_tuning_records()) == len(lines)
+
+
+@pytest.mark.slow
+def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, target, tmp_path):
+    work = tmp_path / "records"
+    with LocalFarm(1, KEY) as farm:
+        saved_at_kill: list[int] = []
+
+        def kill_tracker_after_first_batch():
+            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
+            saved_at_kill.append(count_records(work))
+            farm.kill_tracker()
+
+        killer, errors = _in_background(kill_tracker_after_first_batch)
+        try:
+            one_sentence = rf"^cannot reach the RPC tracker at {farm.tracker} \([^\n]*\)[^\n]*$"
+            with pytest.raises(FarmError, match=one_sentence):
+                tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False)
+        finally:
+            killer.join(timeout=60)
+        assert not killer.is_alive() and not errors, errors
+    lines = (work / RECORDS).read_text().splitlines()
+    assert len(lines) >= saved_at_kill[0] >= 4
+    assert all(json.loads(line) for line in lines)  # nothing half-written
+
+
+@pytest.mark.slow
+def test_every_device_gone_stops_the_run_in_one_sentence_and_keeps_the_records(tiny_mod, target, tmp_path):
+    work = tmp_path / "records"
+    with LocalFarm(1, KEY) as farm:
+        saved_at_kill: list[int] = []
+
+        def kill_the_only_device_while_it_measures():
+            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
+            started = farm.sessions_started(0)
+            wait_for(lambda: farm.sessions_started(0) > started, 900, "the device to start a measurement")
+            saved_at_kill.append(count_records(work))
+            farm.kill_device(0)
+
+        killer, errors = _in_background(kill_the_only_device_while_it_measures)
+        try:
+            one_sentence = f"^every device of key '{KEY}' at {farm.tracker} stopped answering[^\n]*$"
+            with pytest.raises(FarmError, match=one_sentence):
+                tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False)
+        finally:
+            killer.join(timeout=60)
+        assert not killer.is_alive() and not errors, errors
+    lines = (work / RECORDS).read_text().splitlines()
+    assert len(lines) >= saved_at_kill[0] >= 4 and all(json.loads(line) for line in lines)
+
+
+CLI = "import sys; from runtime.cli import main; sys.exit(main())"
+
+
+def _cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """`selfie-tvm tune ...` in a fresh process, with a deadline (a hang fails the test)."""
+    return subprocess.run([sys.executable, "-c", CLI, "tune", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def _records_dir(tmp_path: Path) -> Path:
+    work = tmp_path / "records"
+    work.mkdir()
+    (work / RECORDS).write_text((ROOT / "results" / "tuning" / "x86-64-v3" / RECORDS).open().readline())
+    return work
+
+
+@pytest.mark.slow
+def test_an_unknown_key_is_one_sentence_not_a_hang(tmp_path):
+    work = _records_dir(tmp_path)
+    before = (work / RECORDS).read_bytes()
+    with LocalFarm(1, KEY) as farm:
+        done = _cli("--rpc-tracker", farm.tracker, "--rpc-key", "nobody", "--work-dir", str(work))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no device with key 'nobody'" in done.stderr
+    assert f"keys there: {KEY}" in done.stderr
+    assert (work / RECORDS).read_bytes() == before
+
+
+def test_an_unreachable_tracker_is_one_sentence_and_touches_nothing(tmp_path):
+    work = _records_dir(tmp_path)
+    before = sorted((p.name, p.read_bytes()) for p in work.iterdir())
+    port = free_port()  # nothing listens there
+    done = _cli("--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", KEY, "--work-dir", str(work))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"error: cannot reach the RPC tracker at 127.0.0.1:{port}")
+    assert sorted((p.name, p.read_bytes()) for p in work.iterdir()) == before
+
+
+def test_a_farm_target_is_the_devices_cpu(target):
+    args = Namespace(num_cores=None, mcpu=None, mtriple=None, portable=False)
+    other = "skylake-avx512" if target.mcpu != "skylake-avx512" else "znver3"
+    farm = target_from(args, other, 1)
+    assert (farm.mcpu, farm.num_cores, farm.mattr) == (other, 1, ())
+    same = target_from(args, target.mcpu, 1)  # this host's CPU: keeps its corrections for hidden features
+    assert (same.mcpu, same.num_cores, same.mattr) == (target.mcpu, 1, target.mattr)
+    assert target_from(Namespace(**{**vars(args), "mcpu": "znver3"}), other, 1).mcpu == "znver3"
+
+
+def test_provenance_names_the_devices_cpu(tmp_path, target):
+    write_provenance(tmp_path, target, "tiny", TUNED_GRAPH, 10.0, cpu="znver3 (LLVM name), 2 RPC devices")
+    assert read_provenance(tmp_path, "x").tuned_on_cpu == "znver3 (LLVM name), 2 RPC devices"
+    write_provenance(tmp_path, target, "tiny", TUNED_GRAPH, 5.0, cpu="skylake (LLVM name), 1 RPC device")
+    assert read_provenance(tmp_path, "x").continued[-1]["cpu"] == "skylake (LLVM name), 1 RPC device"
+
+
+def test_rpc_spec_keeps_the_device_cap():
+    assert RpcSpec.parse("10.0.0.1:9190", "k", 3) == RpcSpec("10.0.0.1", 9190, "k", max_devices=3)

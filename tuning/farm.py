@@ -1,0 +1,287 @@
+"""Measuring candidates on a farm: every device registered under one key at a TVM RPC tracker.
+
+The tracker (`python -m tvm.exec.rpc_tracker`) hands each measurement to a free device of the key.
+The farm runner keeps one measurement in flight per device, repeats a measurement whose device
+stopped answering on another device, and turns a tracker that cannot be reached, or a key with no
+device left, into one FarmError sentence instead of a hang. Every wait on the tracker has a
+deadline: its own request protocol would wait for a device of an unknown key forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+
+from tqdm import tqdm
+from tvm.ir.utils import derived_object
+from tvm.rpc import base as rpc_base
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.runner import rpc_runner
+from tvm.support.popen_pool import PopenPoolExecutor
+
+from .errors import FarmError, NoDeviceError
+
+log = logging.getLogger(__name__)
+TRACKER_TIMEOUT_S = 10  # connecting to the tracker and each of its answers
+
+
+@dataclass(frozen=True)
+class RpcSpec:
+    """Where the farm is: the tracker's address, the devices' key, how many of them to use at most."""
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+    session_timeout_s: int = 120
+    max_devices: int | None = None
+
+    @classmethod
+    def parse(cls, tracker: str, key: str, max_devices: int | None = None) -> RpcSpec:
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--rpc-tracker must be host:port, got {tracker!r}")
+        return cls(host, int(port), key, max_devices=max_devices)
+
+    @property
+    def tracker(self) -> str:
+        return f"{self.tracker_host}:{self.tracker_port}"
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the farm's devices say about themselves (through RPC: the device's CPU, not this host's)."""
+
+    llvm_cpu: str
+    threads: int
+    count: int  # devices of the key the run measures on
+
+    def describe(self, spec: RpcSpec) -> str:
+        return (f"{self.llvm_cpu} (LLVM name), {self.count} RPC device{'s' if self.count > 1 else ''} "
+                f"of key {spec.key!r} at {spec.tracker}, {self.threads} thread{'s' if self.threads > 1 else ''} each")
+
+
+def _unreachable(spec: RpcSpec, error: Exception) -> FarmError:
+    return FarmError(f"cannot reach the RPC tracker at {spec.tracker} ({error or type(error).__name__}): "
+                     f"start one with `python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port "
+                     f"{spec.tracker_port}`, or correct --rpc-tracker; the tuning records were not touched")
+
+
+def _tracker_socket(spec: RpcSpec) -> socket.socket:
+    """A connection to the tracker after its handshake; FarmError when there is no tracker there."""
+    try:
+        sock = socket.create_connection((spec.tracker_host, spec.tracker_port), timeout=TRACKER_TIMEOUT_S)
+    except OSError as e:
+        raise _unreachable(spec, e) from e
+    try:
+        sock.sendall(struct.pack("<i", rpc_base.RPC_TRACKER_MAGIC))
+        if struct.unpack("<i", rpc_base.recvall(sock, 4))[0] != rpc_base.RPC_TRACKER_MAGIC:
+            raise FarmError(f"{spec.tracker} answers, but it is not a TVM RPC tracker: check --rpc-tracker")
+    except OSError as e:
+        sock.close()
+        raise _unreachable(spec, e) from e
+    except FarmError:
+        sock.close()
+        raise
+    return sock
+
+
+def registered_keys(spec: RpcSpec) -> dict[str, int]:
+    """Device key -> how many devices of it the tracker knows (free or busy)."""
+    try:
+        with _tracker_socket(spec) as sock:
+            rpc_base.sendjson(sock, [rpc_base.TrackerCode.SUMMARY])
+            code, summary = rpc_base.recvjson(sock)
+    except (OSError, json.JSONDecodeError, struct.error, ValueError) as e:
+        raise _unreachable(spec, e) from e
+    if code != rpc_base.TrackerCode.SUCCESS:
+        raise FarmError(f"the RPC tracker at {spec.tracker} refused to list its devices ({summary})")
+    keys: dict[str, int] = {}
+    for server in summary["server_info"]:
+        key = server["key"].split(":", 1)[-1]  # "server:<key>"
+        keys[key] = keys.get(key, 0) + 1
+    return keys
+
+
+def count_devices(spec: RpcSpec) -> int:
+    """How many devices of the key the tracker knows; FarmError when none."""
+    keys = registered_keys(spec)
+    count = keys.get(spec.key, 0)
+    if count == 0:
+        others = f"keys there: {', '.join(sorted(keys))}" if keys else "no device is registered at all"
+        raise NoDeviceError(f"no device with key {spec.key!r} is registered at the RPC tracker {spec.tracker} "
+                        f"({others}): start one with `python -m tvm.exec.rpc_server --host 127.0.0.1 "
+                        f"--tracker {spec.tracker} --key {spec.key}`, or correct --rpc-key")
+    return count
+
+
+def open_session(spec: RpcSpec, wait_s: float):
+    """An RPC session on a free device of the key, waiting at most `wait_s` for one to be free."""
+    count_devices(spec)  # the tracker would queue a request for an unknown key forever
+    try:
+        with _tracker_socket(spec) as sock:
+            rpc_base.sendjson(sock, [rpc_base.TrackerCode.REQUEST, spec.key, "", 1])
+            sock.settimeout(wait_s)
+            code, (host, port, match_key) = rpc_base.recvjson(sock)
+    except TimeoutError as e:
+        raise FarmError(f"no device of key {spec.key!r} at {spec.tracker} became free within {wait_s:.0f} s "
+                        "(all busy with other clients, or hung)") from e
+    except (OSError, json.JSONDecodeError, struct.error, ValueError) as e:
+        raise _unreachable(spec, e) from e
+    if code != rpc_base.TrackerCode.SUCCESS:
+        raise FarmError(f"the RPC tracker at {spec.tracker} refused a device of key {spec.key!r}")
+    from tvm import rpc
+
+    return rpc.connect(host, port, match_key, session_timeout=spec.session_timeout_s)
+
+
+def usable_devices(spec: RpcSpec) -> int:
+    """Devices of the key a run measures on at once: all the tracker has, or at most spec.max_devices."""
+    count = count_devices(spec)
+    return min(count, spec.max_devices or count)
+
+
+def describe_device(spec: RpcSpec) -> Device:
+    """Ask one device of the farm for its CPU (LLVM's name for it) and TVM thread count; the farm
+    is meant to be identical machines, so one speaks for all."""
+    count = usable_devices(spec)
+    session = open_session(spec, wait_s=spec.session_timeout_s)
+    try:
+        cpu = session.get_function("target.llvm_get_system_cpu")()
+        threads = session.get_function("runtime.NumThreads")()
+    except Exception as e:  # a runtime-only RPC server (e.g. a phone's) has no LLVM to ask
+        raise FarmError(f"a device of key {spec.key!r} cannot say which CPU it has ({e}): "
+                        "pass --mcpu and --num-cores for it") from e
+    finally:
+        del session  # the session closes when its last reference goes
+    return Device(str(cpu), int(threads), count)
+
+
+def _measure(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path: str, device_type: str,
+             args_info: tuple) -> tuple[list[float] | None, bool, FarmError | None]:
+    """In a pool worker: measure one candidate on a free device. When the session fails (the
+    device died, or the candidate crashed it), measure it once more on whichever device is free.
+    Returns the costs, whether a device failed on the way, and why the farm cannot measure at all
+    (returned, not raised: the pool would replace a raised error's sentence with its traceback)."""
+    create = partial(_session_for_worker, spec)
+    failed = False
+    for attempt in range(2):
+        try:
+            costs = rpc_runner._worker_func(create, None, None, None, None, None, evaluator, 1,
+                                            artifact_path, device_type, args_info)
+            return costs, failed, None
+        except FarmError as e:
+            return None, failed, e
+        except Exception as e:
+            if attempt == 1 or "RPCSessionTimeoutError" in str(e):  # too slow: slow again elsewhere
+                raise
+            failed = True
+    raise AssertionError("unreachable")
+
+
+def _session_for_worker(spec: RpcSpec, _rpc_config):
+    return open_session(spec, wait_s=spec.session_timeout_s)
+
+
+@derived_object
+class _FarmFuture(ms.runner.PyRunnerFuture):
+    def __init__(self, runner: FarmRunner, future) -> None:
+        super().__init__()
+        self.runner = runner
+        self.future = future
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self) -> ms.runner.RunnerResult:
+        try:
+            costs, device_failed, farm_error = self.future.result()
+        except TimeoutError:
+            return ms.runner.RunnerResult(None, error_msg="farm: measurement timed out")
+        except Exception as e:
+            return ms.runner.RunnerResult(None, error_msg=f"farm: {e}")
+        if isinstance(farm_error, NoDeviceError):  # the last device went while this measurement waited
+            self.runner.check_devices()  # fails the run, unless a device came back meanwhile
+            return ms.runner.RunnerResult(None, error_msg="farm: no device was left for this measurement")
+        if farm_error is not None:
+            raise self.runner.fail(farm_error)
+        if device_failed:
+            self.runner.check_devices()
+        return ms.runner.RunnerResult(costs, None)
+
+
+@derived_object
+class FarmRunner(ms.runner.PyRunner):
+    """MetaSchedule runner measuring on every device of a key at once (at most spec.max_devices)."""
+
+    def __init__(self, spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, progress: tqdm | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.evaluator = evaluator
+        self.progress = progress
+        self.base_description = getattr(progress, "desc", "")  # a disabled bar has none
+        self.failure: FarmError | None = None
+        self.in_use = usable_devices(spec)
+        # One worker per device; a worker whose device is gone queues at the tracker for another.
+        self.pool_size = self.in_use
+        self.pool = PopenPoolExecutor(max_workers=self.pool_size, timeout=3 * spec.session_timeout_s + 30)
+        self.measuring_s = 0.0  # wall time with a batch on the farm: what more devices can shorten
+        self._lock = threading.Lock()
+        self._show()
+
+    def _show(self) -> None:
+        if self.progress is not None and not self.progress.disable:
+            self.progress.set_description_str(
+                f"{self.base_description}, {self.in_use} device{'s' if self.in_use > 1 else ''} measuring")
+
+    def fail(self, error: FarmError) -> FarmError:
+        """Remember why the farm cannot go on; the caller raises it through MetaSchedule's C++."""
+        self.failure = error
+        return error
+
+    def check_devices(self) -> None:
+        """Follow the devices the tracker still has; say once when fewer measure, fail when none."""
+        try:
+            usable = min(usable_devices(self.spec), self.pool_size)
+        except NoDeviceError:
+            raise self.fail(FarmError(
+                f"every device of key {self.spec.key!r} at {self.spec.tracker} stopped answering: the records "
+                "measured so far are kept; start a device and run the same command again to continue")) from None
+        except FarmError as e:
+            raise self.fail(e) from None
+        if usable < self.in_use:
+            tqdm.write(f"farm: {self.in_use - usable} device(s) of key {self.spec.key!r} stopped answering; "
+                       f"going on with {usable} (a measurement in flight on a lost device is repeated on "
+                       "another)", file=sys.stderr)
+        if usable != self.in_use:
+            self.in_use = usable
+            self._show()
+
+    def run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
+        self.check_devices()
+        start = time.monotonic()
+        futures = [self.pool.submit(_measure, self.spec, self.evaluator, str(inp.artifact_path),
+                                    str(inp.device_type), tuple(arg.as_json() for arg in inp.args_info))
+                   for inp in runner_inputs]
+        pending = [len(futures)]
+
+        def finished(_future) -> None:
+            with self._lock:
+                pending[0] -= 1
+                if pending[0] == 0:
+                    self.measuring_s += time.monotonic() - start
+
+        for future in futures:
+            future.add_done_callback(finished)
+        return [_FarmFuture(self, future) for future in futures]
+
+    def close(self) -> None:
+        """Stop the pool's worker processes (a measurement still running is abandoned)."""
+        self.pool.shutdown(wait=True)
+        log.info("farm: batches were on the devices for %.1f s in all", self.measuring_s)
