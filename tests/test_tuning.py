@@ -232,8 +232,9 @@ def test_tuning_through_an_rpc_tracker(rpc_tracker, tiny_mod, target, tmp_path):
 
 def test_rpc_spec_parsing():
     assert RpcSpec.parse("10.0.0.1:9190", "k") == RpcSpec("10.0.0.1", 9190, "k")
-    with pytest.raises(ValueError, match="host:port"):
-        RpcSpec.parse("nohostport", "k")
+    for bad in ("nohostport", "host:70000", ":9190"):
+        with pytest.raises(ValueError, match="must be HOST:PORT"):
+            RpcSpec.parse(bad, "k")
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

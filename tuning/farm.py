@@ -44,14 +44,20 @@ class RpcSpec:
 
     @classmethod
     def parse(cls, tracker: str, key: str, max_devices: int | None = None) -> RpcSpec:
-        host, _, port = tracker.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--rpc-tracker must be host:port, got {tracker!r}")
-        return cls(host, int(port), key, max_devices=max_devices)
+        host, port = split_host_port(tracker)
+        return cls(host, port, key, max_devices=max_devices)
 
     @property
     def tracker(self) -> str:
         return f"{self.tracker_host}:{self.tracker_port}"
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """HOST:PORT (e.g. 127.0.0.1:9190) -> (host, port); ValueError saying what is wrong."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--rpc-tracker must be HOST:PORT, e.g. 127.0.0.1:9190; got {text!r}")
+    return host, int(port)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,12 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 
 def rpc_tracker(text: str) -> str:
     """argparse type for --rpc-tracker: HOST:PORT."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"must be HOST:PORT, e.g. 127.0.0.1:9190; got {text!r}")
+    from tuning.farm import split_host_port
+
+    try:
+        split_host_port(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--rpc-tracker ")) from None
     return text
 
 
