@@ -20,7 +20,8 @@ COPY results results
 # be (made at /venv, its final path); the tuning extras are added to /venv for the compile step only.
 RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -e ".[bot]" && cp -a /venv /venv-bot \
     && /venv/bin/pip install --no-cache-dir -e ".[bot,tune]"
-ARG MODEL=selfie_multiclass_twin
+# Unset: what `selfie-tvm compile` picks by default, the main model or, offline as here, its twin.
+ARG MODEL=
 ENV PATH=/venv/bin:$PATH \
     SELFIE_TVM_BUILD_DIR=/app/tvm_model \
     SELFIE_TVM_RESULTS_DIR=/app/results \
@@ -28,8 +29,8 @@ ENV PATH=/venv/bin:$PATH \
     SELFIE_TVM_OFFLINE=1
 # The twin is generated into the cache here (byte-identical every time); other models come from a
 # mounted SELFIE_TVM_MODELS_DIR. No `|| true`: without libraries there is no image.
-RUN TVM_NUM_THREADS=2 selfie-tvm compile --model ${MODEL} --tuned --portable \
-    && ls tvm_model/${MODEL}/*/default.so tvm_model/${MODEL}/*/tuned.so
+RUN TVM_NUM_THREADS=2 selfie-tvm compile ${MODEL:+--model "$MODEL"} --tuned --portable \
+    && ls tvm_model/*/*/default.so tvm_model/*/*/tuned.so
 # What the bot reads: its code, the registry, the libraries, the model cache, and the benchmark p50s;
 # readable by the unprivileged user (the cache writes its files 0600).
 RUN mkdir -p /bot/results && cp -a pyproject.toml README.md runtime bot original_model tvm_model cache /bot/ \

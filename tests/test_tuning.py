@@ -289,3 +289,17 @@ def test_convergence_marks_when_the_estimate_reaches_litert():
     assert s.trials_to_reach(40.0) == 30
     assert s.trials_to_reach(50.0) == 10
     assert s.trials_to_reach(39.0) is None
+
+
+def test_profile_guided_aiming_weighs_kernels_by_their_share_of_the_built_model():
+    """Continuing from records, a kernel's cost to the model is its in-model profile time, scaled by
+    how much faster its isolated best became since that profile; without a profile, calls x best."""
+    from tuning.scheduler import TuningState
+
+    state = TuningState(weights=[1.0, 1.0], best_s={0: 1e-3, 1: 2e-3},
+                        in_model_ms={0: 10.0}, best_at_profile={0: 1e-3})
+    assert state.expected_ms(0) == pytest.approx(10.0)  # the profile: the build spends 10 ms here
+    assert state.expected_ms(1) == pytest.approx(2.0)  # no profile: 1 call x 2 ms isolated
+    state.best_s[0] = 0.5e-3  # tuning halved the kernel since the profile
+    assert state.expected_ms(0) == pytest.approx(5.0)
+    assert state.estimated_total_ms() == pytest.approx(2.5)  # the isolated estimate is unaffected
