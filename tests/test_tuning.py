@@ -1,4 +1,4 @@
-"""MetaSchedule tuning: budget, resume after interruption, tuned export, statistics, RPC measurement."""
+"""MetaSchedule tuning: budget, resume after interruption, tuned export, statistics (RPC: test_farm.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from tuning import stats
 from tuning.build import export, tuning_module
 from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_records
 from tuning.errors import MissingRecordsError, TuningBudgetError
+from tuning.local_farm import wait_for
 from tuning.records import record_set_dir, resolve_records, working_dir
 from tuning.tune import RpcSpec, tune
 
@@ -148,16 +147,6 @@ def test_statistics(tuned_dir, tiny_mod, target, tmp_path):
     assert "trials measured" in (tmp_path / "tuning_summary.md").read_text()
 
 
-def _wait_for(condition, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)  # polling interval, not a synchronisation delay
-
-
 TUNE_SCRIPT = """
 import sys
 from pathlib import Path
@@ -176,7 +165,7 @@ def test_interrupted_run_keeps_its_records_and_resumes(tmp_path, tiny_mod, targe
     proc = subprocess.Popen([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path / "t.tflite"), str(work)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: count_records(work) >= 4, 600, "the first measured batch", proc)
+        wait_for(lambda: count_records(work) >= 4, 600, "the first measured batch", proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -185,49 +174,6 @@ def test_interrupted_run_keeps_its_records_and_resumes(tmp_path, tiny_mod, targe
     # Resuming reaches the kernels the killed run did not, then goes on.
     result = tune(tiny_mod, target.to_tvm(), work, budget=saved + BUDGET, per_iter=4, progress=False)
     assert result.trials_before == saved and result.trials_run >= 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def rpc_tracker():
-    import tvm.rpc
-
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                               "--port", str(port), "--port-end", str(port + 1)], start_new_session=True)]
-    try:
-        _wait_for(lambda: _can_connect(port), 60, "the RPC tracker", procs[0])
-        procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
-                                       "--tracker", f"127.0.0.1:{port}", "--key", "test-cpu"],
-                                      start_new_session=True))
-        tracker = tvm.rpc.connect_tracker("127.0.0.1", port)
-        _wait_for(lambda: "test-cpu" in tracker.text_summary(), 60, "the RPC server to register", procs[1])
-        yield f"127.0.0.1:{port}"
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-def _can_connect(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def test_tuning_through_an_rpc_tracker(rpc_tracker, tiny_mod, target, tmp_path):
-    rpc = RpcSpec.parse(rpc_tracker, "test-cpu")
-    result = tune(tiny_mod, target.to_tvm(), tmp_path, budget=BUDGET, per_iter=4, rpc=rpc, progress=False)
-    assert result.trials_run >= 4
-    s = stats.collect(tiny_mod, target.to_tvm(), tmp_path)
-    assert any(t.best_us for t in s.tasks)  # the remote measurements were valid
 
 
 def test_rpc_spec_parsing():
