@@ -15,12 +15,13 @@ from tvm.s_tir import meta_schedule as ms
 from runtime.target import host_target
 from tuning.build import tuning_module
 from tuning.cli.options import target_from
+from tuning.database import RECORDS, count_records
 from tuning.errors import FarmError
 from tuning.farm import RpcSpec
 from tuning.importer import TUNED_GRAPH
 from tuning.local_farm import LocalFarm, free_port, wait_for
 from tuning.records import read_provenance, write_provenance
-from tuning.tune import RECORDS, count_records, tune
+from tuning.tune import tune
 
 from .tiny_models import tiny_segmenter
 

@@ -21,9 +21,10 @@ from tuning import stats
 from tuning.build import export, tuning_module
 from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_records
 from tuning.errors import MissingRecordsError, TuningBudgetError
+from tuning.farm import RpcSpec
 from tuning.local_farm import wait_for
 from tuning.records import record_set_dir, resolve_records, working_dir
-from tuning.tune import RpcSpec, tune
+from tuning.tune import tune
 
 from .tiny_models import tiny_file_model, tiny_segmenter
 
