@@ -15,7 +15,7 @@ from tvm.s_tir import meta_schedule as ms
 from runtime.target import host_target
 from tuning.build import tuning_module
 from tuning.cli.options import target_from
-from tuning.database import RECORDS, count_records
+from tuning.database import RECORDS, count_records, read_records, write_database
 from tuning.errors import FarmError
 from tuning.farm import RpcSpec
 from tuning.importer import TUNED_GRAPH
@@ -86,7 +86,8 @@ def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny
     lines = (work / RECORDS).read_text().splitlines()
     assert all(max(json.loads(line)[1][1]) < FAILED_RUN_S for line in lines)
     # The same JSON database a local run writes (the committed records were tuned locally).
-    local = (ROOT / "results" / "tuning" / "x86-64-v3" / RECORDS).open().readline()
+    committed = read_records(ROOT / "results" / "tuning" / "x86-64-v3")[0]
+    local = json.dumps([0, committed.body])
     assert {_shape(line) for line in lines} == {_shape(local)}
     tuned_for = {k: list(v) if isinstance(v, tuple) else v for k, v in target.to_tvm().export().items()}
     assert all(json.loads(line)[1][2] == tuned_for for line in lines)  # keyed by the target, as locally
@@ -153,9 +154,9 @@ def _cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
 
 
 def _records_dir(tmp_path: Path) -> Path:
+    """A records directory holding one record of the committed ones (plain, as a --work-dir is)."""
     work = tmp_path / "records"
-    work.mkdir()
-    (work / RECORDS).write_text((ROOT / "results" / "tuning" / "x86-64-v3" / RECORDS).open().readline())
+    write_database(work, read_records(ROOT / "results" / "tuning" / "x86-64-v3")[:1], compressed=False)
     return work
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import TextIO
 
 from tqdm import tqdm
 from tvm.ir.utils import derived_object
@@ -226,11 +227,13 @@ class _FarmFuture(ms.runner.PyRunnerFuture):
 class FarmRunner(ms.runner.PyRunner):
     """MetaSchedule runner measuring on every device of a key at once (at most spec.max_devices)."""
 
-    def __init__(self, spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, progress: tqdm | None = None) -> None:
+    def __init__(self, spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, progress: tqdm | None = None,
+                 terminal: TextIO | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.evaluator = evaluator
         self.progress = progress
+        self.terminal = terminal  # where the user reads (the tuner sends fd 2 to its log file meanwhile)
         self.base_description = getattr(progress, "desc", "")  # a disabled bar has none
         self.failure: FarmError | None = None
         self.in_use = usable_devices(spec)
@@ -264,7 +267,7 @@ class FarmRunner(ms.runner.PyRunner):
         if usable < self.in_use:
             tqdm.write(f"farm: {self.in_use - usable} device(s) of key {self.spec.key!r} stopped answering; "
                        f"going on with {usable} (a measurement in flight on a lost device is repeated on "
-                       "another)", file=sys.stderr)
+                       "another)", file=self.terminal or sys.stderr)
         if usable != self.in_use:
             self.in_use = usable
             self._show()

@@ -135,7 +135,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
-          _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar) as runner):
+          _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
         # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
