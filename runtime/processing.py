@@ -27,8 +27,12 @@ def _axis_samples(n_in: int, n_out: int, scale: float, offset: float) -> tuple[n
     return lo, hi, (src - lo).astype(np.float32)
 
 
-def _bilinear(planes: np.ndarray, height: int, width: int, mapping: str) -> np.ndarray:
-    """Bilinear resampling of (h, w, C) float32 to (height, width, C); `mapping` says which pixel grid.
+_BAND = 128  # output rows resampled at a time: temporaries stay small beside a photo-size result
+
+
+def _bilinear_bands(planes: np.ndarray, height: int, width: int, mapping: str):
+    """Bilinear resampling of (h, w, C) float32 to (height, width, C), yielded as (first row, band of rows);
+    `mapping` says which pixel grid.
 
     "centres": half-pixel centres (cv::resize INTER_LINEAR);
     "aligned": the outer pixel centres coincide, scale (w - 1) / (width - 1).
@@ -44,10 +48,19 @@ def _bilinear(planes: np.ndarray, height: int, width: int, mapping: str) -> np.n
 
     y0, y1, ty = samples(h, height)
     x0, x1, tx = samples(w, width)
-    rows = planes[y0]
+    rows = planes[y0]  # (height, w, C): the model's width, small
     rows += (planes[y1] - rows) * ty[:, None, None]
-    out = rows[:, x0]
-    out += (rows[:, x1] - out) * tx[None, :, None]
+    for start in range(0, height, _BAND):
+        band = rows[start:start + _BAND]
+        out = band[:, x0]
+        out += (band[:, x1] - out) * tx[None, :, None]
+        yield start, out
+
+
+def _bilinear(planes: np.ndarray, height: int, width: int, mapping: str) -> np.ndarray:
+    out = np.empty((height, width, planes.shape[2]), dtype=planes.dtype)
+    for start, band in _bilinear_bands(planes, height, width, mapping):
+        out[start:start + len(band)] = band
     return out
 
 
@@ -135,9 +148,13 @@ def resize_probabilities(probs: np.ndarray, width: int, height: int) -> np.ndarr
 
 def photo_category_mask(class_scores: np.ndarray, width: int, height: int) -> np.ndarray:
     """The category mask at photo size as MediaPipe computes it: scores interpolated (corners aligned), argmax."""
-    if class_scores.shape[:2] != (height, width):
-        class_scores = _bilinear(class_scores, height, width, "aligned")
-    return category_mask(class_scores)
+    if class_scores.shape[:2] == (height, width):
+        return category_mask(class_scores)
+    mask = np.empty((height, width), dtype=np.uint8)
+    # The interpolated scores one band of rows at a time: only the mask is kept at photo size.
+    for start, band in _bilinear_bands(class_scores, height, width, "aligned"):
+        mask[start:start + len(band)] = category_mask(band)
+    return mask
 
 
 def category_mask(probs: np.ndarray) -> np.ndarray:

@@ -738,6 +738,7 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
     secret file), configured with the same secret: both accept Telegram's requests; the photo reaches one,
     the colour the other."""
     import aiohttp
+    import redis
     from aiohttp import web
 
     from bot.app import WEBHOOK_PATH, create_webhook_app
@@ -752,6 +753,7 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
                                   "webhook_secret": SecretStr("shared-secret_1")})
         assert settings.redis_password.get_secret_value() == REDIS_PASSWORD  # from the secret file
         runners, urls = [], []
+        shared = redis.Redis.from_url(redis_url, password=REDIS_PASSWORD)
         try:
             for _ in range(2):
                 app = create_webhook_app(settings, selfie_service)
@@ -776,6 +778,8 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
                 await post(1, tg.text_message("gold"))
                 (result,) = await tg.replies(41, 1)
                 assert result.method == "sendPhoto" and result.params["caption"].startswith("hair: gold")
+                # The flow ends once the result is delivered: the state leaves Redis just after the reply.
+                await wait_until(lambda: not [k for k in shared.scan_iter("*41*") if b"state" in k], timeout=30)
                 await post(0, tg.text_message("/cancel"))
                 assert (await tg.replies(41, 1))[0].params["text"] == "Nothing to cancel."  # b ended the flow
         finally:
