@@ -15,6 +15,7 @@ from .options import add_model_option, add_target_options, ensure_tvm_threads, r
 
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
+BEFORE_ROUNDS = 3  # the library before the run (the untuned one can take seconds per inference)
 
 
 def minutes(text: str) -> float:
@@ -98,7 +99,7 @@ def run(args) -> int:
 
     from runtime.acquire import resolve_model
     from runtime.artifacts import build_dir, library_paths, report_dir
-    from runtime.engines import LITERT, TVM_TUNED, create_engine
+    from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
     from tuning import stats
@@ -127,9 +128,10 @@ def run(args) -> int:
         seed_working(committed, work_dir)
     kept_in = committed or work_dir
     out = args.out or build_dir(model.spec.name, target)
-    existing = RecordSet(kept_in, read_provenance(kept_in, isa)) if count_records(kept_in) else None
+    provenance = read_provenance(kept_in, isa)
+    existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
-    options = read_provenance(kept_in, isa).graph_options
+    options = provenance.graph_options
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
           f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
 
@@ -144,15 +146,15 @@ def run(args) -> int:
         print("continuing from " + existing.summary())
         export(model, target, "tuned", records=existing, out_root=out)
         if rpc is None:
-            before_ms = _medians_ms({"tuned": TVMTunedEngine(model, threads, target=target, build_root=out)},
-                                    x, rounds=3)["tuned"]
+            before_ms = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out)},
+                                    x, rounds=BEFORE_ROUNDS)[TVM_TUNED]
             if not args.isolated_estimates:
                 # Aim the trials at where the current tuned build spends its time.
                 times = kernel_times(library_paths(out, "tuned")[0], x)
                 in_model_ms = {name: t.ms_per_run for name, t in times.items()}
     elif rpc is None:
-        before_ms = _medians_ms({"default": TVMDefaultEngine(model, threads, target=target, build_root=out)},
-                                x, rounds=3)["default"]
+        before_ms = _medians_ms({TVM_DEFAULT: TVMDefaultEngine(model, threads, target=target, build_root=out)},
+                                x, rounds=BEFORE_ROUNDS)[TVM_DEFAULT]
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only)
@@ -190,11 +192,11 @@ def run(args) -> int:
           f"{_estimate(result.estimated_ms_before, result.kernels_measured_before, result.kernels)} -> "
           f"{_estimate(result.estimated_ms_after, result.kernels_measured_after, result.kernels)}")
     if rpc is None:
-        print(f"  measured, median of {MEASURE_ROUNDS} at {threads} threads: "
+        print(f"  measured at {threads} threads (median of {BEFORE_ROUNDS} before, {MEASURE_ROUNDS} after): "
               f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
               f"LiteRT {_fmt(litert_ms)} (tuned/LiteRT {after_ms / litert_ms:.2f})")
     else:
-        print("  measured on the RPC devices only: run `selfie-tvm benchmark` there for model latencies")
+        print("  measured on the RPC devices only: run `./nox -s benchmark` there for model latencies")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
     return 0
