@@ -22,6 +22,7 @@ CHUNK = 1 << 16
 # The model verbs that only measure or build use by default: the registry's default if it can be had,
 # else its architecture twin (same kernels, synthetic weights), saying so. Photo verbs use the default itself.
 AUTO = "auto"
+ALL = "all"  # every registry model that can be had without a download (`available_models`)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,22 @@ def _named_file_model(name: str, path: Path | None, settings: RuntimeSettings) -
 def twin_of(name: str) -> ModelSpec | None:
     """The architecture twin generated for model `name`, if the registry has one."""
     return next((m for m in registry().models.values() if m.twin_of == name), None)
+
+
+def available_models(settings: RuntimeSettings | None = None) -> list[ResolvedModel]:
+    """Every registry model that resolves without a download, in registry order; a twin only when the
+    model it stands in for is not available (its kernels would be the same)."""
+    settings = settings or get_settings()
+    specs = registry().models.values()
+    found: dict[str, ResolvedModel] = {}
+    for spec in sorted(specs, key=lambda s: s.twin_of is not None):  # originals first: a twin may not be needed
+        if spec.twin_of is not None and spec.twin_of in found:
+            continue
+        try:
+            found[spec.name] = resolve_model(spec.name, settings=settings, allow_download=False, progress=False)
+        except (ModelNotFoundError, ModelDownloadError):
+            continue
+    return [found[spec.name] for spec in specs if spec.name in found]
 
 
 def _default_or_twin(settings: RuntimeSettings, allow_download: bool, progress: bool) -> ResolvedModel:

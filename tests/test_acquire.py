@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from runtime import acquire
-from runtime.acquire import download, resolve_model
+from runtime.acquire import available_models, download, resolve_model
 from runtime.errors import ChecksumMismatchError, ModelDownloadError, ModelFileError, ModelNotFoundError
 from runtime.registry import registry
 from runtime.settings import RuntimeSettings
+
+from .conftest import need_model
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -151,6 +153,18 @@ def test_download_failure_through_resolve_keeps_instructions(fake_spec, tmp_path
     with pytest.raises(ModelDownloadError, match="SELFIE_TVM_MODELS_DIR"):
         resolve_model(spec.name, settings=RuntimeSettings(models_dir=None, cache_dir=tmp_path),
                       progress=False)
+
+
+def test_available_models_are_those_needing_no_download(fake_spec, tmp_path):
+    """The twin stands in only while its original is missing; nothing is downloaded to find out."""
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "deeplab_v3.tflite").symlink_to(need_model("deeplab_v3"))
+    offline = RuntimeSettings(models_dir=models_dir, cache_dir=tmp_path / "cache", offline=True)
+    assert [m.spec.name for m in available_models(offline)] == ["selfie_multiclass_twin", "deeplab_v3"]
+    (models_dir / fake_spec.filename).write_bytes(PAYLOAD)
+    names = [m.spec.name for m in available_models(offline)]
+    assert names == ["selfie_multiclass_256x256", "deeplab_v3"]
 
 
 def test_twin_is_generated_then_cached(tmp_path):

@@ -64,6 +64,13 @@ def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path) -> Coverage:
     return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0)
 
 
+def record_coverage(model: ResolvedModel, target: TargetSpec, records: RecordSet) -> Coverage:
+    """How much of `model`'s tuned graph the records cover, without building it."""
+    mod = tuning_module(model, target, records.provenance.graph_options)
+    with selected_records(records.path, target) as selected:
+        return coverage(mod, target, selected)
+
+
 def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None,
                    options: GraphOptions | None = None):
     """What TVM gives without tuning (records=None: the stock graph, no schedules), or the given
@@ -92,11 +99,12 @@ def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path) 
 
 
 def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: RecordSet | None = None,
-           budget: int | None = None, out_root: Path | None = None) -> Path:
+           budget: int | None = None, out_root: Path | None = None, warn: bool = True) -> Path:
     """Compile and write <kind>.so (weights inside) with <kind>.json metadata beside it.
 
     A tuned build uses the graph options its records were tuned on (their provenance), and its
-    metadata says where the records came from and which kernels, if any, found none.
+    metadata says where the records came from and which kernels, if any, found none (logged as a
+    warning unless `warn` is False: an intermediate build the user never runs).
     """
     if kind == "tuned" and (records is None or records.trials == 0):
         raise MissingRecordsError(model.spec.name, records.path if records else None)
@@ -119,7 +127,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         untuned_flop_share=cover.untuned_flop_share if cover else None,
     )
     meta.write(meta_path)
-    if meta.tuning_warning:
+    if warn and meta.tuning_warning:
         log.warning("%s: %s; `selfie-tvm tune --model %s` reaches them", lib_path, meta.tuning_warning,
                     model.spec.name)
     log.info("wrote %s", lib_path)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from runtime.acquire import AUTO
+from runtime.acquire import ALL, AUTO
 from runtime.cli.common import positive_int
 
 
@@ -19,9 +19,11 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
                    help="target a generic x86-64-v3 CPU (AVX2+FMA): the libraries run on any AVX2 machine")
 
 
-def add_model_option(p: argparse.ArgumentParser) -> None:
+def add_model_option(p: argparse.ArgumentParser, all_models: bool = False) -> None:
+    every = f"; {ALL}: every model available without a download, one after another" if all_models else ""
     p.add_argument("--model", default=AUTO,
-                   help=f"registry model name (default {AUTO}: the registry default if it can be had, else its twin)")
+                   help=f"registry model name (default {AUTO}: the registry default if it can be had, else its "
+                        f"twin{every})")
     p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
 
 

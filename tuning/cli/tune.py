@@ -7,6 +7,7 @@ import statistics
 import time
 from pathlib import Path
 
+from runtime.acquire import ALL
 from runtime.cli.common import positive_int
 from runtime.errors import SelfieTvmError
 from tuning import DEFAULT_BUDGET
@@ -31,7 +32,7 @@ def minutes(text: str) -> float:
 
 def register(sub) -> None:
     p = sub.add_parser("tune", help="auto-tune a model with MetaSchedule and export tuned.so")
-    add_model_option(p)
+    add_model_option(p, all_models=True)
     add_target_options(p)
     p.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET,
                    help="trials to measure in this run (default: %(default)s)")
@@ -93,17 +94,42 @@ def run(args) -> int:
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         raise SelfieTvmError("--rpc-tracker and --rpc-key go together: pass both, e.g. "
                              "`selfie-tvm tune --rpc-tracker 127.0.0.1:9190 --rpc-key mydevice`")
+    if args.model == ALL and (args.model_path is not None or args.out is not None):
+        raise SelfieTvmError(f"--model {ALL} tunes every available model into its own library directory: "
+                             "drop --model-path and --out, or name one model")
     ensure_tvm_threads(args.num_cores)
     rpc, device = _farm(args) if args.rpc_tracker else (None, None)
+    from runtime.acquire import available_models, resolve_model
+
+    if args.model != ALL:
+        tune_model(args, resolve_model(args.model, path=args.model_path), rpc, device)
+        return 0
+    models = available_models()
+    print(f"tuning {len(models)} models one after another, each for up to {args.budget} trials or "
+          f"{args.time_limit:g} min: {', '.join(m.spec.name for m in models)}")
+    failed = []
+    for i, model in enumerate(models, 1):
+        print(f"\n[{i}/{len(models)}] {model.spec.name}")
+        try:
+            tune_model(args, model, rpc, device)
+        except SelfieTvmError as e:  # one model's failure does not cost the others their time
+            print(f"error: {model.spec.name}: {e}")
+            failed.append(model.spec.name)
+    if failed:
+        print(f"{len(failed)} of {len(models)} models failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def tune_model(args, model, rpc, device) -> None:
+    """One model's run: tune, publish the records, export tuned.so, statistics, the summary."""
     import numpy as np
 
-    from runtime.acquire import resolve_model
     from runtime.artifacts import build_dir, library_paths, report_dir
     from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED, create_engine
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
     from tuning import stats
-    from tuning.build import export, tuning_module
+    from tuning.build import export, record_coverage, tuning_module
     from tuning.database import count_records
     from tuning.records import (
         RecordSet,
@@ -118,7 +144,6 @@ def run(args) -> int:
     )
     from tuning.tune import tune
 
-    model = resolve_model(args.model, path=args.model_path)
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
     tvm_target = target.to_tvm()
     isa = isa_level(target)
@@ -130,6 +155,14 @@ def run(args) -> int:
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
     existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
+    if existing is not None:
+        cover = record_coverage(model, target, existing)
+        if len(cover.untuned) == cover.kernels:
+            # Records of other models only: this model starts from its untuned build.
+            print(f"{existing.summary()}: none for {model.spec.name}'s {cover.kernels} kernels")
+            existing = None
+        elif cover.untuned:
+            print(f"{model.spec.name}: {cover.kernels - len(cover.untuned)} of {cover.kernels} kernels have records")
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
     options = provenance.graph_options
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
@@ -144,7 +177,7 @@ def run(args) -> int:
     before_ms = in_model_ms = None
     if existing is not None:
         print("continuing from " + existing.summary())
-        export(model, target, "tuned", records=existing, out_root=out)
+        export(model, target, "tuned", records=existing, out_root=out, warn=False)
         if rpc is None:
             before_ms = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out)},
                                     x, rounds=BEFORE_ROUNDS)[TVM_TUNED]
@@ -166,7 +199,7 @@ def run(args) -> int:
             raise SelfieTvmError(f"{measured}: no candidate built and ran, so nothing was kept; "
                                  f"see {work_dir / 'logs'}")
         print(f"summary: nothing measured ({measured}); no records, library or statistics changed")
-        return 0
+        return
 
     if committed is not None:
         records = publish(work_dir, committed, target, model.spec.name, options, result.seconds,
@@ -199,4 +232,3 @@ def run(args) -> int:
         print("  measured on the RPC devices only: run `./nox -s benchmark` there for model latencies")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
-    return 0
