@@ -250,3 +250,30 @@ def test_profile_guided_aiming_weighs_kernels_by_their_share_of_the_built_model(
     state.best_s[0] = 0.5e-3  # tuning halved the kernel since the profile
     assert state.expected_ms(0) == pytest.approx(5.0)
     assert state.estimated_total_ms() == pytest.approx(2.5)  # the isolated estimate is unaffected
+
+
+def test_tune_all_models_one_after_another(tmp_path, capsys, monkeypatch):
+    """`selfie-tvm tune --model all`: every available model in turn, each within the per-model limits; a
+    model whose kernels none of the shared records cover starts from its untuned build."""
+    from runtime import acquire
+    from runtime.acquire import resolve_model
+    from runtime.cli import main
+
+    first = resolve_model(tiny_file_model(tmp_path / "mine.tflite"))
+    second = tiny_segmenter(tmp_path / "tiny.tflite")  # other shapes: the first model's records fit none of it
+    monkeypatch.setattr(acquire, "available_models", lambda settings=None: [first, second])
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path / "build"))
+    assert main(["tune", "--model", "all", "--out", str(tmp_path)]) == 2
+    assert "drop --model-path and --out" in capsys.readouterr().err
+
+    # One kernel of each (`--only`) keeps it short; coverage still counts all of them.
+    assert main(["tune", "--model", "all", "--per-iter", "4", "--budget", "8", "--only", "fused_conv2d_add_"]) == 0
+    out = capsys.readouterr().out
+    assert "tuning 2 models one after another, each for up to 8 trials" in out
+    one, two = out.split("[2/2] tiny")
+    assert "[1/2] " + first.spec.name in one and one.count("summary:") == 1 and "8 trials measured" in one
+    assert "none for tiny's 5 kernels" in two and "summary: 8 trials measured" in two
+    assert "untuned" in two[two.index("summary:"):]
+    for model in (first, second):
+        assert (tmp_path / "build" / model.spec.name / host_target().id / "tuned.so").is_file()
