@@ -277,3 +277,18 @@ def test_tune_all_models_one_after_another(tmp_path, capsys, monkeypatch):
     assert "untuned" in two[two.index("summary:"):]
     for model in (first, second):
         assert (tmp_path / "build" / model.spec.name / host_target().id / "tuned.so").is_file()
+
+
+def test_a_time_limited_first_round_fits_its_time():
+    """The batch is fixed for a run: with a time limit it shrinks so that every kernel gets one in time."""
+    from tuning.scheduler import MIN_FIRST_BATCH, TRIALS_PER_MINUTE_GUESS, first_round_batch
+
+    assert first_round_batch(2000, 55, 16) == 16
+    for minutes in (15, 25, 40):
+        batch = first_round_batch(2000, 55, 16, time_limit_s=minutes * 60)
+        assert MIN_FIRST_BATCH <= batch < 16 and batch * 55 <= minutes * TRIALS_PER_MINUTE_GUESS
+    assert first_round_batch(2000, 55, 16, time_limit_s=3 * 60) == MIN_FIRST_BATCH  # the floor still holds
+    assert first_round_batch(2000, 55, 16, time_limit_s=600 * 60) == 16
+    assert first_round_batch(2000, 0, 16, time_limit_s=60) == 16  # no first round left: full batches
+    with pytest.raises(TuningBudgetError):
+        first_round_batch(100, 55, 16, time_limit_s=600 * 60)

@@ -20,6 +20,9 @@ from .tasks import TaskPlan, mean_run_seconds
 
 STALE_LIMIT = 4  # batches without a 1 % gain before a task is left alone
 MIN_FIRST_BATCH = 4  # smallest batch per kernel in the first round
+# A cautious guess of trials measured per minute on 2 cores (15-40 seen here, the kernel's size and
+# the load decide), used only to size a time-limited run's batches so that its first round fits.
+TRIALS_PER_MINUTE_GUESS = 15
 
 
 @dataclass
@@ -143,14 +146,19 @@ def resume_state(db, plan: TaskPlan) -> TuningState:
     return state
 
 
-def first_round_batch(remaining: int, untuned: int, per_iter: int) -> int:
-    """Batch size that lets the first round reach every kernel still without a record."""
+def first_round_batch(remaining: int, untuned: int, per_iter: int, time_limit_s: float | None = None) -> int:
+    """Batch size that lets the first round reach every kernel still without a record, within the
+    budget and, by a cautious guess of the pace, within the time limit (the batch size is fixed for
+    the whole run: MetaSchedule takes it once)."""
     if untuned == 0:
         return per_iter
     if remaining < untuned * MIN_FIRST_BATCH:
         raise TuningBudgetError(
             f"a budget of {remaining} trials cannot reach the {untuned} kernels without a record "
             f"({MIN_FIRST_BATCH} trials each at least): use --budget {untuned * MIN_FIRST_BATCH} or more")
-    return max(MIN_FIRST_BATCH, min(per_iter, remaining // untuned))
+    batch = min(per_iter, remaining // untuned)
+    if time_limit_s is not None:
+        batch = min(batch, int(time_limit_s / 60 * TRIALS_PER_MINUTE_GUESS) // untuned)
+    return max(MIN_FIRST_BATCH, batch)
 
 

@@ -130,7 +130,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         if in_model_ms and name in in_model_ms and i in state.best_s:
             state.in_model_ms[i] = in_model_ms[name]
             state.best_at_profile[i] = state.best_s[i]
-    batch = first_round_batch(budget, len(plan.tasks) - len(state.best_s), per_iter)
+    batch = first_round_batch(budget, len(plan.tasks) - len(state.best_s), per_iter, time_limit_s)
     start = time.time()
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
