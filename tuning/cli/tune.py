@@ -155,6 +155,10 @@ def tune_model(args, model, rpc, device) -> None:
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
     existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
+    # Continue on the graph the records were tuned on, so that their kernels stay the same.
+    options = provenance.graph_options
+    print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
+          f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
     if existing is not None:
         cover = record_coverage(model, target, existing)
         if len(cover.untuned) == cover.kernels:
@@ -163,10 +167,6 @@ def tune_model(args, model, rpc, device) -> None:
             existing = None
         elif cover.untuned:
             print(f"{model.spec.name}: {cover.kernels - len(cover.untuned)} of {cover.kernels} kernels have records")
-    # Continue on the graph the records were tuned on, so that their kernels stay the same.
-    options = provenance.graph_options
-    print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
-          f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
 
     if not library_paths(out, "default")[0].is_file():
         export(model, target, "default", out_root=out)
