@@ -48,15 +48,22 @@ def _tuning(run: SavedRun) -> dict:
     ISA level, so the trials and minutes are the set's; a model's own minutes only where `continued` names it."""
     tuned = run.libraries.get("tuned")
     if not tuned or not tuned.get("records_provenance"):
-        return {"records_trials": NAN, "records_minutes": NAN, "model_minutes": NAN, "kernels": NAN,
+        return {"records_trials": NAN, "records_minutes": NAN, "model_minutes": NAN, "model_minutes_at_least": False,
+                "kernels": NAN,
                 "kernels_without_record": NAN, "untuned_flop_share": NAN, "records_models": ""}
     prov = tuned["records_provenance"]
-    own = [c for c in prov.get("continued", []) if c.get("model") == run.model]
-    first_run_own = prov.get("models", [])[:1] == [run.model] and len(prov.get("models", [])) == 1
-    model_minutes = (prov.get("tuning_seconds", 0.0) / 60 if first_run_own
-                     else sum(c.get("seconds", 0.0) for c in own) / 60 if own else NAN)
+    models = prov.get("models", [])
+    continued = prov.get("continued", [])
+    # The run that started the set is not listed under `continued`, and its model is known only when
+    # the set has one model; a model tuned later is known to have had at least its `continued` runs.
+    first_run = prov.get("tuning_seconds", 0.0) - sum(c.get("seconds", 0.0) for c in continued)
+    own = sum(c.get("seconds", 0.0) for c in continued if c.get("model") == run.model)
+    only_model = models == [run.model]
+    model_minutes = (own + (first_run if only_model else 0.0)) / 60
+    at_least = run.model in models and not only_model and first_run > 0
     return {"records_trials": float(tuned.get("trials") or prov.get("trials_measured") or 0),
             "records_minutes": prov.get("tuning_seconds", 0.0) / 60, "model_minutes": model_minutes,
+            "model_minutes_at_least": at_least,
             "kernels": float(tuned.get("kernels") or NAN),
             "kernels_without_record": float(len(tuned.get("untuned_kernels") or [])),
             "untuned_flop_share": float(tuned.get("untuned_flop_share") or 0.0),
@@ -144,7 +151,7 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "GFLOP": frame["gflop"].map(_num),
         "LiteRT p50 (95% CI)": [_with_ci(*v) for v in zip(frame["litert_p50"], frame["litert_ci_low"],
                                                           frame["litert_ci_high"], strict=True)],
-        "TVM default p50": frame["default_p50"].map(lambda v: _num(v, ".0f")),
+        "TVM default p50": frame["default_p50"].map(lambda v: _num(v, ".1f")),
         "TVM tuned p50 (95% CI)": [note or _with_ci(*v) for *v, note in zip(
             frame["tuned_p50"], frame["tuned_ci_low"], frame["tuned_ci_high"], frame["tuned_note"], strict=True)],
         "tuned / LiteRT": frame["tuned_vs_litert"].map(lambda v: "-" if pd.isna(v) else f"**{v:.2f}**"),
@@ -167,7 +174,8 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "host": per_model["host"], "measured": per_model["date"].str[:16],
         "record trials (shared by the ISA)": per_model["records_trials"].map(lambda v: _num(v, ".0f")),
         "tuning min (shared)": per_model["records_minutes"].map(lambda v: _num(v, ".0f")),
-        "tuning min (this model)": per_model["model_minutes"].map(lambda v: _num(v, ".0f")),
+        "tuning min (this model)": [("≥ " if at_least else "") + _num(v, ".0f") for v, at_least in zip(
+            per_model["model_minutes"], per_model["model_minutes_at_least"], strict=True)],
         "kernels without a record": [
             "-" if pd.isna(k) else f"{w:.0f} of {k:.0f} ({s:.1%} of FLOPs)"
             for k, w, s in zip(per_model["kernels"], per_model["kernels_without_record"],
@@ -197,8 +205,9 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         pipeline.to_markdown(index=False), "",
         "## Records, coverage, machine", "",
         "Tuning records are kept per ISA level and shared by every model of it: their trials and minutes are the "
-        "set's; a model's own minutes are known only where the records' provenance names it. Kernels without a "
-        "record run untuned (naive loops).", "",
+        "set's; a model's own minutes are those of the runs the records' provenance names it in (≥: the set's "
+        "first run is not attributed to a model when the set holds several; 0: never tuned for it, it uses "
+        "the records of the kernels it shares). Kernels without a record run untuned (naive loops).", "",
         records.to_markdown(index=False), "",
     ]
     if missing:
@@ -215,15 +224,23 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     import seaborn as sns
 
     data = frame.assign(threads=frame["threads"].astype(str) + " thread(s)")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    panels = (("tuned_vs_litert", "inference: TVM tuned p50 / LiteRT p50"),
-              ("pipeline_tuned_vs_mediapipe", "whole pipeline: project (TVM tuned) / MediaPipe"))
-    for ax, (column, title) in zip(axes, panels, strict=True):
-        sns.barplot(data=data, y="model", x=column, hue="threads", ax=ax, orient="h")
+    pipeline = frame.melt(id_vars=["model", "threads"], var_name="project",
+                          value_vars=["pipeline_litert_vs_mediapipe", "pipeline_tuned_vs_mediapipe"])
+    pipeline["project"] = (pipeline["project"].map({"pipeline_litert_vs_mediapipe": "LiteRT",
+                                                    "pipeline_tuned_vs_mediapipe": "TVM tuned"})
+                           + ", " + pipeline["threads"].astype(str) + " thread(s)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.5 + 0.8 * frame["model"].nunique()), sharey=True)
+    panels = ((data, "tuned_vs_litert", "threads", "inference: TVM tuned p50 / LiteRT p50"),
+              (pipeline, "value", "project", "whole pipeline: project p50 / MediaPipe p50"))
+    order = list(dict.fromkeys(frame["model"]))
+    for ax, (df, column, hue, title) in zip(axes, panels, strict=True):
+        sns.barplot(data=df, y="model", x=column, hue=hue, order=order, ax=ax, orient="h")
         ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xlim(left=0)
         ax.set_title(title)
-        ax.set_xlabel("ratio of medians (< 1: faster)")
+        ax.set_xlabel("ratio of medians (< 1: faster; no bar: not measured)")
         ax.set_ylabel("")
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
