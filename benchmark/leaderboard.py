@@ -193,7 +193,7 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "FLOP estimate of every kernel of the tuned module per image; tuned GFLOP/s = GFLOP / tuned p50. "
         "Agreement: the tuned module (the untuned one where there is no tuned) against LiteRT on real photos "
         "(seeded synthetic inputs for the twin), worst over inputs and classes.", "",
-        inference.to_markdown(index=False), "",
+        inference.to_markdown(index=False, disable_numparse=True), "",
         "## Whole pipeline against MediaPipe", "",
         "Photo in, confidence masks and category mask at photo size out: MediaPipe Tasks `ImageSegmenter.segment()` "
         "(CPU, same model file) beside the project's pre-processing, inference and post-processing "
@@ -202,13 +202,13 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         + (f"{int(mp_threads.iloc[0])} thread" if len(mp_threads) else "its default thread count")
         + " whatever the row (its Tasks API cannot set it); the project's at the row's thread count. "
           "Ratios below 1: the project is faster.", "",
-        pipeline.to_markdown(index=False), "",
+        pipeline.to_markdown(index=False, disable_numparse=True), "",
         "## Records, coverage, machine", "",
         "Tuning records are kept per ISA level and shared by every model of it: their trials and minutes are the "
         "set's; a model's own minutes are those of the runs the records' provenance names it in (≥: the set's "
         "first run is not attributed to a model when the set holds several; 0: never tuned for it, it uses "
         "the records of the kernels it shares). Kernels without a record run untuned (naive loops).", "",
-        records.to_markdown(index=False), "",
+        records.to_markdown(index=False, disable_numparse=True), "",
     ]
     if missing:
         lines += ["Not on the leaderboard: " + "; ".join(missing) + ".", ""]
