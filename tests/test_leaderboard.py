@@ -239,3 +239,27 @@ def test_each_models_report_shows_its_whole_pipeline_comparison(measured):
                 assert float(row["p50"]) == pytest.approx(group["ms"].median(), rel=1e-3)
     hair = (root / "results" / "hair_segmentation" / host_target().id / "report.md").read_text()
     assert "**MediaPipe cannot load hair_segmentation.tflite" in hair
+
+
+def test_tuning_minutes_are_given_per_model_only_as_far_as_the_provenance_knows(measured, tmp_path):
+    """Records shared by several models: a model's own minutes are its `continued` runs (at least), the first
+    run's are unattributed; a model the records were never tuned for gets 0."""
+    from benchmark.leaderboard import rows
+    from benchmark.saved_run import SavedRun
+
+    root, _, _ = measured
+    saved = _run(root, TWIN)
+    prov = saved["machine_info"]["selfie_tvm"]["libraries"]["tuned"]["records_provenance"]
+    prov["models"] = sorted({*prov["models"], TWIN, "selfie_segmenter"})
+    prov["continued"] = [{"model": TWIN, "seconds": 600.0}, {"model": "selfie_segmenter", "seconds": 1200.0}]
+    prov["tuning_seconds"] = 3600.0
+    path = tmp_path / "benchmark.json"
+    path.write_text(json.dumps(saved))
+    row = rows(SavedRun.read(path))[0]
+    assert row["model_minutes"] == pytest.approx(10.0) and row["model_minutes_at_least"]
+    assert row["records_minutes"] == pytest.approx(60.0)
+    prov["models"] = ["selfie_segmenter"]
+    prov["continued"] = []
+    path.write_text(json.dumps(saved))
+    row = rows(SavedRun.read(path))[0]
+    assert row["model_minutes"] == 0.0 and not row["model_minutes_at_least"]
