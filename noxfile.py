@@ -84,6 +84,18 @@ def benchmark(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def leaderboard(session: nox.Session) -> None:
+    """Benchmark every registry model available here, then results/leaderboard.md (`python -m benchmark --model all`).
+
+    Never tunes: the tuned module is built from whatever records exist for this CPU's ISA level. Options as for
+    `benchmark`, e.g. `./nox -s leaderboard -- --runs 30 --threads 1,2`; `python -m benchmark.leaderboard`
+    renders it again from the saved runs without measuring.
+    """
+    session.install("-e", ".[tune,benchmark]")
+    session.run("python", "-m", "benchmark", "--model", "all", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
 def gallery(session: nox.Session) -> None:
     """The README's gallery in results/gallery/: overlay, hair colour, background (real photos, real models), latency.
 

@@ -5,8 +5,14 @@
    options (benchmark/options.py), saving raw samples (`--benchmark-save-data`) and the run
    (`--benchmark-autosave`, one file per thread count).
 3. `benchmark.measure`, in another fresh process: agreement with LiteRT and the tuned module's profile.
-4. The processes' results are saved as one run, `benchmark.json` (benchmark/saved_run.py), and
+4. For a real model, `benchmark.pipeline` in a fresh process per thread count: the whole pipeline
+   (photo in, masks out) of MediaPipe Tasks beside the project's with LiteRT and TVM tuned.
+5. The processes' results are saved as one run, `benchmark.json` (benchmark/saved_run.py), and
    `benchmark.report` renders it into results/<model>/<target>/.
+
+`--model all` (or several names, comma-separated) does this for every registry model available here,
+without ever tuning (benchmark/prepare.py), then renders results/leaderboard.md from the saved runs
+(benchmark/leaderboard.py).
 
 Arguments that are not benchmark options go to pytest, e.g. `--benchmark-compare`.
 """
@@ -22,7 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .options import add_options, choose_model, parse_engines, parse_threads, pytest_argv
+from runtime.acquire import ResolvedModel
+from runtime.engines import LITERT, TVM_TUNED
+
+from .options import add_options, choose_model, choose_models, is_several, parse_engines, parse_threads, pytest_argv
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,14 +63,37 @@ def measure_after(run_json: Path, measured_json: Path, threads: int, *, with_pro
     return subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode
 
 
-def run_benchmark(args: argparse.Namespace, model_name: str, pytest_args: list[str], work: Path,
-                  phases: dict[str, float]) -> Path | int:
+PIPELINE_ENGINES = (LITERT, TVM_TUNED)
+
+
+def measure_pipelines(model: ResolvedModel, engines: list[str], threads: list[int], runs: int,
+                      work: Path) -> dict | int:
+    """The whole-pipeline comparison with MediaPipe, one fresh process per thread count (benchmark/pipeline.py);
+    or an exit code."""
+    if model.spec.synthetic:
+        return {"skipped": "synthetic weights: its masks are meaningless, so it is not compared with MediaPipe"}
+    if runs < 1:
+        return {"skipped": "--pipeline-runs 0"}
+    ours = [e for e in PIPELINE_ENGINES if e in engines]
+    parts = []
+    for n in threads:
+        part = work / f"pipeline_{n}t.json"
+        command = [sys.executable, "-m", "benchmark.pipeline", "--model", model.spec.name, "--engines", ",".join(ours),
+                   "--runs", str(runs), "--out", str(part)]
+        if code := subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(n)).returncode:
+            return code
+        parts.append(json.loads(part.read_text()))
+    return {"runs": runs, "parts": parts}
+
+
+def run_benchmark(args: argparse.Namespace, model: ResolvedModel, engines: list[str], pytest_args: list[str],
+                  work: Path, phases: dict[str, float], not_measured: dict[str, str] | None = None) -> Path | int:
     """Measure every thread count and what follows, each in a fresh process; the saved run, or an exit code."""
     from .machine import KEY
     from .saved_run import merge
 
     threads = parse_threads(args.threads)
-    options = pytest_argv({**vars(args), "model": model_name, "threads": None})
+    options = pytest_argv({**vars(args), "model": model.spec.name, "engines": ",".join(engines), "threads": None})
     t0 = time.perf_counter()
     parts = []
     for i, n in enumerate(threads):
@@ -77,10 +109,16 @@ def run_benchmark(args: argparse.Namespace, model_name: str, pytest_args: list[s
     measured_json = work / "measured.json"
     if code := measure_after(run_json, measured_json, max(threads), with_profile=not args.no_profile):
         return code
-    run = json.loads(run_json.read_text())
-    run[KEY] = json.loads(measured_json.read_text())
-    run_json.write_text(json.dumps(run, indent=1) + "\n")
     phases["agreement and profile"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    pipeline = measure_pipelines(model, engines, threads, args.pipeline_runs, work)
+    if isinstance(pipeline, int):
+        return pipeline
+    phases["whole pipelines vs MediaPipe"] = time.perf_counter() - t2
+    run = json.loads(run_json.read_text())
+    run[KEY] = {**json.loads(measured_json.read_text()), "pipeline": pipeline, "not_measured": not_measured or {}}
+    run_json.write_text(json.dumps(run, indent=1) + "\n")
     return run_json
 
 
@@ -94,19 +132,30 @@ def main(argv: list[str] | None = None) -> int:
         parse_threads(args.threads)
     except ValueError as e:
         p.error(str(e))
-    phases: dict[str, float] = {}
-    t0 = time.perf_counter()
+    if is_several(args.model):
+        if args.out:
+            p.error("--out names one report directory: with several models each report goes to "
+                    "results/<model>/<target>/")
+        return leaderboard(args, engines, pytest_args)
+    result = benchmark_model(args, choose_model(args.model), engines, pytest_args, tune_if_missing=True)
+    return result if isinstance(result, int) else 0
 
+
+def benchmark_model(args: argparse.Namespace, model: ResolvedModel, engines: list[str], pytest_args: list[str], *,
+                    tune_if_missing: bool) -> Path | int:
+    """Prepare, measure, save and render one model; its report, or an exit code."""
     from runtime.target import host_target
 
     from .prepare import prepare
 
-    model = choose_model(args.model)
-    prepare(model, host_target(), engines, args.budget)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    not_measured = prepare(model, host_target(), engines, args.budget, tune_if_missing=tune_if_missing)
+    engines = [e for e in engines if e not in not_measured]
     phases["prepare"] = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="selfie-tvm-bench-") as work:
-        run_json = run_benchmark(args, model.spec.name, pytest_args, Path(work), phases)
+        run_json = run_benchmark(args, model, engines, pytest_args, Path(work), phases, not_measured)
         if isinstance(run_json, int):
             return run_json
         t2 = time.perf_counter()
@@ -117,6 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {report}")
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
           + f", total {sum(phases.values()):.0f} s")
+    return report
+
+
+def leaderboard(args: argparse.Namespace, engines: list[str], pytest_args: list[str]) -> int:
+    """Every model of `--model` benchmarked in turn (never tuning), then results/leaderboard.md from the saved runs."""
+    from .leaderboard import write_leaderboard
+
+    models, missing = choose_models(args.model)
+    for note in missing:
+        print(f"leaderboard: {note}", flush=True)
+    runs = []
+    for model in models:
+        print(f"== {model.spec.name} ==", flush=True)
+        result = benchmark_model(args, model, engines, pytest_args, tune_if_missing=False)
+        if isinstance(result, int):
+            return result
+        runs.append(result.parent / "benchmark.json")
+    print(f"leaderboard: {write_leaderboard(runs)}")
     return 0
 
 

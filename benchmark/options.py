@@ -21,6 +21,8 @@ WARMUP = 3
 # exists: P(median outside [min, max]) = 2 / 2**6 = 3.1 %.
 SLOW_RUNS = 6
 SLOW_MS = 1000.0
+PIPELINE_RUNS = 30
+ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--model", f"registry name, or {AUTO}: the main model if it can be had, else its architecture twin",
-           {"default": AUTO}),
+    Option("--model", f"registry name, or {AUTO}: the main model if it can be had, else its architecture twin; "
+           f"`{ALL}`: every registry model available here, then results/leaderboard.md (never tunes); "
+           "or several names, comma-separated", {"default": AUTO}),
     # Another spelling of --model (same dest), as the CLI verbs have it: resolve_model reads a path as a file model.
     Option("--model-path", "a .tflite file instead of --model (a file not in the registry is read from itself)",
            {"dest": "model", "default": None}, pytest=False),
@@ -59,6 +62,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--budget", "tuning budget (trials) when no tuning records exist for this CPU's vector ISA",
            {"type": int, "default": DEFAULT_BUDGET}, pytest=False),
     Option("--out", "report directory (default: results/<model>/<target>/)", {"default": None}, pytest=False),
+    Option("--pipeline-runs", "rounds of the whole-pipeline comparison with MediaPipe (real models; 0: skip it)",
+           {"type": int, "default": PIPELINE_RUNS}, pytest=False),
     Option("--no-profile", "skip the tuned module's per-kernel profile in the report",
            {"action": "store_true", "default": False}, pytest=False),
 )
@@ -156,3 +161,27 @@ def choose_model(name: str):
     from runtime.acquire import resolve_model
 
     return resolve_model(name)
+
+
+def is_several(name: str | None) -> bool:
+    """`--model all` or a comma-separated list: the leaderboard's run over several models."""
+    return name is not None and (name == ALL or "," in name)
+
+
+def choose_models(name: str) -> tuple[list, list[str]]:
+    """ALL: every registry model that can be had without a download (the main model when it is here, its twin,
+    the real models); or the comma-separated names. The resolved models, and a note for each one left out."""
+    from runtime.acquire import resolve_model
+    from runtime.errors import ModelNotFoundError
+    from runtime.registry import registry
+
+    names = list(registry().models) if name == ALL else [n.strip() for n in name.split(",") if n.strip()]
+    models, missing = [], []
+    for n in names:
+        try:
+            models.append(resolve_model(n, allow_download=False, progress=False))
+        except ModelNotFoundError as e:
+            if name != ALL:
+                raise
+            missing.append(f"{n}: not available here ({str(e).splitlines()[0]})")
+    return models, missing

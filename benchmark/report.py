@@ -154,12 +154,39 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
                   f"Inputs: {inputs}.{partial} Worst case over inputs and classes "
                   f"({measured['threads']} threads):", "", _md(worst, ".6f"), "",
                   "Per class in `agreement.csv`.", ""]
-    lines += [*prof_md, "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    lines += [*prof_md, *pipeline_section(measured.get("pipeline")), "## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
     lines += ["", "Raw data: `benchmark.json` (pytest-benchmark, every thread count's process, with what the run "
               "measured on and after it), `latency_samples.csv`, `latency_stats.csv`."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def pipeline_section(saved: dict | None) -> list[str]:
+    """The whole pipeline, photo in and masks out, of MediaPipe Tasks and of the project (benchmark/pipeline.py)."""
+    if not saved:
+        return []
+    if "skipped" in saved:
+        return ["## Whole pipeline against MediaPipe", "", f"Not measured: {saved['skipped']}.", ""]
+    rows, notes = [], set()
+    for part in saved["parts"]:
+        samples = pd.DataFrame(part["samples"])
+        for side, group in samples.groupby("side", sort=False):
+            stats = summary.describe(group["ms"])
+            rows.append({"side": "MediaPipe Tasks" if side == "mediapipe" else f"project, {engine_label(side)}",
+                         "threads": part["threads"], "runs": stats["runs"], "p50": stats["p50"],
+                         f"p50 {summary.CONFIDENCE:.0%} CI": _ci(stats["p50_ci_low"], stats["p50_ci_high"]),
+                         "same category as MediaPipe": part["category_agreement"].get(side, "-")})
+        if part["mediapipe_error"]:
+            notes.add(part["mediapipe_error"])
+    first = saved["parts"][0]
+    text = (f"{first['photo']} ({first['photo_shape'][1]}x{first['photo_shape'][0]}) in, confidence masks and "
+            "category mask at photo size out, every side once per round in a rotating order; ms. MediaPipe's "
+            f"inference runs on {first['mediapipe_threads']} thread whatever the row (its Tasks API cannot set it). "
+            "Last column: share of pixels whose class equals MediaPipe's.")
+    return ["## Whole pipeline against MediaPipe", "", text, *(f"**{n}**" for n in sorted(notes)), "",
+            _md(pd.DataFrame(rows), ".4g"), ""]
 
 
 def commit_note(commit: dict) -> str:

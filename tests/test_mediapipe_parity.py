@@ -15,7 +15,7 @@ from runtime.pipeline import load_segmenter
 
 from .conftest import need_model
 
-mp = pytest.importorskip("mediapipe", reason="mediapipe is in the dev extra; `./nox -s tests` installs it")
+mp = pytest.importorskip("mediapipe", reason="mediapipe is in the benchmark extra; `./nox -s tests` installs it")
 from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
 
 MEDIAPIPE_MODELS = ("selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v3")
