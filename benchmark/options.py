@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.acquire import AUTO
+from runtime.acquire import ALL, AUTO
 from runtime.engines import ENGINE_NAMES
 from tuning import DEFAULT_BUDGET
 
@@ -22,7 +22,6 @@ WARMUP = 3
 SLOW_RUNS = 6
 SLOW_MS = 1000.0
 PIPELINE_RUNS = 30
-ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -169,19 +168,26 @@ def is_several(name: str | None) -> bool:
 
 
 def choose_models(name: str) -> tuple[list, list[str]]:
-    """ALL: every registry model that can be had without a download (the main model when it is here, its twin,
-    the real models); or the comma-separated names. The resolved models, and a note for each one left out."""
-    from runtime.acquire import resolve_model
-    from runtime.errors import ModelNotFoundError
+    """ALL: every registry model that can be had without a download (`runtime.acquire.available_models`: the
+    real ones, the main model or else its twin); or the comma-separated names. The resolved models, and a
+    note for each registry model left out."""
+    from runtime.acquire import available_models, resolve_model
     from runtime.registry import registry
 
-    names = list(registry().models) if name == ALL else [n.strip() for n in name.split(",") if n.strip()]
-    models, missing = [], []
-    for n in names:
-        try:
-            models.append(resolve_model(n, allow_download=False, progress=False))
-        except ModelNotFoundError as e:
-            if name != ALL:
-                raise
-            missing.append(f"{n}: not available here ({str(e).splitlines()[0]})")
-    return models, missing
+    if name == ALL:
+        models = available_models()
+        here = {m.spec.name for m in models}
+        stand_ins = {m.spec.twin_of: m.spec.name for m in models if m.spec.twin_of}
+        notes = []
+        for spec in registry().models.values():
+            if spec.name in here:
+                continue
+            if spec.name in stand_ins:
+                notes.append(f"{spec.name}: not available here (offline); its architecture twin "
+                             f"{stand_ins[spec.name]} stands in")
+            elif spec.twin_of in here:
+                notes.append(f"{spec.name}: not needed, {spec.twin_of} itself is here")
+            else:
+                notes.append(f"{spec.name}: not available here (no file in the models directory or cache)")
+        return models, notes
+    return [resolve_model(n.strip(), allow_download=False, progress=False) for n in name.split(",") if n.strip()], []
