@@ -10,6 +10,10 @@ model file and photo (tests/test_mediapipe_parity.py):
   centres, edges clamped, no antialiasing) to the photo's size;
 - category mask: the raw scores bilinearly interpolated to the photo's size with corners aligned
   ((in - 1) / (out - 1)), then argmax (tasks' TensorsToSegmentationCalculator, ProcessForCategoryMaskCpu).
+
+The masks are those of the straightforward computation (tests/reference_processing.py), computed faster:
+per-class planes instead of a short class axis, resampling in cache-sized pieces, and the category mask
+interpolated only where the class can change (tests/test_postprocessing.py checks they are equal).
 """
 
 from __future__ import annotations
@@ -189,7 +193,8 @@ def resize_probabilities(probs: np.ndarray, width: int, height: int) -> np.ndarr
 # A pixel whose four neighbouring model pixels share their top class, each ahead of the runner-up by more
 # than this fraction of the largest |score|, has that class: interpolation is a convex combination, and
 # float32 rounding moves an interpolated score by less than 1e-6 of the largest |score| (two blends of
-# three operations each; 10x margin). Only the other pixels are interpolated, in chunks of this many.
+# three operations each; 10x margin). Only the other pixels are interpolated, in bands of rows of about
+# this many pixels.
 _SURE_MARGIN = 1e-5
 _CHUNK_PIXELS = 1 << 14
 
@@ -216,9 +221,13 @@ def photo_category_mask(class_scores: np.ndarray, width: int, height: int) -> np
     unsure = len(columns)
     code = np.where(sure, label, unsure).astype(np.uint8 if unsure <= np.iinfo(np.uint8).max else np.uint16)
     mask = np.take(np.take(code, y0, axis=0), x0, axis=1)
-    ys, xs = np.nonzero(mask == unsure)
-    for start in range(0, len(ys), _CHUNK_PIXELS):
-        y, x = ys[start:start + _CHUNK_PIXELS], xs[start:start + _CHUNK_PIXELS]
+    band = max(1, _CHUNK_PIXELS // width)  # the unsure pixels a band of rows at a time: bounded memory
+    for start in range(0, height, band):
+        rows = mask[start:start + band]
+        ys, xs = np.nonzero(rows == unsure)
+        if not len(ys):
+            continue
+        y, x = ys + start, xs
         t = ty[y][:, None]
         left = class_scores[y0[y], x0[x]]
         left += (class_scores[y1[y], x0[x]] - left) * t
@@ -227,7 +236,7 @@ def photo_category_mask(class_scores: np.ndarray, width: int, height: int) -> np
         right -= left
         right *= tx[x][:, None]
         left += right
-        mask[y, x] = category_mask(left)
+        rows[ys, xs] = category_mask(left)
     return mask.astype(np.uint8, copy=False)
 
 
