@@ -160,7 +160,10 @@ def _columns(per_pixel: np.ndarray, *, copy: bool = True) -> np.ndarray:
     if columns.flags.c_contiguous and columns.dtype == np.float32:
         return columns.copy() if copy else columns
     out = np.empty(columns.shape, np.float32)
-    np.copyto(out, columns)
+    # A few columns at a time: one transposing copy of the whole array misses the cache at nearly every value
+    # (4x slower for deeplab_v3's 257x257x21).
+    for x in range(0, out.shape[1], 16):
+        np.copyto(out[:, x:x + 16], columns[:, x:x + 16])
     return out
 
 
