@@ -37,14 +37,24 @@ def _caption(result: Result) -> str:
     return f"{result.images[-1][1]}\n{result.report.text()}"[:CAPTION_MAX]
 
 
+def _albums(items: list) -> list[list]:
+    """Items in as few albums as Telegram allows (10 at most each), of even sizes: an album needs 2 items,
+    so 11 masks go as 6 + 5, not 10 + 1."""
+    count = -(-len(items) // ALBUM_MAX)
+    size, larger = divmod(len(items), max(count, 1))
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + size + (i < larger))
+    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 async def send_result(message: Message, result: Result, *, album: bool = False) -> Message:
     """Send the images; the last one carries the timing report. Returns that last message."""
     files = [(BufferedInputFile(data, f"{i}.{_extension(data)}"), caption) for i, (data, caption) in
              enumerate(result.images)]
     *grid, (last, _) = files
     if album:
-        for start in range(0, len(grid), ALBUM_MAX):
-            chunk = grid[start : start + ALBUM_MAX]
+        for chunk in _albums(grid):
             await message.answer_media_group([InputMediaPhoto(media=f, caption=c) for f, c in chunk])
     return await message.answer_photo(last, caption=_caption(result))
 

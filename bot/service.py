@@ -111,14 +111,28 @@ class SegmentationService:
         images.append((encode_jpeg(overlay(rgb, seg.category_mask, self.classes)), "all classes"))
         return Result(images, self._report(self.main, seg), rgb)
 
+    def hair_unavailable(self) -> str | None:
+        """Why /change_hair_color cannot work here, for the user; None when it can."""
+        return None if self.hair else "Sorry, hair recolouring needs a hair model, and none is available here."
+
+    def background_unavailable(self) -> str | None:
+        """Why /change_background cannot work with this model, for the user; None when it can."""
+        spec = self.main.spec
+        if spec.person_classes:
+            return None
+        return (f"Sorry, I run {spec.name}, which finds {', '.join(spec.classes[1:])} but not people, "
+                "so I cannot put a portrait on a new background.")
+
     def recolor_hair(self, rgb: np.ndarray, color: tuple[int, int, int], color_text: str) -> Result:
-        if self.hair is None:
-            raise Unavailable("Sorry, hair recolouring needs a hair model, and none is available here.")
+        if reason := self.hair_unavailable():
+            raise Unavailable(reason)
         seg = self.hair.segment(self.hair.primary, rgb)
         out = recolor_hair(rgb, seg.confidence(seg.spec.hair_class), color)
         return Result([(encode_jpeg(out), f"hair: {color_text}")], self._report(self.hair, seg), rgb)
 
     def replace_background(self, rgb: np.ndarray, background: np.ndarray) -> Result:
+        if reason := self.background_unavailable():
+            raise Unavailable(reason)
         seg = self.main.segment(self.main.primary, rgb)
         out = replace_background(rgb, seg.person_confidence(), background)
         return Result([(encode_jpeg(out), "new background")], self._report(self.main, seg), rgb)

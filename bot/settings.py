@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.acquire import twin_of
 from runtime.engines import ENGINE_NAMES, LITERT, TVM_DEFAULT, TVM_TUNED
+from runtime.errors import RegistryError
+from runtime.file_model import is_file_model_name
 from runtime.registry import registry
 
 TOKEN_PATTERN = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$")
@@ -92,6 +94,19 @@ class BotSettings(BaseSettings):
     def _secret_format(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not SECRET_PATTERN.match(v.get_secret_value()):
             raise ValueError("the webhook secret may hold 1-256 characters A-Z, a-z, 0-9, _ and -")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        """A registry name, a file model's name or a .tflite file; anything else is refused at once, with the
+        names that would work (not after the engines of another model were loaded)."""
+        if is_file_model_name(v) or v.endswith(".tflite") or Path(v).is_file():
+            return v
+        try:
+            registry().get(v)
+        except RegistryError as e:
+            raise ValueError(f"SELFIE_BOT_MODEL: {e}") from None
         return v
 
     @field_validator("engines")

@@ -57,6 +57,17 @@ def selfie_service():
 
 
 @pytest.fixture(scope="module")
+def deeplab_service():
+    """Real deeplab_v3 (21 classes) with LiteRT, as SELFIE_BOT_MODEL=deeplab_v3 would run it."""
+    need_model("deeplab_v3")
+    need_model("hair_segmentation")
+    settings = BotSettings(token=TOKEN, model="deeplab_v3", engines=["litert"], threads=2)
+    service = SegmentationService(settings, results_root=ROOT / "results")
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
 def twin_service():
     settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["litert"], threads=2)
     service = SegmentationService(settings, results_root=ROOT / "results")
@@ -182,6 +193,7 @@ def test_segmentation_album_then_late_timings_of_the_other_engine(selfie_service
         person = np.asarray(album.images()[2].convert("L"))
         assert 0.15 < (person > 127).mean() < 0.85
         caption = overlay.params["caption"]
+        assert re.search(r"^selfie_segmenter, 2 threads each: ", caption, re.M)  # the timings line names the model
         assert overlay.method == "sendPhoto" and overlay.images()[0].size[0] > 512  # legend panel beside the photo
         assert re.search(rf"{re.escape(fast)} \d+ ms", caption) and f"answered by {fast}" in caption
         assert f"{slow} … (timing it now)" in caption and "TVM tuned not available here" in caption
@@ -193,6 +205,77 @@ def test_segmentation_album_then_late_timings_of_the_other_engine(selfie_service
 
     converse(selfie_service, scenario)
     assert_token_free(logs)
+
+
+def test_deeplab_reply_names_the_model_and_overlays_its_classes(deeplab_service, astronaut):
+    """SELFIE_BOT_MODEL=deeplab_v3: 21 masks in albums Telegram accepts, the timings line names the model, and the
+    overlay colours the photo where deeplab found the person and leaves the background as it was."""
+    classes = deeplab_service.classes
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(21, "/start")
+        (hello,) = await tg.replies(21, 1)
+        assert "deeplab_v3" in hello.params["text"] and "aeroplane" in hello.params["text"]
+        await tg.send_text(21, "/segmentation")
+        await tg.replies(21, 1)
+        await tg.send_photo(21, jpeg(astronaut))
+        *albums, overlay = await tg.replies(21, 4)
+        assert [a.method for a in albums] == ["sendMediaGroup"] * 3 and [len(a.files) for a in albums] == [8, 7, 7]
+        captions = [m["caption"] for a in albums for m in a.params["media"]]
+        assert captions == ["original", *classes]
+        masks = dict(zip(captions, (np.asarray(i.convert("L")) > 127 for a in albums for i in a.images()),
+                         strict=True))
+        person, background = masks["person"], masks["background"]
+        assert 0.15 < person.mean() < 0.85 and 0.15 < background.mean() < 0.85
+        caption = overlay.params["caption"]
+        assert re.search(r"^deeplab_v3, 2 threads each: TFLite \(LiteRT\) \d+ ms", caption, re.M), caption
+        image = np.asarray(overlay.images()[0].convert("RGB")).astype(int)
+        assert image.shape[0] == 512 and image.shape[1] > 512  # the legend beside the photo
+        assert (image[:, 512:] < 128).any()  # the legend holds text and swatches, not only white
+        original = np.asarray(Image.open(io.BytesIO(jpeg(astronaut))).convert("RGB")).astype(int)
+        change = np.abs(image[:, :512] - original).sum(-1)
+        assert change[person].mean() > 60 and change[background].mean() < 15
+
+    converse(deeplab_service, scenario)
+
+
+def test_a_model_without_people_says_so_at_change_background(astronaut):
+    """SELFIE_BOT_MODEL=hair_segmentation (4-channel input, background and hair): /segmentation names it;
+    /change_background is declined at once, before the user sends two photos; hair recolouring uses it."""
+    need_model("hair_segmentation")
+    settings = BotSettings(token=TOKEN, model="hair_segmentation", engines=["litert"], threads=2)
+    service = SegmentationService(settings, results_root=ROOT / "results")
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(22, "/change_background")
+        (no,) = await tg.replies(22, 1)
+        assert "hair_segmentation" in no.params["text"] and "not people" in no.params["text"]
+        await tg.send_photo(22, jpeg(astronaut))  # no flow was started: the photo is not taken as a portrait
+        (what,) = await tg.replies(22, 1)
+        assert "/segmentation" in what.params["text"]
+        await tg.send_text(22, "/segmentation")
+        await tg.replies(22, 1)
+        await tg.send_photo(22, jpeg(astronaut))
+        album, overlay = await tg.replies(22, 2)
+        assert [m["caption"] for m in album.params["media"]] == ["original", "background", "hair"]
+        assert re.search(r"^hair_segmentation, 2 threads each: ", overlay.params["caption"], re.M)
+
+    try:
+        converse(service, scenario)
+    finally:
+        service.close()
+
+
+def test_an_unknown_model_is_refused_at_start_with_the_known_names(tmp_path):
+    with pytest.raises(ValueError, match=r"SELFIE_BOT_MODEL: unknown model 'deeplab'; known models: deeplab_v3, "):
+        BotSettings(token=TOKEN, model="deeplab")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TELEGRAM_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
+           "SELFIE_BOT_MODEL": "deeplab"}
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "unknown model 'deeplab'" in proc.stderr
+    assert all(name in proc.stderr for name in ("deeplab_v3", "selfie_segmenter", "hair_segmentation"))
 
 
 def test_twin_album_has_one_mask_per_class_and_says_synthetic(twin_service, astronaut):

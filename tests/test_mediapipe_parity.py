@@ -14,6 +14,7 @@ import pytest
 from runtime.pipeline import load_segmenter
 
 from .conftest import need_model
+from .people_photos import people_photos
 
 mp = pytest.importorskip("mediapipe", reason="mediapipe is in the benchmark extra; `./nox -s tests` installs it")
 from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
@@ -22,20 +23,6 @@ MEDIAPIPE_MODELS = ("selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v
 MIN_IOU = 0.99
 # The README states the measured max |Δconfidence| (0 to float32 rounding); this bound keeps it true.
 MAX_CONFIDENCE_DELTA = 1e-5
-
-
-def people_photos() -> dict[str, np.ndarray]:
-    """Real photos of people bundled with scikit-image and matplotlib, RGB uint8, several sizes and aspects."""
-    import matplotlib.cbook
-    from skimage import data
-
-    from runtime.images import load_image
-
-    lfw = np.load(Path(data.__file__).parent / "lfw_subset.npy")  # 25x25 grey faces in [0, 1]; the first is a face
-    grey = {"cameraman": data.camera(), "lfw_face": np.rint(lfw[0] * 255).astype(np.uint8)}
-    return {"astronaut": data.astronaut(),
-            "grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
-            **{name: np.repeat(g[..., None], 3, axis=-1) for name, g in grey.items()}}
 
 
 PHOTOS = people_photos()

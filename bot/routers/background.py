@@ -19,7 +19,10 @@ class Background(StatesGroup):
     background = State()
 
 
-async def ask_portrait(message: Message, state: FSMContext) -> None:
+async def ask_portrait(message: Message, state: FSMContext, service) -> None:
+    if reason := service.background_unavailable():  # said now, before the user sends two photos
+        await message.answer(reason)
+        return
     await state.set_state(Background.portrait)
     await message.answer("Send me the portrait.")
 

@@ -20,8 +20,9 @@ COMMANDS = [
 ]
 
 
-def help_text(notice: str | None) -> str:
-    text = ("I segment selfies with MediaPipe's model compiled by Apache TVM and report how fast each engine was.\n\n"
+def help_text(model: str, classes: tuple[str, ...], notice: str | None) -> str:
+    text = (f"I segment photos with {model} ({', '.join(classes)}), compiled by Apache TVM, and report how fast "
+            "each engine was.\n\n"
             "/segmentation: send a photo, get one mask per class and a coloured overlay\n"
             "/change_hair_color: send a photo, then a colour (#RRGGBB, RRGGBB, #RGB or a name like gold)\n"
             "/change_background: send a portrait, then the new background\n"
@@ -30,7 +31,7 @@ def help_text(notice: str | None) -> str:
 
 
 async def start(message: Message, service) -> None:
-    await message.answer(help_text(service.notice))
+    await message.answer(help_text(service.main.spec.name, service.classes, service.notice))
 
 
 async def cancel(message: Message, state: FSMContext) -> None:

@@ -21,7 +21,10 @@ class HairColor(StatesGroup):
     color = State()
 
 
-async def ask_photo(message: Message, state: FSMContext) -> None:
+async def ask_photo(message: Message, state: FSMContext, service) -> None:
+    if reason := service.hair_unavailable():
+        await message.answer(reason)
+        return
     await state.set_state(HairColor.photo)
     await message.answer("Send me a photo whose hair I should recolour.")
 
