@@ -292,3 +292,18 @@ def test_a_time_limited_first_round_fits_its_time():
     assert first_round_batch(2000, 0, 16, time_limit_s=60) == 16  # no first round left: full batches
     with pytest.raises(TuningBudgetError):
         first_round_batch(100, 55, 16, time_limit_s=600 * 60)
+
+
+def test_a_continued_run_counts_only_this_cpus_records(tuned_dir, tiny_mod, target):
+    """Another CPU's latencies do not say how fast a kernel is here: such a kernel starts unmeasured."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tuning.scheduler import resume_state
+    from tuning.tasks import plan_tasks
+
+    plan = plan_tasks(tiny_mod, target.to_tvm())
+    db = ms.database.JSONDatabase(work_dir=str(tuned_dir))
+    here = resume_state(db, plan, target.mcpu)
+    assert len(here.best_s) == len(plan.tasks)
+    assert resume_state(db, plan, "another-cpu").best_s == {}
+    assert resume_state(db, plan).best_s == here.best_s  # no CPU named: every record counts

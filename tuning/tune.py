@@ -121,7 +121,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     before = count_records(work_dir)
     plan = plan_tasks(mod, target, only)
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
-    state = resume_state(db, plan)
+    state = resume_state(db, plan, target.attrs.get("mcpu"))
     start_best = dict(state.best_s)
     estimated_before = state.estimated_total_ms()
     if time_limit_s is not None:
