@@ -201,7 +201,8 @@ def twin_of(name: str) -> ModelSpec | None:
 
 def available_models(settings: RuntimeSettings | None = None) -> list[ResolvedModel]:
     """Every registry model that resolves without a download, in registry order; a twin only when the
-    model it stands in for is not available (its kernels would be the same)."""
+    model it stands in for is not available (its kernels would be the same). A model file that is
+    there but fails its checksum raises (ChecksumMismatchError) rather than being left out quietly."""
     settings = settings or get_settings()
     specs = registry().models.values()
     found: dict[str, ResolvedModel] = {}
@@ -210,7 +211,7 @@ def available_models(settings: RuntimeSettings | None = None) -> list[ResolvedMo
             continue
         try:
             found[spec.name] = resolve_model(spec.name, settings=settings, allow_download=False, progress=False)
-        except (ModelNotFoundError, ModelDownloadError):
+        except ModelNotFoundError:  # a file that is there but corrupt is an error, not a missing model
             continue
     return [found[spec.name] for spec in specs if spec.name in found]
 

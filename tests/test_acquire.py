@@ -165,6 +165,9 @@ def test_available_models_are_those_needing_no_download(fake_spec, tmp_path):
     (models_dir / fake_spec.filename).write_bytes(PAYLOAD)
     names = [m.spec.name for m in available_models(offline)]
     assert names == ["selfie_multiclass_256x256", "deeplab_v3"]
+    (models_dir / "selfie_segmenter.tflite").write_bytes(b"corrupt")  # there, but not the model: say so
+    with pytest.raises(ChecksumMismatchError, match="selfie_segmenter"):
+        available_models(offline)
 
 
 def test_twin_is_generated_then_cached(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -294,6 +295,13 @@ def test_a_time_limited_first_round_fits_its_time():
         first_round_batch(100, 55, 16, time_limit_s=600 * 60)
 
 
+def test_a_kernel_is_given_up_after_the_same_number_of_trials_whatever_the_batch():
+    from tuning.scheduler import STALE_TRIALS, stale_limit
+
+    for batch in (4, 5, 8, 16):
+        assert stale_limit(batch) * batch >= STALE_TRIALS > (stale_limit(batch) - 1) * batch
+
+
 def test_a_continued_run_counts_only_this_cpus_records(tuned_dir, tiny_mod, target):
     """Another CPU's latencies do not say how fast a kernel is here: such a kernel starts unmeasured."""
     from tvm.s_tir import meta_schedule as ms
@@ -307,3 +315,28 @@ def test_a_continued_run_counts_only_this_cpus_records(tuned_dir, tiny_mod, targ
     assert len(here.best_s) == len(plan.tasks)
     assert resume_state(db, plan, "another-cpu").best_s == {}
     assert resume_state(db, plan).best_s == here.best_s  # no CPU named: every record counts
+
+
+def test_tune_all_goes_on_after_a_model_fails(tmp_path, capsys, caplog, monkeypatch):
+    from runtime import acquire
+    from runtime.cli import main
+    from runtime.errors import SelfieTvmError
+    from tuning.cli import tune as tune_verb
+
+    tiny = tiny_segmenter(tmp_path / "tiny.tflite")
+    models = [dataclasses.replace(tiny, spec=dataclasses.replace(tiny.spec, name=n)) for n in "abc"]
+    monkeypatch.setattr(acquire, "available_models", lambda settings=None: models)
+    tuned = []
+
+    def fake_tune_model(args, model, rpc, device):
+        if model.spec.name == "a":
+            raise RuntimeError("TVMError: a kernel did not compile")
+        if model.spec.name == "b":
+            raise SelfieTvmError("no candidate built and ran")
+        tuned.append(model.spec.name)
+
+    monkeypatch.setattr(tune_verb, "tune_model", fake_tune_model)
+    assert main(["tune", "--model", "all"]) == 1
+    out = capsys.readouterr().out
+    assert tuned == ["c"] and "error: b: no candidate built and ran" in out and "2 of 3 models failed: a, b" in out
+    assert "a: RuntimeError: TVMError: a kernel did not compile" in caplog.text and "Traceback" in caplog.text

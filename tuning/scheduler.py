@@ -18,7 +18,7 @@ from tvm.s_tir import meta_schedule as ms
 from .errors import TuningBudgetError
 from .tasks import TaskPlan, mean_run_seconds
 
-STALE_LIMIT = 4  # batches without a 1 % gain before a task is left alone
+STALE_TRIALS = 64  # trials in a row without a 1 % gain before a task is left alone
 MIN_FIRST_BATCH = 4  # smallest batch per kernel in the first round
 # A cautious guess of trials measured per minute on 2 cores (15-40 seen here, the kernel's size and
 # the load decide), used only to size a time-limited run's batches so that its first round fits.
@@ -95,7 +95,7 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
     by how many of its recent batches brought no improvement.
     """
 
-    def __init__(self, state: TuningState, stale_limit: int = STALE_LIMIT) -> None:
+    def __init__(self, state: TuningState, stale_limit: int) -> None:
         super().__init__()
         self.state = state
         self.stale_limit = stale_limit
@@ -150,6 +150,12 @@ def resume_state(db, plan: TaskPlan, mcpu: str | None = None) -> TuningState:
             if cost is not None:
                 state.best_s[i] = cost
     return state
+
+
+def stale_limit(batch: int) -> int:
+    """Batches in a row without a 1 % gain before a task is left alone: STALE_TRIALS trials' worth, so a
+    time-limited run's smaller batches do not give up on a kernel after fewer trials."""
+    return max(1, -(-STALE_TRIALS // batch))
 
 
 def first_round_batch(remaining: int, untuned: int, per_iter: int, time_limit_s: float | None = None) -> int:

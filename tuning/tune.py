@@ -18,7 +18,7 @@ from .build_fn import build_candidate
 from .database import PROGRESS, count_records
 from .farm import RpcSpec
 from .measure import measuring
-from .scheduler import InterruptibleScheduler, ProgressCallback, first_round_batch, resume_state
+from .scheduler import InterruptibleScheduler, ProgressCallback, first_round_batch, resume_state, stale_limit
 from .tasks import plan_tasks
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
             runner=runner, database=db,
             cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(),
                                               adaptive_training=True),
-            measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state),
+            measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit(batch)),
         )
     run = count_records(work_dir) - before
     improved = sum(1 for i, b in state.best_s.items() if i not in start_best or b < start_best[i])

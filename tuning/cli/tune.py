@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ from runtime.errors import SelfieTvmError
 from tuning import DEFAULT_BUDGET
 
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
@@ -114,6 +117,9 @@ def run(args) -> int:
             tune_model(args, model, rpc, device)
         except SelfieTvmError as e:  # one model's failure does not cost the others their time
             print(f"error: {model.spec.name}: {e}")
+            failed.append(model.spec.name)
+        except Exception as e:  # a TVM or MetaSchedule failure: the traceback is worth having
+            log.error("%s: %s: %s", model.spec.name, type(e).__name__, e, exc_info=True)
             failed.append(model.spec.name)
     if failed:
         print(f"{len(failed)} of {len(models)} models failed: {', '.join(failed)}")
