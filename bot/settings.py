@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.acquire import twin_of
+from runtime.acquire import AUTO, twin_of
 from runtime.engines import ENGINE_NAMES, LITERT, TVM_DEFAULT, TVM_TUNED
 from runtime.errors import RegistryError
 from runtime.file_model import is_file_model_name
@@ -99,9 +99,9 @@ class BotSettings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        """A registry name, a file model's name or a .tflite file; anything else is refused at once, with the
-        names that would work (not after the engines of another model were loaded)."""
-        if is_file_model_name(v) or v.endswith(".tflite") or Path(v).is_file():
+        """A registry name, `auto`, a file model's name or a .tflite file; anything else is refused at once, with
+        the names that would work (not after the engines of another model were loaded)."""
+        if v == AUTO or is_file_model_name(v) or v.endswith(".tflite") or Path(v).is_file():
             return v
         try:
             registry().get(v)

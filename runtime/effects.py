@@ -14,13 +14,23 @@ from .images import cover
 # Partial, so that bleaching dark hair to blond still looks like the same hair.
 LIGHTNESS_SHIFT = 0.6
 LAB_BAND_ROWS = 256
+BLEND_BAND_ROWS = 64
+
+
+def _row_bands(height: int) -> list[slice]:
+    return [slice(y, y + BLEND_BAND_ROWS) for y in range(0, height, BLEND_BAND_ROWS)]
 
 
 def _blend(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """alpha * top + (1 - alpha) * base, rounded; where alpha == 0 the base is returned unchanged."""
-    a = alpha[..., None].astype(np.float32)
-    out = base.astype(np.float32) * (1.0 - a) + top.astype(np.float32) * a
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """alpha * top + (1 - alpha) * base, rounded; where alpha == 0 the base is returned unchanged.
+    A band of rows at a time: the float copies are a band's, not the photo's (several of them at 4096x4096
+    would be ~200 MB each)."""
+    out = np.empty(base.shape, np.uint8)
+    for b in _row_bands(base.shape[0]):
+        a = alpha[b, ..., None].astype(np.float32)
+        mixed = base[b].astype(np.float32) * (1.0 - a) + top[b].astype(np.float32) * a
+        out[b] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return out
 
 
 def recolor_hair(rgb: np.ndarray, hair_mask: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
@@ -69,15 +79,18 @@ def class_palette(n: int) -> list[tuple[int, int, int]]:
 
 def mask_image(confidence: np.ndarray) -> np.ndarray:
     """A class confidence (H, W) in [0, 1] as an 8-bit grayscale picture."""
-    return np.clip(np.rint(confidence * 255.0), 0, 255).astype(np.uint8)
+    scaled = confidence * np.float32(255.0)  # the one float copy, rounded and clipped in place
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def overlay(rgb: np.ndarray, category: np.ndarray, classes: tuple[str, ...], opacity: float = 0.5,
             legend: bool = True) -> np.ndarray:
     palette = np.array(class_palette(len(classes)), dtype=np.uint8)
-    colored = palette[category]
-    alpha = np.where(category > 0, opacity, 0.0).astype(np.float32)
-    out = _blend(rgb, colored, alpha)
+    out = np.empty_like(rgb)
+    for b in _row_bands(rgb.shape[0]):  # the class colours and their weights made a band at a time too
+        out[b] = _blend(rgb[b], palette[category[b]], np.where(category[b] > 0, opacity, 0.0).astype(np.float32))
     return _draw_legend(out, classes, palette) if legend else out
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -241,29 +242,105 @@ def test_deeplab_reply_names_the_model_and_overlays_its_classes(deeplab_service,
 
 def test_a_model_without_people_says_so_at_change_background(astronaut):
     """SELFIE_BOT_MODEL=hair_segmentation (4-channel input, background and hair): /segmentation names it;
-    /change_background is declined at once, before the user sends two photos; hair recolouring uses it."""
+    /change_background is declined at once, before the user sends two photos, and ends the flow begun before
+    it (the next photo is not taken by /change_hair_color); hair recolouring runs on the model itself."""
     need_model("hair_segmentation")
     settings = BotSettings(token=TOKEN, model="hair_segmentation", engines=["litert"], threads=2)
     service = SegmentationService(settings, results_root=ROOT / "results")
+    assert service.hair is service.main  # its own hair class: no second model
 
     async def scenario(tg: FakeTelegram):
+        await tg.send_text(22, "/change_hair_color")
+        await tg.replies(22, 1)
         await tg.send_text(22, "/change_background")
         (no,) = await tg.replies(22, 1)
         assert "hair_segmentation" in no.params["text"] and "not people" in no.params["text"]
-        await tg.send_photo(22, jpeg(astronaut))  # no flow was started: the photo is not taken as a portrait
+        await tg.send_photo(22, jpeg(astronaut))  # no flow is active: the photo is neither a portrait nor a hair photo
         (what,) = await tg.replies(22, 1)
-        assert "/segmentation" in what.params["text"]
+        assert what.params["text"].startswith("What should I do with it?")
         await tg.send_text(22, "/segmentation")
         await tg.replies(22, 1)
         await tg.send_photo(22, jpeg(astronaut))
         album, overlay = await tg.replies(22, 2)
         assert [m["caption"] for m in album.params["media"]] == ["original", "background", "hair"]
         assert re.search(r"^hair_segmentation, 2 threads each: ", overlay.params["caption"], re.M)
+        await tg.send_text(22, "/change_hair_color")
+        await tg.replies(22, 1)
+        await tg.send_photo(22, jpeg(astronaut))
+        await tg.replies(22, 1)
+        await tg.send_text(22, "#0000ff")
+        (result,) = await tg.replies(22, 1)
+        assert result.params["caption"].startswith("hair: #0000ff")
+        out = np.asarray(result.images()[0].convert("RGB")).astype(int)
+        original = np.asarray(Image.open(io.BytesIO(jpeg(astronaut))).convert("RGB")).astype(int)
+        changed = np.abs(out - original).sum(-1) > 40
+        assert 0.01 < changed.mean() < 0.3 and np.median(np.nonzero(changed.any(axis=1))[0]) < 256  # the hair
+        assert (out[changed][:, 2] > out[changed][:, 0]).mean() > 0.8  # bluer than red where it changed
 
     try:
         converse(service, scenario)
     finally:
         service.close()
+
+
+def test_without_a_hair_model_change_hair_color_ends_the_flow_begun_before(tmp_path, monkeypatch, astronaut):
+    """No hair model can be had (offline, none in the models directory or the cache): /change_hair_color is
+    declined, and a /change_background begun before it no longer takes the next photo as its portrait."""
+    model = need_model("selfie_segmenter")
+    for name, value in {"SELFIE_TVM_MODELS_DIR": tmp_path / "no-models", "SELFIE_TVM_CACHE_DIR": tmp_path / "cache",
+                        "SELFIE_TVM_OFFLINE": "1"}.items():
+        monkeypatch.setenv(name, str(value))
+    settings = BotSettings(token=TOKEN, model=str(model), engines=["litert"], threads=2)
+    service = SegmentationService(settings, results_root=ROOT / "results", warm_up=False)
+    assert service.hair is None
+
+    async def scenario(tg: FakeTelegram):
+        await tg.send_text(23, "/change_background")
+        (ask,) = await tg.replies(23, 1)
+        assert "portrait" in ask.params["text"]
+        await tg.send_text(23, "/change_hair_color")
+        (no,) = await tg.replies(23, 1)
+        assert "needs a hair model" in no.params["text"]
+        await tg.send_photo(23, jpeg(astronaut))
+        (what,) = await tg.replies(23, 1)
+        assert what.params["text"].startswith("What should I do with it?")
+
+    try:
+        converse(service, scenario)
+    finally:
+        service.close()
+
+
+def test_auto_and_file_model_names_are_accepted_like_the_runtime_accepts_them(tmp_path, twin):
+    """SELFIE_BOT_MODEL=auto is the registry default, or its twin when the default cannot be had; a file
+    model's name (`file-<sha>`) is what resolve_model gave a .tflite file."""
+    settings = BotSettings(token=TOKEN, model="auto", engines=["litert"], threads=2)
+    assert settings.model == "auto"
+    service = SegmentationService(settings, results_root=ROOT / "results", warm_up=False)
+    try:
+        assert service.main.spec.name == resolve_model("auto").spec.name
+    finally:
+        service.close()
+    copy = tmp_path / "my_model.tflite"
+    copy.write_bytes(resolve_model("selfie_multiclass_twin").path.read_bytes())
+    file_model = resolve_model(copy).spec.name
+    assert file_model.startswith("file-")
+    assert BotSettings(token=TOKEN, model=file_model).model == file_model
+
+
+def test_deeplab_segmentation_of_a_4096px_photo_holds_one_class_plane_at_a_time(deeplab_service, astronaut):
+    """/segmentation's work on deeplab_v3 (21 classes) at the largest photo the bot takes: the masks are made and
+    encoded one class at a time, so its memory is a few photo-size planes, not 21 (1.4 GB of float32)."""
+    rgb = np.asarray(Image.fromarray(astronaut).resize((4096, 4096), Image.Resampling.BILINEAR))
+    plane = 4096 * 4096 * 4  # one class's float32 confidence at photo size
+    tracemalloc.start()
+    try:
+        result = deeplab_service.segment(rgb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [caption for _, caption in result.images] == ["original", *deeplab_service.classes, "all classes"]
+    assert peak < 4 * plane, f"peak {peak / 2**20:.0f} MB"  # all 21 planes at once would be 1344 MB
 
 
 def test_an_unknown_model_is_refused_at_start_with_the_known_names(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from runtime.effects import overlay, recolor_hair, replace_background
+from runtime.effects import class_palette, mask_image, overlay, recolor_hair, replace_background
 from runtime.pipeline import load_segmenter
 
 from .conftest import need_model
@@ -73,3 +73,21 @@ def test_overlay_has_legend_and_keeps_background(astronaut):
     assert out.shape[0] == astronaut.shape[0] and out.shape[1] > astronaut.shape[1]  # legend panel
     assert (out[:100, :512] == astronaut[:100]).all()
     assert (out[150, 150] != astronaut[150, 150]).any()
+
+
+def test_banded_blends_and_masks_equal_the_whole_photo_arithmetic(astronaut):
+    """The overlay, the composite and the mask pictures are made a band of rows at a time (bounded memory):
+    every pixel, the last partial band's too, is what the formula on the whole photo gives."""
+    rgb = astronaut[:150]  # not a whole number of bands
+    rng = np.random.default_rng(0)
+    category = rng.integers(0, 3, rgb.shape[:2]).astype(np.uint8)
+    palette = np.array(class_palette(3), np.uint8)
+    a = np.where(category > 0, 0.5, 0.0).astype(np.float32)[..., None]
+    expected = np.clip(np.rint(rgb.astype(np.float32) * (1 - a) + palette[category].astype(np.float32) * a), 0, 255)
+    np.testing.assert_array_equal(overlay(rgb, category, ("a", "b", "c"), legend=False), expected.astype(np.uint8))
+    matte = rng.random(rgb.shape[:2], np.float32)
+    background = rng.integers(0, 256, rgb.shape, np.uint8)
+    m = matte[..., None]
+    expected = np.clip(np.rint(background.astype(np.float32) * (1 - m) + rgb.astype(np.float32) * m), 0, 255)
+    np.testing.assert_array_equal(replace_background(rgb, matte, background), expected.astype(np.uint8))
+    np.testing.assert_array_equal(mask_image(matte), np.clip(np.rint(matte * 255.0), 0, 255).astype(np.uint8))

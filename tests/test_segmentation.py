@@ -64,3 +64,18 @@ def test_landscape_model_runs(grace_hopper):
     seg = load_segmenter("selfie_segmenter_landscape", "litert").segment(grace_hopper)
     assert seg.probabilities.shape[:2] == grace_hopper.shape[:2]
     assert 0.15 < (seg.person_confidence() > 0.5).mean() < 0.85
+
+
+def test_one_class_plane_equals_that_class_of_all_planes(deeplab, astronaut):
+    """`confidence` resizes only the class asked for, to the same values as `probabilities` (every class);
+    the person matte is the sum of the person classes' planes."""
+    lazy, full = deeplab.segment(astronaut), deeplab.segment(astronaut)
+    for name in ("background", "person", "dog"):
+        plane = lazy.confidence(name)
+        assert plane.shape == astronaut.shape[:2] and plane.dtype == np.float32
+        np.testing.assert_array_equal(plane, full.probabilities[..., deeplab.spec.class_index(name)])
+        np.testing.assert_array_equal(full.confidence(name), plane)  # from the planes already made
+    person = [deeplab.spec.class_index(c) for c in deeplab.spec.person_classes]
+    np.testing.assert_allclose(lazy.person_confidence(), np.clip(full.probabilities[..., person].sum(-1), 0, 1),
+                               rtol=0, atol=1e-6)
+    assert "probabilities" not in lazy.__dict__  # no photo-size plane of every class was made for those

@@ -21,6 +21,7 @@ class Background(StatesGroup):
 
 async def ask_portrait(message: Message, state: FSMContext, service) -> None:
     if reason := service.background_unavailable():  # said now, before the user sends two photos
+        await state.clear()  # a flow started before must not take the next photo
         await message.answer(reason)
         return
     await state.set_state(Background.portrait)

@@ -23,6 +23,7 @@ class HairColor(StatesGroup):
 
 async def ask_photo(message: Message, state: FSMContext, service) -> None:
     if reason := service.hair_unavailable():
+        await state.clear()  # a flow started before must not take the next photo
         await message.answer(reason)
         return
     await state.set_state(HairColor.photo)
