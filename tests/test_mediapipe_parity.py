@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.agreement import per_class_iou
+from benchmark.pipeline import mediapipe_masks
 from runtime.pipeline import load_segmenter
 
 from .conftest import need_model
@@ -28,25 +30,13 @@ MAX_CONFIDENCE_DELTA = 1e-5
 PHOTOS = people_photos()
 
 
-def mediapipe_masks(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mediapipe_masks_of(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's confidence masks (H, W, C) and category mask (H, W), in the project's class order."""
     options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(model)),
                                            output_confidence_masks=True, output_category_mask=True)
     with vision.ImageSegmenter.create_from_options(options) as segmenter:
         result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
-        # Copies: the views point into buffers the segmenter frees on close.
-        confidence = np.stack([np.array(m.numpy_view()).reshape(rgb.shape[:2]) for m in result.confidence_masks], -1)
-        category = np.array(result.category_mask.numpy_view()).reshape(rgb.shape[:2])
-    if confidence.shape[-1] == 1:
-        # One foreground channel: MediaPipe labels it 0, the rest 255; the project's classes are (background, person).
-        confidence = np.concatenate([1.0 - confidence, confidence], axis=-1)
-        category = np.where(category == 0, 1, 0).astype(np.uint8)
-    return confidence, category
-
-
-def per_class_iou(ours: np.ndarray, theirs: np.ndarray) -> dict[int, float]:
-    classes = np.union1d(np.unique(ours), np.unique(theirs))
-    return {int(c): float(((ours == c) & (theirs == c)).sum() / ((ours == c) | (theirs == c)).sum()) for c in classes}
+        return mediapipe_masks(result.confidence_masks, result.category_mask, rgb.shape[:2])
 
 
 @pytest.mark.parametrize("model", MEDIAPIPE_MODELS)
@@ -55,7 +45,7 @@ def test_masks_equal_mediapipe(model):
     segmenter = load_segmenter(model, model_path=path)
     worst_delta = 0.0
     for photo, rgb in PHOTOS.items():
-        confidence, category = mediapipe_masks(path, rgb)
+        confidence, category = mediapipe_masks_of(path, rgb)
         seg = segmenter.segment(rgb)
         assert seg.probabilities.shape == confidence.shape, photo
         worst_delta = max(worst_delta, float(np.abs(seg.probabilities - confidence).max()))
