@@ -196,8 +196,9 @@ def test_pipeline_timing_returns_both_sides_for_a_real_model():
     assert samples.groupby("side").size().to_dict() == {MEDIAPIPE: 2, "litert": 2}
     assert (samples["ms"] > 0).all()
     assert result["photo_shape"] == [512, 512, 3]
-    # Both sides produced the same category mask (the project's masks equal MediaPipe's).
-    assert result["category_agreement"]["litert"] >= 0.99
+    # Both sides produced the same masks (the project's equal MediaPipe's).
+    assert result["agreement"]["litert"]["worst_iou"] >= 0.99
+    assert result["agreement"]["litert"]["max_abs_dconfidence"] <= 1e-5
 
 
 def test_a_tuned_library_older_than_its_records_is_rebuilt(tmp_path, monkeypatch):

@@ -61,3 +61,39 @@ def test_mediapipe_cannot_load_hair_segmentation():
     options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)))
     with pytest.raises(Exception, match="NormalizationOptions"):
         vision.ImageSegmenter.create_from_options(options)
+
+
+def test_the_timed_mediapipe_call_is_segment_alone():
+    """benchmark/pipeline.py times MediaPipe's `segment()` and nothing more: its masks stay MediaPipe images
+    (the project's side returns arrays it already has); only the warm-up output is converted, in the
+    project's class order."""
+    from mediapipe.tasks.python.vision.image_segmenter import ImageSegmenterResult
+
+    from benchmark.pipeline import _mediapipe_side, photo
+
+    path = need_model("selfie_segmenter")
+    _, rgb = photo()
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                           output_confidence_masks=True, output_category_mask=True)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        side = _mediapipe_side(segmenter, rgb)
+        result = side.timed()
+        assert isinstance(result, ImageSegmenterResult)
+        confidence, category = side.masks(result)
+    expected_confidence, expected_category = mediapipe_masks_of(path, rgb)
+    assert confidence.shape == (*rgb.shape[:2], 2)
+    np.testing.assert_array_equal(confidence, expected_confidence)
+    np.testing.assert_array_equal(category, expected_category)
+
+
+def test_pipeline_agreement_with_mediapipe_is_per_class_iou_and_confidence():
+    """The comparison's agreement (benchmark/pipeline.py): worst per-class IoU and max |Δconfidence| of the
+    project's masks against MediaPipe's; a one-channel model's foreground is class 1 on both sides."""
+    from benchmark.pipeline import photo, time_pipelines
+    from runtime.acquire import resolve_model
+
+    model = resolve_model("selfie_segmenter", path=need_model("selfie_segmenter"))
+    _, rgb = photo()
+    agreement = time_pipelines(model, ["litert"], 1, rgb, runs=1)["agreement"]["litert"]
+    assert agreement["worst_iou"] >= MIN_IOU
+    assert agreement["max_abs_dconfidence"] <= MAX_CONFIDENCE_DELTA
