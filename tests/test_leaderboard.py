@@ -101,6 +101,9 @@ def test_the_leaderboard_never_tunes_and_says_why_tuned_is_missing(measured, ren
         row = next(r for r in _markdown_rows(text, "Inference") if r["model"] == model)
         assert row["TVM tuned p50 (95% CI)"] == reason
         assert frame[frame["model"] == model]["tuned_p50"].isna().all()
+        # No tuned profile: GFLOP is the default graph's estimate, saved by the run, marked †.
+        assert (frame[frame["model"] == model]["gflop"] == saved["selfie_tvm"]["default_graph_flop"] / 1e9).all()
+        assert row["GFLOP"].endswith(" †") and float(row["GFLOP"].split()[0]) > 0
 
 
 def test_inference_numbers_are_the_saved_runs(measured, rendered):
@@ -157,6 +160,12 @@ def test_whole_pipeline_numbers_are_the_saved_runs(measured, rendered):
         assert row["pipeline_litert_p50"] == pytest.approx(ours, rel=1e-5)
         assert row["pipeline_litert_vs_mediapipe"] == pytest.approx(ours / mediapipe, rel=1e-5)
         assert float(shown[n]["MediaPipe p50"]) == pytest.approx(mediapipe, abs=0.006)
+        agreement = part["agreement"]["litert"]
+        assert agreement["worst_iou"] >= 0.99 and agreement["max_abs_dconfidence"] <= 1e-5
+        assert row["pipeline_litert_worst_iou"] == pytest.approx(agreement["worst_iou"], rel=1e-5)
+        assert row["pipeline_litert_max_abs_dconfidence"] == pytest.approx(agreement["max_abs_dconfidence"], rel=1e-5)
+        assert float(shown[n]["LiteRT: worst IoU"]) == pytest.approx(agreement["worst_iou"], abs=6e-5)
+        assert float(shown[n]["LiteRT: max abs Δconf"]) == pytest.approx(agreement["max_abs_dconfidence"], rel=0.06)
     assert {p["threads"] for p in saved["parts"]} == set(THREADS)
     twin = next(r for r in _markdown_rows(text, "Whole pipeline against MediaPipe") if r["model"] == TWIN)
     assert "synthetic weights" in twin["MediaPipe p50"]
@@ -178,10 +187,13 @@ def test_hair_segmentation_row_says_mediapipe_cannot_load_it(measured, rendered)
     assert (frame[frame["model"] == "hair_segmentation"]["pipeline_litert_p50"] > 0).all()
 
 
-def test_models_without_a_saved_run_are_named(rendered):
+def test_models_without_a_saved_run_are_named_with_the_reason(rendered):
     _, text, _ = rendered
-    assert "selfie_segmenter_landscape (no saved run for" in text
-    assert "deeplab_v3 (no saved run for" in text
+    missing = text.split("Not on the leaderboard:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert {line.split(":")[0] for line in missing} == {
+        "- selfie_multiclass_256x256", "- selfie_segmenter_landscape", "- deeplab_v3"}
+    assert ("- selfie_multiclass_256x256: not available here (offline); its architecture twin "
+            f"{TWIN} stands in") in missing
 
 
 def test_pipeline_timing_returns_both_sides_for_a_real_model():
