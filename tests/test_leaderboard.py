@@ -135,6 +135,14 @@ def test_inference_numbers_are_the_saved_runs(measured, rendered):
         assert float(md["LiteRT p50 (95% CI)"].split()[0]) == pytest.approx(litert, abs=0.006)
         assert float(md["TVM tuned p50 (95% CI)"].split()[0]) == pytest.approx(tuned, abs=0.006)
         assert float(md["tuned / LiteRT"].strip("*")) == pytest.approx(tuned / litert, abs=0.006)
+    # Without a profile, GFLOP is counted from the graph (benchmark.profile.graph_flop): the same count.
+    from benchmark.profile import graph_flop
+    from runtime.acquire import resolve_model
+    from runtime.registry import registry
+    from tuning.importer import GraphOptions
+
+    twin_model = resolve_model(TWIN, path=root / "models" / registry().get(TWIN).filename)
+    assert graph_flop(twin_model, host_target(), GraphOptions(**tuned_meta["graph"])) == pytest.approx(gflop * 1e9)
     prov = tuned_meta["records_provenance"]
     records = next(r for r in _markdown_rows(text, "Records, coverage, machine") if r["model"] == TWIN)
     assert float(records["record trials (shared by the ISA)"]) == tuned_meta["trials"]
