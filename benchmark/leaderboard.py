@@ -82,7 +82,8 @@ def _agreement(run: SavedRun) -> tuple[float, float, str]:
     return NAN, NAN, ""
 
 
-PIPELINE_SIDES = {LITERT: "litert", TVM_TUNED: "tuned"}  # engine -> its name in the leaderboard's columns
+# engine -> the prefix of its columns, its label in the markdown
+PIPELINE_SIDES = {LITERT: ("pipeline_litert", "LiteRT"), TVM_TUNED: ("pipeline_tuned", "TVM tuned")}
 AGREEMENT_METRICS = ("worst_iou", "max_abs_dconfidence")  # against MediaPipe (benchmark/pipeline.py)
 
 
@@ -90,7 +91,7 @@ def _pipeline(run: SavedRun, threads: int) -> dict:
     """p50 of each side's whole pipeline at `threads`, or why there is none."""
     saved = run.measurements.get("pipeline") or {"skipped": "not measured (a run saved before this comparison)"}
     out = {"mediapipe_p50": NAN, "pipeline_litert_p50": NAN, "pipeline_tuned_p50": NAN, "mediapipe_note": "",
-           **{f"pipeline_{side}_{m}": NAN for side in PIPELINE_SIDES.values() for m in AGREEMENT_METRICS}}
+           **{f"{prefix}_{m}": NAN for prefix, _ in PIPELINE_SIDES.values() for m in AGREEMENT_METRICS}}
     if "skipped" in saved:
         out["mediapipe_note"] = saved["skipped"]
         return out
@@ -105,9 +106,9 @@ def _pipeline(run: SavedRun, threads: int) -> dict:
                mediapipe_note=part["mediapipe_error"] or "",
                mediapipe_threads=part["mediapipe_threads"], photo=f"{part['photo']} "
                f"{part['photo_shape'][1]}x{part['photo_shape'][0]}")
-    for engine, side in PIPELINE_SIDES.items():
+    for engine, (prefix, _) in PIPELINE_SIDES.items():
         agreement = part.get("agreement", {}).get(engine, {})
-        out.update({f"pipeline_{side}_{m}": float(agreement.get(m, NAN)) for m in AGREEMENT_METRICS})
+        out.update({f"{prefix}_{m}": float(agreement.get(m, NAN)) for m in AGREEMENT_METRICS})
     return out
 
 
@@ -188,10 +189,10 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "project, TVM tuned p50": frame["pipeline_tuned_p50"].map(_num),
         "LiteRT / MediaPipe": frame["pipeline_litert_vs_mediapipe"].map(_num),
         "TVM tuned / MediaPipe": frame["pipeline_tuned_vs_mediapipe"].map(_num),
-        **{f"{label}: worst IoU": frame[f"pipeline_{side}_worst_iou"].map(lambda v: _num(v, ".4f"))
-           for side, label in (("litert", "LiteRT"), ("tuned", "TVM tuned"))},
-        **{f"{label}: max abs Δconf": frame[f"pipeline_{side}_max_abs_dconfidence"].map(lambda v: _num(v, ".1e"))
-           for side, label in (("litert", "LiteRT"), ("tuned", "TVM tuned"))},
+        **{f"{label}: worst IoU": frame[f"{prefix}_worst_iou"].map(lambda v: _num(v, ".4f"))
+           for prefix, label in PIPELINE_SIDES.values()},
+        **{f"{label}: max abs Δconf": frame[f"{prefix}_max_abs_dconfidence"].map(lambda v: _num(v, ".1e"))
+           for prefix, label in PIPELINE_SIDES.values()},
     })
     per_model = frame.drop_duplicates("model")
     records = pd.DataFrame({
