@@ -11,8 +11,9 @@
    `benchmark.report` renders it into results/<model>/<target>/.
 
 `--model all` (or several names, comma-separated) does this for every registry model available here,
-without ever tuning (benchmark/prepare.py), then renders results/leaderboard.md from the saved runs
-(benchmark/leaderboard.py).
+without ever tuning (benchmark/prepare.py); a model that fails does not stop the others (each failure is
+named at the end, and the exit status is non-zero). Then it renders results/leaderboard.md from every
+saved run of this host's target (benchmark/leaderboard.py, as `python -m benchmark.leaderboard` does).
 
 Arguments that are not benchmark options go to pytest, e.g. `--benchmark-compare`.
 """
@@ -26,14 +27,29 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from runtime.acquire import ResolvedModel
 from runtime.engines import LITERT, TVM_TUNED
+from runtime.errors import SelfieTvmError
 
 from .options import add_options, choose_model, choose_models, is_several, parse_engines, parse_threads, pytest_argv
 
 HERE = Path(__file__).resolve().parent
+
+
+class StageFailed(RuntimeError):
+    """A measuring process exited with an error (its own output, above, says why)."""
+
+    def __init__(self, stage: str, code: int) -> None:
+        super().__init__(f"{stage} exited with code {code} (its output is above)")
+        self.code = code
+
+
+def _run_stage(stage: str, command: list[str], threads: int) -> None:
+    if code := subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode:
+        raise StageFailed(stage, code)
 
 
 def fresh_process_env(threads: int) -> dict[str, str]:
@@ -46,30 +62,29 @@ def fresh_process_env(threads: int) -> dict[str, str]:
 
 
 def measure_latency(threads: int, bench_json: Path, options: list[str], pytest_args: list[str], *,
-                    processing: bool) -> int:
+                    processing: bool) -> None:
     """One thread count's latency benchmarks in a fresh process (`processing`: also pre/post-processing)."""
     tests = str(HERE) if processing else f"{HERE / 'test_latency.py'}::test_inference"
     command = [sys.executable, "-m", "pytest", tests, "-v", "--benchmark-enable", "--benchmark-save-data",
                "--benchmark-autosave", f"--benchmark-json={bench_json}",
                "--benchmark-columns=min,median,iqr,max,rounds", "-p", "no:cacheprovider",
                *options, "--threads", str(threads), *pytest_args]
-    return subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode
+    _run_stage(f"the latency runs at {threads} thread(s)", command, threads)
 
 
-def measure_after(run_json: Path, measured_json: Path, threads: int, *, with_profile: bool) -> int:
+def measure_after(run_json: Path, measured_json: Path, threads: int, *, with_profile: bool) -> None:
     """benchmark/measure.py in a fresh process at `threads` (the run's largest count)."""
     command = [sys.executable, "-m", "benchmark.measure", str(run_json), "--out", str(measured_json),
                *([] if with_profile else ["--no-profile"])]
-    return subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(threads)).returncode
+    _run_stage("the agreement and profile process", command, threads)
 
 
 PIPELINE_ENGINES = (LITERT, TVM_TUNED)
 
 
 def measure_pipelines(model: ResolvedModel, engines: list[str], threads: list[int], runs: int,
-                      work: Path) -> dict | int:
-    """The whole-pipeline comparison with MediaPipe, one fresh process per thread count (benchmark/pipeline.py);
-    or an exit code."""
+                      work: Path) -> dict:
+    """The whole-pipeline comparison with MediaPipe, one fresh process per thread count (benchmark/pipeline.py)."""
     if model.spec.synthetic:
         return {"skipped": "synthetic weights: its masks are meaningless, so it is not compared with MediaPipe"}
     if runs < 1:
@@ -80,15 +95,15 @@ def measure_pipelines(model: ResolvedModel, engines: list[str], threads: list[in
         part = work / f"pipeline_{n}t.json"
         command = [sys.executable, "-m", "benchmark.pipeline", "--model", model.spec.name, "--engines", ",".join(ours),
                    "--runs", str(runs), "--out", str(part)]
-        if code := subprocess.run(command, cwd=HERE.parent, env=fresh_process_env(n)).returncode:
-            return code
+        _run_stage(f"the whole-pipeline comparison at {n} thread(s)", command, n)
         parts.append(json.loads(part.read_text()))
     return {"runs": runs, "parts": parts}
 
 
 def run_benchmark(args: argparse.Namespace, model: ResolvedModel, engines: list[str], pytest_args: list[str],
-                  work: Path, phases: dict[str, float], not_measured: dict[str, str] | None = None) -> Path | int:
-    """Measure every thread count and what follows, each in a fresh process; the saved run, or an exit code."""
+                  work: Path, phases: dict[str, float], not_measured: dict[str, str] | None = None) -> Path:
+    """Measure every thread count and what follows, each in a fresh process; the saved run (StageFailed if a
+    process fails)."""
     from .machine import KEY
     from .saved_run import merge
 
@@ -98,8 +113,7 @@ def run_benchmark(args: argparse.Namespace, model: ResolvedModel, engines: list[
     parts = []
     for i, n in enumerate(threads):
         part = work / f"latency_{n}t.json"
-        if code := measure_latency(n, part, options, pytest_args, processing=i == 0):
-            return code
+        measure_latency(n, part, options, pytest_args, processing=i == 0)
         parts.append(json.loads(part.read_text()))
     run_json = work / "benchmark.json"
     run_json.write_text(json.dumps(merge(parts), indent=1) + "\n")
@@ -107,14 +121,11 @@ def run_benchmark(args: argparse.Namespace, model: ResolvedModel, engines: list[
 
     t1 = time.perf_counter()
     measured_json = work / "measured.json"
-    if code := measure_after(run_json, measured_json, max(threads), with_profile=not args.no_profile):
-        return code
+    measure_after(run_json, measured_json, max(threads), with_profile=not args.no_profile)
     phases["agreement and profile"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     pipeline = measure_pipelines(model, engines, threads, args.pipeline_runs, work)
-    if isinstance(pipeline, int):
-        return pipeline
     phases["whole pipelines vs MediaPipe"] = time.perf_counter() - t2
     run = json.loads(run_json.read_text())
     run[KEY] = {**json.loads(measured_json.read_text()), "pipeline": pipeline, "not_measured": not_measured or {}}
@@ -136,14 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             p.error("--out names one report directory: with several models each report goes to "
                     "results/<model>/<target>/")
-        return leaderboard(args, engines, pytest_args)
-    result = benchmark_model(args, choose_model(args.model), engines, pytest_args, tune_if_missing=True)
-    return result if isinstance(result, int) else 0
+        try:
+            models, notes = choose_models(args.model)
+        except SelfieTvmError as e:
+            p.error(str(e))
+        return leaderboard(args, models, notes, engines, pytest_args)
+    try:
+        benchmark_model(args, choose_model(args.model), engines, pytest_args, tune_if_missing=True)
+    except StageFailed as e:
+        print(f"benchmark: {e}", file=sys.stderr)
+        return e.code
+    return 0
 
 
 def benchmark_model(args: argparse.Namespace, model: ResolvedModel, engines: list[str], pytest_args: list[str], *,
-                    tune_if_missing: bool) -> Path | int:
-    """Prepare, measure, save and render one model; its report, or an exit code."""
+                    tune_if_missing: bool) -> Path:
+    """Prepare, measure, save and render one model; its report (StageFailed if a measuring process fails)."""
     from runtime.target import host_target
 
     from .prepare import prepare
@@ -156,8 +175,6 @@ def benchmark_model(args: argparse.Namespace, model: ResolvedModel, engines: lis
 
     with tempfile.TemporaryDirectory(prefix="selfie-tvm-bench-") as work:
         run_json = run_benchmark(args, model, engines, pytest_args, Path(work), phases, not_measured)
-        if isinstance(run_json, int):
-            return run_json
         t2 = time.perf_counter()
         from .report import write_report
 
@@ -169,22 +186,44 @@ def benchmark_model(args: argparse.Namespace, model: ResolvedModel, engines: lis
     return report
 
 
-def leaderboard(args: argparse.Namespace, engines: list[str], pytest_args: list[str]) -> int:
-    """Every model of `--model` benchmarked in turn (never tuning), then results/leaderboard.md from the saved runs."""
-    from .leaderboard import write_leaderboard
+def leaderboard(args: argparse.Namespace, models: list[ResolvedModel], notes: dict[str, str], engines: list[str],
+                pytest_args: list[str]) -> int:
+    """Every model of `--model` benchmarked in turn (never tuning; a failure does not stop the others), then
+    results/leaderboard.md from every saved run of this target, `notes` (options.choose_models) saying why a
+    model has none. Non-zero if a model failed."""
+    from runtime.target import host_target
 
-    models, missing = choose_models(args.model)
-    for note in missing:
-        print(f"leaderboard: {note}", flush=True)
-    runs = []
+    from .leaderboard import saved_runs, write_leaderboard
+
+    for name, note in notes.items():
+        print(f"leaderboard: {name}: {note}", flush=True)
+    failed: dict[str, str] = {}
     for model in models:
         print(f"== {model.spec.name} ==", flush=True)
-        result = benchmark_model(args, model, engines, pytest_args, tune_if_missing=False)
-        if isinstance(result, int):
-            return result
-        runs.append(result.parent / "benchmark.json")
-    print(f"leaderboard: {write_leaderboard(runs)}")
-    return 0
+        try:
+            benchmark_model(args, model, engines, pytest_args, tune_if_missing=False)
+        except Exception as e:  # any failure of one model (a process, a build, its file): the others still run
+            if not isinstance(e, StageFailed):
+                traceback.print_exc()
+            failed[model.spec.name] = _one_line(e)
+    paths, missing = saved_runs(host_target().id, {**notes, **{name: f"its benchmark failed: {reason}"
+                                                               for name, reason in failed.items()}})
+    if paths:
+        print(f"leaderboard: {write_leaderboard(paths, missing=missing)}")
+    else:
+        print("leaderboard: no saved run for this target, nothing to render", file=sys.stderr)
+    for name, reason in failed.items():
+        print(f"leaderboard: {name} failed: {reason}", file=sys.stderr)
+    return 1 if failed or not paths else 0
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+    """The error's message on one line: its first line, or its last after a traceback (TVM's errors)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    text = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    if not isinstance(error, StageFailed | SelfieTvmError):
+        text = f"{type(error).__name__}: {text}"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 if __name__ == "__main__":

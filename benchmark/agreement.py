@@ -1,4 +1,5 @@
-"""Do the TVM engines compute what LiteRT computes? Max |delta probability| and per-class IoU."""
+"""Do the TVM engines compute what LiteRT computes? Max |delta probability| and per-class IoU (also used against
+MediaPipe: benchmark/pipeline.py, tests/test_mediapipe_parity.py)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,15 @@ def inputs_for(model: ResolvedModel) -> list[tuple[str, np.ndarray]]:
     return [(name, preprocess(rgb, spec)) for name, rgb in portraits().items()]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (NaN when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def per_class_iou(ours: np.ndarray, theirs: np.ndarray) -> dict[int, float]:
+    """IoU of each class present in either category mask."""
+    return {int(c): iou(ours == c, theirs == c) for c in np.union1d(np.unique(ours), np.unique(theirs))}
 
 
 def compare(model: ResolvedModel, engines: dict, reference: str = LITERT,
@@ -46,6 +53,6 @@ def compare(model: ResolvedModel, engines: dict, reference: str = LITERT,
             for c, cls in enumerate(model.spec.classes):
                 rows.append({"engine": name, "input": input_name, "class": cls,
                              "max_abs_dprob": float(np.abs(probs[..., c] - ref[..., c]).max()),
-                             "iou": _iou(mask == c, ref_mask == c),
+                             "iou": iou(mask == c, ref_mask == c),
                              "pixels_equal": float((mask == ref_mask).mean())})
     return pd.DataFrame(rows)

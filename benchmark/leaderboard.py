@@ -5,7 +5,7 @@
 Renders only, like benchmark/report.py: every number comes from the saved runs (latency samples, the
 tuned module's profile, agreement, the libraries' metadata and provenance, the whole-pipeline
 comparison with MediaPipe), so it can be rendered again without measuring. Without RUN.json, the
-runs of every registry model on this host's target (`--target` another's) are used.
+saved runs on this host's target (`--target` another's) are used.
 `python -m benchmark --model all` measures them and renders this.
 """
 
@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runtime.acquire import ALL
 from runtime.artifacts import results_root
 from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED
 from runtime.registry import registry
-from runtime.target import TargetSpec
+from runtime.target import TargetSpec, host_target
 
 from . import summary
+from .options import choose_models
 from .pipeline import MEDIAPIPE
 from .saved_run import SavedRun
 
@@ -80,10 +82,16 @@ def _agreement(run: SavedRun) -> tuple[float, float, str]:
     return NAN, NAN, ""
 
 
+# engine -> the prefix of its columns, its label in the markdown
+PIPELINE_SIDES = {LITERT: ("pipeline_litert", "LiteRT"), TVM_TUNED: ("pipeline_tuned", "TVM tuned")}
+AGREEMENT_METRICS = ("worst_iou", "max_abs_dconfidence")  # against MediaPipe (benchmark/pipeline.py)
+
+
 def _pipeline(run: SavedRun, threads: int) -> dict:
     """p50 of each side's whole pipeline at `threads`, or why there is none."""
     saved = run.measurements.get("pipeline") or {"skipped": "not measured (a run saved before this comparison)"}
-    out = {"mediapipe_p50": NAN, "pipeline_litert_p50": NAN, "pipeline_tuned_p50": NAN, "mediapipe_note": ""}
+    out = {"mediapipe_p50": NAN, "pipeline_litert_p50": NAN, "pipeline_tuned_p50": NAN, "mediapipe_note": "",
+           **{f"{prefix}_{m}": NAN for prefix, _ in PIPELINE_SIDES.values() for m in AGREEMENT_METRICS}}
     if "skipped" in saved:
         out["mediapipe_note"] = saved["skipped"]
         return out
@@ -98,15 +106,27 @@ def _pipeline(run: SavedRun, threads: int) -> dict:
                mediapipe_note=part["mediapipe_error"] or "",
                mediapipe_threads=part["mediapipe_threads"], photo=f"{part['photo']} "
                f"{part['photo_shape'][1]}x{part['photo_shape'][0]}")
+    for engine, (prefix, _) in PIPELINE_SIDES.items():
+        agreement = part.get("agreement", {}).get(engine, {})
+        out.update({f"{prefix}_{m}": float(agreement.get(m, NAN)) for m in AGREEMENT_METRICS})
     return out
+
+
+def _gflop(run: SavedRun) -> tuple[float, str]:
+    """GFLOP per image: the tuned module's profile, else the default graph's FLOP estimate (benchmark/measure.py)."""
+    profile = run.measurements.get("profile")
+    if profile:
+        return sum(k["flop"] for k in profile) / 1e9, "tuned profile"
+    if (flop := run.measurements.get("default_graph_flop")) is not None:
+        return flop / 1e9, "default graph"
+    return NAN, ""
 
 
 def rows(run: SavedRun) -> list[dict]:
     """One leaderboard row per thread count of a saved run; numbers as measured (NaN: not measured)."""
     samples, _ = run.samples()
     table = summary.summarise(samples[samples["kind"] == "inference"])
-    profile = run.measurements.get("profile")
-    gflop = sum(k["flop"] for k in profile) / 1e9 if profile else NAN
+    gflop, gflop_source = _gflop(run)
     dprob, iou, agreement_engine = _agreement(run)
     env = run.environment
     spec = registry().models.get(run.model)
@@ -117,7 +137,8 @@ def rows(run: SavedRun) -> list[dict]:
         tuned, tuned_low, tuned_high = _p50(table, TVM_TUNED, n)
         out.append({
             "model": run.model, "synthetic": bool(spec.synthetic) if spec else False, "threads": n,
-            "gflop": gflop, "litert_p50": litert, "litert_ci_low": litert_low, "litert_ci_high": litert_high,
+            "gflop": gflop, "gflop_source": gflop_source,
+            "litert_p50": litert, "litert_ci_low": litert_low, "litert_ci_high": litert_high,
             "default_p50": _p50(table, TVM_DEFAULT, n)[0],
             "tuned_p50": tuned, "tuned_ci_low": tuned_low, "tuned_ci_high": tuned_high,
             "tuned_vs_litert": tuned / litert, "tuned_gflops": gflop / tuned * 1e3,
@@ -148,7 +169,8 @@ def _with_ci(p50: float, low: float, high: float) -> str:
 def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
     inference = pd.DataFrame({
         "model": frame["model"] + np.where(frame["synthetic"], " (twin)", ""), "threads": frame["threads"],
-        "GFLOP": frame["gflop"].map(_num),
+        "GFLOP": [_num(v) + (" †" if source == "default graph" else "")
+                  for v, source in zip(frame["gflop"], frame["gflop_source"], strict=True)],
         "LiteRT p50 (95% CI)": [_with_ci(*v) for v in zip(frame["litert_p50"], frame["litert_ci_low"],
                                                           frame["litert_ci_high"], strict=True)],
         "TVM default p50": frame["default_p50"].map(lambda v: _num(v, ".1f")),
@@ -167,6 +189,10 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "project, TVM tuned p50": frame["pipeline_tuned_p50"].map(_num),
         "LiteRT / MediaPipe": frame["pipeline_litert_vs_mediapipe"].map(_num),
         "TVM tuned / MediaPipe": frame["pipeline_tuned_vs_mediapipe"].map(_num),
+        **{f"{label}: worst IoU": frame[f"{prefix}_worst_iou"].map(lambda v: _num(v, ".4f"))
+           for prefix, label in PIPELINE_SIDES.values()},
+        **{f"{label}: max abs Δconf": frame[f"{prefix}_max_abs_dconfidence"].map(lambda v: _num(v, ".1e"))
+           for prefix, label in PIPELINE_SIDES.values()},
     })
     per_model = frame.drop_duplicates("model")
     records = pd.DataFrame({
@@ -190,18 +216,21 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "interval; \"-\": not measured.", "",
         "## Inference", "",
         "One inference, same protocol as each model's report (`results/<model>/<target>/report.md`). GFLOP: TVM's "
-        "FLOP estimate of every kernel of the tuned module per image; tuned GFLOP/s = GFLOP / tuned p50. "
+        "FLOP estimate of every kernel of the tuned module per image (†: of the default graph's kernels, where "
+        "the tuned module was not profiled); tuned GFLOP/s = GFLOP / tuned p50. "
         "Agreement: the tuned module (the untuned one where there is no tuned) against LiteRT on real photos "
         "(seeded synthetic inputs for the twin), worst over inputs and classes.", "",
         inference.to_markdown(index=False, disable_numparse=True), "",
         "## Whole pipeline against MediaPipe", "",
-        "Photo in, confidence masks and category mask at photo size out: MediaPipe Tasks `ImageSegmenter.segment()` "
-        "(CPU, same model file) beside the project's pre-processing, inference and post-processing "
-        "(`runtime.segmenter`, as the CLI and the bot run it), interleaved round by round"
+        "Photo in, confidence masks and category mask at photo size out. Timed: MediaPipe Tasks "
+        "`ImageSegmenter.segment()` alone (CPU, same model file; its masks stay MediaPipe images) beside the "
+        "project's `Segmenter.segment()` (pre-processing, inference and post-processing, as the CLI and the bot "
+        "run it) and its category mask, interleaved round by round"
         + (f", on {photo.iloc[0]}" if len(photo) else "") + ". MediaPipe's inference runs on "
         + (f"{int(mp_threads.iloc[0])} thread" if len(mp_threads) else "its default thread count")
         + " whatever the row (its Tasks API cannot set it); the project's at the row's thread count. "
-          "Ratios below 1: the project is faster.", "",
+          "Ratios below 1: the project is faster. Agreement with MediaPipe's masks (of the untimed warm-up run): "
+          "worst per-class IoU of the category masks and max |Δconfidence| over the photo.", "",
         pipeline.to_markdown(index=False, disable_numparse=True), "",
         "## Records, coverage, machine", "",
         "Tuning records are kept per ISA level and shared by every model of it: their trials and minutes are the "
@@ -211,7 +240,7 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         records.to_markdown(index=False, disable_numparse=True), "",
     ]
     if missing:
-        lines += ["Not on the leaderboard: " + "; ".join(missing) + ".", ""]
+        lines += ["Not on the leaderboard:", "", *(f"- {m}" for m in missing), ""]
     lines += ["![leaderboard](leaderboard.png)", ""]
     return "\n".join(lines)
 
@@ -247,34 +276,37 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def saved_runs(target_id: str | None = None) -> tuple[list[Path], list[str]]:
-    """The saved run of every registry model on `target_id` (default: this host's), and the models without one."""
+def saved_runs(target_id: str | None = None, notes: dict[str, str] | None = None) -> tuple[list[Path], list[str]]:
+    """Every saved run on `target_id` (default: this host's; registry models in registry order, then file
+    models), and why each model without one has none: its note in `notes` (options.choose_models': not
+    available here, or a twin standing in; a failed benchmark), else that it has no saved run."""
     if target_id is None:
         from runtime.target import host_target
 
         target_id = host_target().id
-    found, missing = [], []
-    for name in registry().models:
-        path = results_root() / name / target_id / "benchmark.json"
-        (found if path.is_file() else missing).append(path if path.is_file() else name)
-    return found, [f"{m} (no saved run for {target_id})" for m in missing]
+    notes = notes or {}
+    names = list(registry().models)
+    found = sorted(results_root().glob(f"*/{target_id}/benchmark.json"),
+                   key=lambda p: (names.index(p.parents[1].name) if p.parents[1].name in names else len(names),
+                                  p.parents[1].name))
+    measured = {p.parents[1].name for p in found}
+    missing = [f"{name}: {notes.get(name, f'no saved run for {target_id}')}"
+               for name in dict.fromkeys([*names, *notes]) if name not in measured]
+    return found, missing
 
 
 def write_leaderboard(paths: list[Path], out: Path | None = None, missing: list[str] | None = None) -> Path:
-    """Render results/leaderboard.md, .csv and .png from saved runs."""
+    """Render results/leaderboard.md, .csv and .png from saved runs; `missing`: the models without one, and why
+    (saved_runs)."""
     if not paths:
         raise ValueError("no saved runs to put on the leaderboard: run `python -m benchmark --model all`")
-    runs = [SavedRun.read(p) for p in paths]
-    if missing is None:
-        measured = {r.model for r in runs}
-        missing = [f"{m} (no saved run)" for m in registry().models if m not in measured]
-    frame = table(runs)
+    frame = table([SavedRun.read(p) for p in paths])
     out = out or results_root()
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
     plot(frame, out / "leaderboard.png")
     report = out / "leaderboard.md"
-    report.write_text(_markdown(frame, missing))
+    report.write_text(_markdown(frame, missing or []))
     return report
 
 
@@ -285,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", help="target id of the runs (default: this host's)")
     p.add_argument("--out", type=Path, help="directory of leaderboard.md (default: results/)")
     args = p.parse_args(argv)
-    paths, missing = (args.runs, None) if args.runs else saved_runs(args.target)
+    if args.runs:
+        paths, missing = args.runs, []
+    else:
+        # Why a model has no run is known only of this host (what is available here).
+        notes = choose_models(ALL)[1] if args.target in (None, host_target().id) else {}
+        paths, missing = saved_runs(args.target, notes)
     try:
         report = write_leaderboard(paths, args.out, missing)
     except ValueError as e:

@@ -26,13 +26,27 @@ from .saved_run import SavedRun
 
 def measure(model: ResolvedModel, engines: list[str], threads: int, slow: set[str], *,
             with_profile: bool = True) -> dict:
-    """{"threads", "agreement": rows, "profile": rows or None}; a slow engine is compared on the first input only."""
+    """{"threads", "agreement": rows, "profile": rows or None, "default_graph_flop"}; a slow engine is compared
+    on the first input only. Without a profile, the FLOPs per image of the default graph stand in for the
+    profile's (None when TVM cannot import the model)."""
     created = {e: create_engine(e, model, threads) for e in engines}
     agree = (agreement.compare(model, created, max_inputs={e: 1 for e in slow})
              if LITERT in created and len(created) > 1 else pd.DataFrame())
     prof = tuned_profile(model, threads) if with_profile and TVM_TUNED in created else None
     return {"threads": threads, "agreement": agree.to_dict("records"),
-            "profile": None if prof is None else prof.to_dict("records")}
+            "profile": None if prof is None else prof.to_dict("records"),
+            "default_graph_flop": default_graph_flop(model) if prof is None else None}
+
+
+def default_graph_flop(model: ResolvedModel) -> float | None:
+    from tuning.importer import UnsupportedOperatorError
+
+    from . import profile
+
+    try:
+        return profile.graph_flop(model, host_target())
+    except UnsupportedOperatorError:
+        return None
 
 
 def tuned_profile(model: ResolvedModel, threads: int) -> pd.DataFrame:

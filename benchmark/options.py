@@ -167,27 +167,33 @@ def is_several(name: str | None) -> bool:
     return name is not None and (name == ALL or "," in name)
 
 
-def choose_models(name: str) -> tuple[list, list[str]]:
+def choose_models(name: str) -> tuple[list, dict[str, str]]:
     """ALL: every registry model that can be had without a download (`runtime.acquire.available_models`: the
-    real ones, the main model or else its twin); or the comma-separated names. The resolved models, and a
-    note for each registry model left out."""
+    real ones, the main model or else its twin); or the comma-separated names. The resolved models, and
+    (whatever `name`) why each registry model that `available_models` leaves out is left out: model -> note."""
     from runtime.acquire import available_models, resolve_model
+
+    available = available_models()
+    notes = unavailable_notes(available)
+    if name == ALL:
+        return available, notes
+    return [resolve_model(n.strip(), allow_download=False, progress=False) for n in name.split(",") if n.strip()], notes
+
+
+def unavailable_notes(available: list) -> dict[str, str]:
+    """Registry model -> why it is not among `available` (resolved models, as `available_models` returns)."""
     from runtime.registry import registry
 
-    if name == ALL:
-        models = available_models()
-        here = {m.spec.name for m in models}
-        stand_ins = {m.spec.twin_of: m.spec.name for m in models if m.spec.twin_of}
-        notes = []
-        for spec in registry().models.values():
-            if spec.name in here:
-                continue
-            if spec.name in stand_ins:
-                notes.append(f"{spec.name}: not available here (offline); its architecture twin "
-                             f"{stand_ins[spec.name]} stands in")
-            elif spec.twin_of in here:
-                notes.append(f"{spec.name}: not needed, {spec.twin_of} itself is here")
-            else:
-                notes.append(f"{spec.name}: not available here (no file in the models directory or cache)")
-        return models, notes
-    return [resolve_model(n.strip(), allow_download=False, progress=False) for n in name.split(",") if n.strip()], []
+    here = {m.spec.name for m in available}
+    stand_ins = {m.spec.twin_of: m.spec.name for m in available if m.spec.twin_of}
+    notes = {}
+    for spec in registry().models.values():
+        if spec.name in here:
+            continue
+        if spec.name in stand_ins:
+            notes[spec.name] = f"not available here (offline); its architecture twin {stand_ins[spec.name]} stands in"
+        elif spec.twin_of in here:
+            notes[spec.name] = f"not needed, {spec.twin_of} itself is here"
+        else:
+            notes[spec.name] = "not available here (no file in the models directory or cache)"
+    return notes

@@ -1,4 +1,4 @@
-"""Per-kernel profile of a TVM library (runtime.profiling) with each kernel's FLOPs and GFLOP/s."""
+"""Per-kernel profile of a TVM library (runtime.profiling) with each kernel's FLOPs and GFLOP/s; a graph's FLOPs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from runtime.acquire import ResolvedModel
 from runtime.profiling import kernel_times
 from runtime.target import TargetSpec
 from tuning.build import tuning_module
-from tuning.importer import TUNED_GRAPH, GraphOptions
+from tuning.importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions
+from tuning.tasks import plan_tasks, task_flops
 
 
 def kernel_flops(model: ResolvedModel, target: TargetSpec, graph: dict | None = None) -> dict[str, float]:
@@ -19,6 +20,13 @@ def kernel_flops(model: ResolvedModel, target: TargetSpec, graph: dict | None = 
     mod = tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH)
     return {gv.name_hint: float(estimate_tir_flops(tvm.IRModule({"main": func}))) for gv, func in mod.functions.items()
             if isinstance(func, tvm.tirx.PrimFunc)}
+
+
+def graph_flop(model: ResolvedModel, target: TargetSpec, graph: GraphOptions = STOCK_GRAPH) -> float:
+    """FLOPs per image of a graph (default: the default library's), without building or running it: TVM's
+    estimate of every kernel the built module calls, times its calls (as the tuning plan counts them)."""
+    plan = plan_tasks(tuning_module(model, target, graph), target.to_tvm())
+    return sum(task_flops(t) * int(t.weight) for t in plan.tasks)
 
 
 def profile(library_path, x: np.ndarray, flops: dict[str, float], repeat: int = 5) -> pd.DataFrame:

@@ -177,16 +177,24 @@ def pipeline_section(saved: dict | None) -> list[str]:
             rows.append({"side": "MediaPipe Tasks" if side == "mediapipe" else f"project, {engine_label(side)}",
                          "threads": part["threads"], "runs": stats["runs"], "p50": stats["p50"],
                          f"p50 {summary.CONFIDENCE:.0%} CI": _ci(stats["p50_ci_low"], stats["p50_ci_high"]),
-                         "same category as MediaPipe": part["category_agreement"].get(side, "-")})
+                         **_agreement_with_mediapipe(part.get("agreement", {}).get(side))})
         if part["mediapipe_error"]:
             notes.add(part["mediapipe_error"])
     first = saved["parts"][0]
     text = (f"{first['photo']} ({first['photo_shape'][1]}x{first['photo_shape'][0]}) in, confidence masks and "
             "category mask at photo size out, every side once per round in a rotating order; ms. MediaPipe's "
             f"inference runs on {first['mediapipe_threads']} thread whatever the row (its Tasks API cannot set it). "
-            "Last column: share of pixels whose class equals MediaPipe's.")
+            "Last columns: the project's masks against MediaPipe's (untimed warm-up run), worst per-class IoU of the "
+            "category masks and max |Δconfidence|.")
     return ["## Whole pipeline against MediaPipe", "", text, *(f"**{n}**" for n in sorted(notes)), "",
             _md(pd.DataFrame(rows), ".4g"), ""]
+
+
+def _agreement_with_mediapipe(agreement: dict | None) -> dict[str, str]:
+    agreement = agreement or {}
+    iou, delta = agreement.get("worst_iou"), agreement.get("max_abs_dconfidence")
+    return {"worst IoU vs MediaPipe": "-" if iou is None else f"{iou:.4f}",
+            "max abs Δconf vs MediaPipe": "-" if delta is None else f"{delta:.1e}"}
 
 
 def commit_note(commit: dict) -> str:

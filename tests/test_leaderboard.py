@@ -101,6 +101,10 @@ def test_the_leaderboard_never_tunes_and_says_why_tuned_is_missing(measured, ren
         row = next(r for r in _markdown_rows(text, "Inference") if r["model"] == model)
         assert row["TVM tuned p50 (95% CI)"] == reason
         assert frame[frame["model"] == model]["tuned_p50"].isna().all()
+        # No tuned profile: GFLOP is the default graph's estimate, saved by the run, marked †.
+        assert frame[frame["model"] == model]["gflop"].tolist() == pytest.approx(
+            [saved["selfie_tvm"]["default_graph_flop"] / 1e9] * len(THREADS), rel=1e-5)
+        assert row["GFLOP"].endswith(" †") and float(row["GFLOP"].split()[0]) > 0
 
 
 def test_inference_numbers_are_the_saved_runs(measured, rendered):
@@ -132,6 +136,14 @@ def test_inference_numbers_are_the_saved_runs(measured, rendered):
         assert float(md["LiteRT p50 (95% CI)"].split()[0]) == pytest.approx(litert, abs=0.006)
         assert float(md["TVM tuned p50 (95% CI)"].split()[0]) == pytest.approx(tuned, abs=0.006)
         assert float(md["tuned / LiteRT"].strip("*")) == pytest.approx(tuned / litert, abs=0.006)
+    # Without a profile, GFLOP is counted from the graph (benchmark.profile.graph_flop): the same count.
+    from benchmark.profile import graph_flop
+    from runtime.acquire import resolve_model
+    from runtime.registry import registry
+    from tuning.importer import GraphOptions
+
+    twin_model = resolve_model(TWIN, path=root / "models" / registry().get(TWIN).filename)
+    assert graph_flop(twin_model, host_target(), GraphOptions(**tuned_meta["graph"])) == pytest.approx(gflop * 1e9)
     prov = tuned_meta["records_provenance"]
     records = next(r for r in _markdown_rows(text, "Records, coverage, machine") if r["model"] == TWIN)
     assert float(records["record trials (shared by the ISA)"]) == tuned_meta["trials"]
@@ -157,6 +169,12 @@ def test_whole_pipeline_numbers_are_the_saved_runs(measured, rendered):
         assert row["pipeline_litert_p50"] == pytest.approx(ours, rel=1e-5)
         assert row["pipeline_litert_vs_mediapipe"] == pytest.approx(ours / mediapipe, rel=1e-5)
         assert float(shown[n]["MediaPipe p50"]) == pytest.approx(mediapipe, abs=0.006)
+        agreement = part["agreement"]["litert"]
+        assert agreement["worst_iou"] >= 0.99 and agreement["max_abs_dconfidence"] <= 1e-5
+        assert row["pipeline_litert_worst_iou"] == pytest.approx(agreement["worst_iou"], rel=1e-5)
+        assert row["pipeline_litert_max_abs_dconfidence"] == pytest.approx(agreement["max_abs_dconfidence"], rel=1e-5)
+        assert float(shown[n]["LiteRT: worst IoU"]) == pytest.approx(agreement["worst_iou"], abs=6e-5)
+        assert float(shown[n]["LiteRT: max abs Δconf"]) == pytest.approx(agreement["max_abs_dconfidence"], rel=0.06)
     assert {p["threads"] for p in saved["parts"]} == set(THREADS)
     twin = next(r for r in _markdown_rows(text, "Whole pipeline against MediaPipe") if r["model"] == TWIN)
     assert "synthetic weights" in twin["MediaPipe p50"]
@@ -178,10 +196,13 @@ def test_hair_segmentation_row_says_mediapipe_cannot_load_it(measured, rendered)
     assert (frame[frame["model"] == "hair_segmentation"]["pipeline_litert_p50"] > 0).all()
 
 
-def test_models_without_a_saved_run_are_named(rendered):
+def test_models_without_a_saved_run_are_named_with_the_reason(rendered):
     _, text, _ = rendered
-    assert "selfie_segmenter_landscape (no saved run for" in text
-    assert "deeplab_v3 (no saved run for" in text
+    missing = text.split("Not on the leaderboard:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert {line.split(":")[0] for line in missing} == {
+        "- selfie_multiclass_256x256", "- selfie_segmenter_landscape", "- deeplab_v3"}
+    assert ("- selfie_multiclass_256x256: not available here (offline); its architecture twin "
+            f"{TWIN} stands in") in missing
 
 
 def test_pipeline_timing_returns_both_sides_for_a_real_model():
@@ -196,8 +217,9 @@ def test_pipeline_timing_returns_both_sides_for_a_real_model():
     assert samples.groupby("side").size().to_dict() == {MEDIAPIPE: 2, "litert": 2}
     assert (samples["ms"] > 0).all()
     assert result["photo_shape"] == [512, 512, 3]
-    # Both sides produced the same category mask (the project's masks equal MediaPipe's).
-    assert result["category_agreement"]["litert"] >= 0.99
+    # Both sides produced the same masks (the project's equal MediaPipe's).
+    assert result["agreement"]["litert"]["worst_iou"] >= 0.99
+    assert result["agreement"]["litert"]["max_abs_dconfidence"] <= 1e-5
 
 
 def test_a_tuned_library_older_than_its_records_is_rebuilt(tmp_path, monkeypatch):

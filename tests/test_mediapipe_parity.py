@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.agreement import per_class_iou
+from benchmark.pipeline import mediapipe_masks
 from runtime.pipeline import load_segmenter
 
 from .conftest import need_model
@@ -28,25 +30,13 @@ MAX_CONFIDENCE_DELTA = 1e-5
 PHOTOS = people_photos()
 
 
-def mediapipe_masks(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mediapipe_masks_of(model: Path, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's confidence masks (H, W, C) and category mask (H, W), in the project's class order."""
     options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(model)),
                                            output_confidence_masks=True, output_category_mask=True)
     with vision.ImageSegmenter.create_from_options(options) as segmenter:
         result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
-        # Copies: the views point into buffers the segmenter frees on close.
-        confidence = np.stack([np.array(m.numpy_view()).reshape(rgb.shape[:2]) for m in result.confidence_masks], -1)
-        category = np.array(result.category_mask.numpy_view()).reshape(rgb.shape[:2])
-    if confidence.shape[-1] == 1:
-        # One foreground channel: MediaPipe labels it 0, the rest 255; the project's classes are (background, person).
-        confidence = np.concatenate([1.0 - confidence, confidence], axis=-1)
-        category = np.where(category == 0, 1, 0).astype(np.uint8)
-    return confidence, category
-
-
-def per_class_iou(ours: np.ndarray, theirs: np.ndarray) -> dict[int, float]:
-    classes = np.union1d(np.unique(ours), np.unique(theirs))
-    return {int(c): float(((ours == c) & (theirs == c)).sum() / ((ours == c) | (theirs == c)).sum()) for c in classes}
+        return mediapipe_masks(result.confidence_masks, result.category_mask, rgb.shape[:2])
 
 
 @pytest.mark.parametrize("model", MEDIAPIPE_MODELS)
@@ -55,7 +45,7 @@ def test_masks_equal_mediapipe(model):
     segmenter = load_segmenter(model, model_path=path)
     worst_delta = 0.0
     for photo, rgb in PHOTOS.items():
-        confidence, category = mediapipe_masks(path, rgb)
+        confidence, category = mediapipe_masks_of(path, rgb)
         seg = segmenter.segment(rgb)
         assert seg.probabilities.shape == confidence.shape, photo
         worst_delta = max(worst_delta, float(np.abs(seg.probabilities - confidence).max()))
@@ -71,3 +61,39 @@ def test_mediapipe_cannot_load_hair_segmentation():
     options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)))
     with pytest.raises(Exception, match="NormalizationOptions"):
         vision.ImageSegmenter.create_from_options(options)
+
+
+def test_the_timed_mediapipe_call_is_segment_alone():
+    """benchmark/pipeline.py times MediaPipe's `segment()` and nothing more: its masks stay MediaPipe images
+    (the project's side returns arrays it already has); only the warm-up output is converted, in the
+    project's class order."""
+    from mediapipe.tasks.python.vision.image_segmenter import ImageSegmenterResult
+
+    from benchmark.pipeline import _mediapipe_side, photo
+
+    path = need_model("selfie_segmenter")
+    _, rgb = photo()
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                           output_confidence_masks=True, output_category_mask=True)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        side = _mediapipe_side(segmenter, rgb)
+        result = side.timed()
+        assert isinstance(result, ImageSegmenterResult)
+        confidence, category = side.masks(result)
+    expected_confidence, expected_category = mediapipe_masks_of(path, rgb)
+    assert confidence.shape == (*rgb.shape[:2], 2)
+    np.testing.assert_array_equal(confidence, expected_confidence)
+    np.testing.assert_array_equal(category, expected_category)
+
+
+def test_pipeline_agreement_with_mediapipe_is_per_class_iou_and_confidence():
+    """The comparison's agreement (benchmark/pipeline.py): worst per-class IoU and max |Δconfidence| of the
+    project's masks against MediaPipe's; a one-channel model's foreground is class 1 on both sides."""
+    from benchmark.pipeline import photo, time_pipelines
+    from runtime.acquire import resolve_model
+
+    model = resolve_model("selfie_segmenter", path=need_model("selfie_segmenter"))
+    _, rgb = photo()
+    agreement = time_pipelines(model, ["litert"], 1, rgb, runs=1)["agreement"]["litert"]
+    assert agreement["worst_iou"] >= MIN_IOU
+    assert agreement["max_abs_dconfidence"] <= MAX_CONFIDENCE_DELTA
