@@ -93,9 +93,12 @@ def fake_benchmark(tmp_path_factory):
 def twin_tvm_service(fake_benchmark):
     """The twin on the real untuned TVM module (~5.5 s a run here) and LiteRT: the slow engine of issue 10."""
     export(resolve_model("selfie_multiclass_twin"), host_target(), "default")
-    settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["tvm-default", "litert"], threads=2,
-                           background_backlog_s=12)
+    settings = BotSettings(token=TOKEN, model="selfie_multiclass_twin", engines=["tvm-default", "litert"], threads=2)
     service = SegmentationService(settings, results_root=fake_benchmark)
+    # A backlog of two and a half slow runs as this machine measured them at start (a loaded CI host runs the
+    # untuned twin slower than 5.5 s): the first photos are timed, the rest quote the benchmark.
+    backlog_s = 2.5 * service.main.warm_ms["tvm-default"] / 1000
+    service.settings = service.settings.model_copy(update={"background_backlog_s": backlog_s})
     yield service
     service.close(timeout=30)
 
