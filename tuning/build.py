@@ -64,9 +64,8 @@ def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path) -> Coverage:
     return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0)
 
 
-def record_coverage(model: ResolvedModel, target: TargetSpec, records: RecordSet) -> Coverage:
-    """How much of `model`'s tuned graph the records cover, without building it."""
-    mod = tuning_module(model, target, records.provenance.graph_options)
+def record_coverage(mod: tvm.IRModule, target: TargetSpec, records: RecordSet) -> Coverage:
+    """How much of `mod` (a tuning module on the records' graph options) the records cover, without building it."""
     with selected_records(records.path, target) as selected:
         return coverage(mod, target, selected)
 

@@ -165,8 +165,9 @@ def tune_model(args, model, rpc, device) -> None:
     options = provenance.graph_options
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
           f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
+    mod = tuning_module(model, target, options)
     if existing is not None:
-        cover = record_coverage(model, target, existing)
+        cover = record_coverage(mod, target, existing)
         if len(cover.untuned) == cover.kernels:
             # Records of other models only: this model starts from its untuned build.
             print(f"{existing.summary()}: none for {model.spec.name}'s {cover.kernels} kernels")
@@ -176,7 +177,6 @@ def tune_model(args, model, rpc, device) -> None:
 
     if not library_paths(out, "default")[0].is_file():
         export(model, target, "default", out_root=out)
-    mod = tuning_module(model, target, options)
     x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
                                           model.spec.input.channels), dtype=np.float32)
     threads = target.num_cores
