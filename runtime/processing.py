@@ -128,9 +128,10 @@ def stretch_to_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 def preprocess(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Stretch to the model input as MediaPipe does, scale to its range, add extra channels; NHWC float32."""
     inp = spec.input
-    pixels = stretch_to_input(rgb, inp.width, inp.height).astype(np.float32)
+    x = stretch_to_input(rgb, inp.width, inp.height).astype(np.float32)
     lo, hi = inp.range
-    x = pixels * np.float32((hi - lo) / 255.0) + np.float32(lo)
+    x *= np.float32((hi - lo) / 255.0)
+    x += np.float32(lo)
     for extra in inp.extra:
         if extra != "previous_mask":
             raise ValueError(f"unknown extra input channel {extra!r}")
@@ -253,17 +254,24 @@ def _sure_classes(columns: np.ndarray) -> np.ndarray:
     """Per model pixel of (C, w, h) scores: its class if the pixel and its neighbours below, right and
     below-right (the last row and column count as their own neighbours) share it with a sure lead, else C.
     uint8 or uint16, (w, h)."""
-    label, margin = _top_class(columns)
+    label, margin = (_edge_padded(a) for a in _top_class(columns))
     largest = max(float(columns.max()), -float(columns.min()))
-    # The 2x2 neighbourhood as slices of arrays padded by one copied row and column.
-    label = np.pad(label, ((0, 1), (0, 1)), mode="edge")
-    margin = np.pad(margin, ((0, 1), (0, 1)), mode="edge")
+    # The 2x2 neighbourhood as slices of the padded arrays.
     here = label[:-1, :-1]
     same = (here == label[1:, :-1]) & (here == label[:-1, 1:]) & (here == label[1:, 1:])
     lowest = np.minimum(np.minimum(margin[:-1, :-1], margin[1:, :-1]), np.minimum(margin[:-1, 1:], margin[1:, 1:]))
     sure = same & (lowest > _SURE_MARGIN * largest) if np.isfinite(largest) else np.zeros_like(same)
     unsure = len(columns)
-    return np.where(sure, here, unsure).astype(np.uint8 if unsure <= np.iinfo(np.uint8).max else np.uint16)
+    return np.where(sure, here, (np.uint8 if unsure <= np.iinfo(np.uint8).max else np.uint16)(unsure))
+
+
+def _edge_padded(a: np.ndarray) -> np.ndarray:
+    """A 2-D array with its last row and column repeated once (np.pad's "edge", without its overhead)."""
+    out = np.empty((a.shape[0] + 1, a.shape[1] + 1), a.dtype)
+    out[:-1, :-1] = a
+    out[-1, :-1] = a[-1]
+    out[:, -1] = out[:, -2]
+    return out
 
 
 def _top_class(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
