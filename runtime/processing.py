@@ -150,15 +150,17 @@ def scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model output (1, h, w, C) -> per-class scores (h, w, num_classes) whose argmax is the category:
     the logits or probabilities themselves, or (1 - p, p) for a single foreground probability."""
     out = np.asarray(raw, dtype=np.float32)[0]
-    if spec.output_kind in ("logits", "probabilities"):
-        result = out
-    else:  # "probability": one foreground channel, sigmoid already applied
-        p = out[..., :1]
-        result = np.concatenate([1.0 - p, p], axis=-1)
-    if result.shape[-1] != spec.num_classes:
-        raise ValueError(f"{spec.name}: output has {result.shape[-1]} classes, registry says {spec.num_classes}")
+    classes = out.shape[-1] if spec.output_kind in ("logits", "probabilities") else 2
+    if classes != spec.num_classes:
+        raise ValueError(f"{spec.name}: output has {classes} classes, registry says {spec.num_classes}")
     # Stored one class plane after another (see _columns): the post-processing reads them so, without copies.
-    return _columns(result).transpose(2, 1, 0)
+    if spec.output_kind in ("logits", "probabilities"):
+        return _columns(out).transpose(2, 1, 0)
+    # "probability": one foreground channel, sigmoid already applied; its two planes made in place.
+    planes = np.empty((2, out.shape[1], out.shape[0]), np.float32)
+    np.copyto(planes[1], out[..., 0].T)
+    np.subtract(np.float32(1), planes[1], out=planes[0])
+    return planes.transpose(2, 1, 0)
 
 
 def _columns(per_pixel: np.ndarray, *, copy: bool = True) -> np.ndarray:
@@ -277,11 +279,13 @@ def _edge_padded(a: np.ndarray) -> np.ndarray:
 def _top_class(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of (C, ...) scores: the first class with the highest score (uint8) and how far ahead of
     the second highest score it is (0 on a tie, NaN where a score is NaN)."""
-    best = planes[0].copy()
-    second = np.full(best.shape, -np.inf, np.float32)
-    label = np.zeros(best.shape, np.uint8)
+    if len(planes) == 1:  # no runner-up: -inf
+        return np.zeros(planes[0].shape, np.uint8), planes[0] - np.float32(-np.inf)
+    # The first two classes directly (the one-channel models' only two), then one class at a time.
+    label = np.greater(planes[1], planes[0]).view(np.uint8)
+    best, second = np.maximum(planes[0], planes[1]), np.minimum(planes[0], planes[1])
     ahead, lower = np.empty(best.shape, bool), np.empty_like(best)
-    for c, plane in enumerate(planes[1:], start=1):
+    for c, plane in enumerate(planes[2:], start=2):
         np.greater(plane, best, out=ahead)
         np.copyto(label, c, where=ahead)
         np.minimum(best, plane, out=lower)

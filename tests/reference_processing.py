@@ -37,6 +37,12 @@ def bilinear(planes: np.ndarray, height: int, width: int, mapping: str) -> np.nd
     return out
 
 
+def one_channel_scores(raw: np.ndarray) -> np.ndarray:
+    """A one-channel model's output (1, h, w, 1), sigmoid applied -> (h, w, 2) scores (1 - p, p)."""
+    p = raw[0, ..., :1].astype(np.float32)
+    return np.concatenate([1.0 - p, p], axis=-1)
+
+
 def activate(class_scores: np.ndarray, output_kind: str) -> np.ndarray:
     if output_kind == "logits":
         shifted = class_scores - class_scores.max(axis=-1, keepdims=True)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from runtime.pipeline import load_segmenter
-from runtime.processing import activate, photo_category_mask, resize_probabilities, scores, stretch_to_input
+from runtime.processing import (
+    _top_class,
+    activate,
+    photo_category_mask,
+    resize_probabilities,
+    scores,
+    stretch_to_input,
+)
 from runtime.registry import registry
 
 from . import reference_processing as reference
@@ -83,6 +90,34 @@ def test_one_channel_category_mask_follows_the_reference(size):
     expected = reference.photo_category_mask(class_scores, width, height)
     assert (expected == 0).any() and (expected == 1).any()
     np.testing.assert_array_equal(photo_category_mask(class_scores, width, height), expected)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 21])
+def test_top_class_is_the_first_highest_and_its_lead(classes):
+    """What the category mask's sure pixels rest on: per pixel the first class with the highest score and
+    its lead over the runner-up (0 on a tie, inf without one), ties and infinities included."""
+    planes = np.random.default_rng(classes).integers(-2, 3, size=(classes, 30, 40)).astype(np.float32)
+    planes[:, :3] = np.float32(np.inf)
+    planes[:, 5:8, :4] = -np.float32(np.inf)
+    label, lead = _top_class(planes)
+    np.testing.assert_array_equal(label, planes.argmax(axis=0))
+    ranked = np.sort(planes, axis=0)
+    with np.errstate(invalid="ignore"):
+        expected = ranked[-1] - ranked[-2] if classes > 1 else planes[0] - np.float32(-np.inf)
+    np.testing.assert_array_equal(lead, expected)
+    assert label.dtype == np.uint8 and lead.dtype == np.float32
+
+
+def test_one_channel_scores_and_probabilities_follow_the_reference():
+    """(1 - p, p) from a one-channel output, NaN and the 0.5 tie included, and its probabilities."""
+    spec = registry().get("selfie_segmenter")
+    raw = np.random.default_rng(5).random((1, 144, 256, 1)).astype(np.float32)
+    raw[0, :10, :10] = np.float32(0.5)
+    raw[0, 20, 30] = np.nan
+    class_scores = scores(raw, spec)
+    expected = reference.one_channel_scores(raw)
+    np.testing.assert_array_equal(class_scores, expected)
+    np.testing.assert_array_equal(activate(class_scores, spec), reference.activate(expected, spec.output_kind))
 
 
 @pytest.mark.parametrize("photo", [(512, 512), (600, 512), (25, 25), (333, 517), (1, 1), (1080, 1920), (7, 300)])
