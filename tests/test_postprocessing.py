@@ -62,6 +62,19 @@ def test_one_ulp_leads_follow_the_reference():
     _assert_like_reference(scores, 301, 299)
 
 
+def test_a_clear_lead_beside_a_one_ulp_lead_follows_the_reference():
+    """Per model row, a pixel whose class 1 leads clearly beside one where it leads by one float step:
+    rounding puts class 0 ahead at some photo pixels next to the second, so the first is only sure if
+    every pixel of its neighbourhood leads clearly. Photo rows are the model's rows (no blend along y)."""
+    rng = np.random.default_rng(0)
+    clear, near = (rng.uniform(0.3, 0.7, size=64).astype(np.float32) for _ in range(2))
+    scores = np.empty((64, 2, 2), np.float32)
+    scores[:, 0, 0], scores[:, 0, 1] = clear, clear + np.float32(3e-5)
+    scores[:, 1, 0], scores[:, 1, 1] = near, np.nextafter(near, np.float32(1))
+    assert (reference.photo_category_mask(scores, 3000, 64) == 0).any()  # rounding did flip some
+    _assert_like_reference(scores, 64, 3000)
+
+
 def test_nan_scores_follow_the_reference():
     scores = np.random.default_rng(8).normal(size=(20, 30, 6)).astype(np.float32)
     scores[5, 7, 2] = np.nan
