@@ -11,7 +11,8 @@ model file and photo (tests/test_mediapipe_parity.py):
 - category mask: the raw scores bilinearly interpolated to the photo's size with corners aligned
   ((in - 1) / (out - 1)), then argmax (tasks' TensorsToSegmentationCalculator, ProcessForCategoryMaskCpu).
 
-The masks are those of the straightforward computation (tests/reference_processing.py), computed faster:
+The input and the masks are those of the straightforward computation (tests/reference_processing.py),
+computed faster: the photo's rows with their channels interleaved instead of a short channel axis,
 per-class planes instead of a short class axis, resampling in cache-sized pieces, and the category mask
 interpolated only where the class can change (tests/test_postprocessing.py checks they are equal).
 """
@@ -99,29 +100,38 @@ def stretch_to_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     (the photo's corners on the tensor's corners, bilinear in OpenCV's fixed point, border replicated)."""
     y0, y1, fy = _fixed_point_samples(rgb.shape[0], height)
     x0, x1, fx = _fixed_point_samples(rgb.shape[1], width)
-    # int32 holds it: at most 255 * 32 * 32. Only the sampled rows are widened, not the whole photo.
-    fy, fx = fy.astype(np.int32), fx.astype(np.int32)
-    rows = rgb[y0].astype(np.int32)
-    rows *= (_SUBPIXEL - fy)[:, None, None]
-    rows += rgb[y1] * fy[:, None, None]
-    # np.take: several times faster than fancy indexing along an inner axis.
-    acc = np.take(rows, x0, axis=1)
-    acc *= (_SUBPIXEL - fx)[None, :, None]
-    right = np.take(rows, x1, axis=1)
-    right *= fx[None, :, None]
+    channels = rgb.shape[2]
+    # Rows of interleaved channels: every step works on long runs of one dtype (no short channel axis to
+    # broadcast over), and only the sampled rows are read.
+    flat = rgb.reshape(rgb.shape[0], -1)
+    # Along y first, in 1/32: at most 255 * 32, so uint16 holds it.
+    wy = fy.astype(np.uint16)[:, None]
+    rows = np.take(flat, y0, axis=0).astype(np.uint16)
+    rows *= _SUBPIXEL - wy
+    below = np.take(flat, y1, axis=0).astype(np.uint16)
+    below *= wy
+    rows += below
+    # Then along x, in 1/1024: at most 255 * 32 * 32, so uint32.
+    lanes = np.arange(channels)
+    wx = np.repeat(fx.astype(np.uint32), channels)
+    acc = np.take(rows, (x0[:, None] * channels + lanes).ravel(), axis=1).astype(np.uint32)
+    acc *= _SUBPIXEL - wx
+    right = np.take(rows, (x1[:, None] * channels + lanes).ravel(), axis=1).astype(np.uint32)
+    right *= wx
     acc += right
-    # acc is in 1/1024; OpenCV's weights are 32x finer (1/32768) and it rounds half up.
+    # OpenCV's weights are 32x finer (1/32768) and it rounds half up.
     acc += 512
     acc >>= 10
-    return acc.astype(np.uint8)
+    return acc.astype(np.uint8).reshape(height, width, channels)
 
 
 def preprocess(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Stretch to the model input as MediaPipe does, scale to its range, add extra channels; NHWC float32."""
     inp = spec.input
-    pixels = stretch_to_input(rgb, inp.width, inp.height).astype(np.float32)
+    x = stretch_to_input(rgb, inp.width, inp.height).astype(np.float32)
     lo, hi = inp.range
-    x = pixels * np.float32((hi - lo) / 255.0) + np.float32(lo)
+    x *= np.float32((hi - lo) / 255.0)
+    x += np.float32(lo)
     for extra in inp.extra:
         if extra != "previous_mask":
             raise ValueError(f"unknown extra input channel {extra!r}")
@@ -140,15 +150,17 @@ def scores(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Model output (1, h, w, C) -> per-class scores (h, w, num_classes) whose argmax is the category:
     the logits or probabilities themselves, or (1 - p, p) for a single foreground probability."""
     out = np.asarray(raw, dtype=np.float32)[0]
-    if spec.output_kind in ("logits", "probabilities"):
-        result = out
-    else:  # "probability": one foreground channel, sigmoid already applied
-        p = out[..., :1]
-        result = np.concatenate([1.0 - p, p], axis=-1)
-    if result.shape[-1] != spec.num_classes:
-        raise ValueError(f"{spec.name}: output has {result.shape[-1]} classes, registry says {spec.num_classes}")
+    classes = out.shape[-1] if spec.output_kind in ("logits", "probabilities") else 2
+    if classes != spec.num_classes:
+        raise ValueError(f"{spec.name}: output has {classes} classes, registry says {spec.num_classes}")
     # Stored one class plane after another (see _columns): the post-processing reads them so, without copies.
-    return _columns(result).transpose(2, 1, 0)
+    if spec.output_kind in ("logits", "probabilities"):
+        return _columns(out).transpose(2, 1, 0)
+    # "probability": one foreground channel, sigmoid already applied; its two planes made in place.
+    planes = np.empty((2, out.shape[1], out.shape[0]), np.float32)
+    np.copyto(planes[1], out[..., 0].T)
+    np.subtract(np.float32(1), planes[1], out=planes[0])
+    return planes.transpose(2, 1, 0)
 
 
 def _columns(per_pixel: np.ndarray, *, copy: bool = True) -> np.ndarray:
@@ -196,9 +208,10 @@ def resize_probabilities(probs: np.ndarray, width: int, height: int) -> np.ndarr
 # A pixel whose four neighbouring model pixels share their top class, each ahead of the runner-up by more
 # than this fraction of the largest |score|, has that class: interpolation is a convex combination, and
 # float32 rounding moves an interpolated score by less than 1e-6 of the largest |score| (two blends of
-# three operations each; 10x margin). Only the other pixels are interpolated, in bands of rows of about
-# this many pixels.
+# three operations each; 10x margin). Only the other pixels are interpolated: found in bands of rows of
+# about _SCAN_PIXELS pixels, and interpolated _CHUNK_PIXELS at a time (bounded memory whatever the model).
 _SURE_MARGIN = 1e-5
+_SCAN_PIXELS = 1 << 18
 _CHUNK_PIXELS = 1 << 14
 
 
@@ -214,43 +227,65 @@ def photo_category_mask(class_scores: np.ndarray, width: int, height: int) -> np
     y0, y1, ty = _samples(h, height, "aligned")
     x0, x1, tx = _samples(w, width, "aligned")
     columns = _columns(class_scores, copy=False)
-    label, margin = (np.ascontiguousarray(a.T) for a in _top_class(columns))
-    largest = max(float(columns.max()), -float(columns.min()))
-    down, across = np.minimum(np.arange(h) + 1, h - 1), np.minimum(np.arange(w) + 1, w - 1)
-    same = (label == label[down]) & (label == label[:, across]) & (label == label[down][:, across])
-    lowest = np.minimum(np.minimum(margin, margin[down]), np.minimum(margin[:, across], margin[down][:, across]))
-    sure = same & (lowest > _SURE_MARGIN * largest) if np.isfinite(largest) else np.zeros_like(same)
     # Per model pixel its class if sure, else a number that is no class; then one gather to photo size.
+    code = np.ascontiguousarray(_sure_classes(columns).T)
     unsure = len(columns)
-    code = np.where(sure, label, unsure).astype(np.uint8 if unsure <= np.iinfo(np.uint8).max else np.uint16)
     mask = np.take(np.take(code, y0, axis=0), x0, axis=1)
-    band = max(1, _CHUNK_PIXELS // width)  # the unsure pixels a band of rows at a time: bounded memory
+    # Each unsure pixel's scores, as (C, n), blended from the four model pixels by flat index into (C, w * h).
+    flat = columns.reshape(len(columns), -1)
+    band = max(1, _SCAN_PIXELS // width)
     for start in range(0, height, band):
         rows = mask[start:start + band]
-        ys, xs = np.nonzero(rows == unsure)
-        if not len(ys):
-            continue
-        y, x = ys + start, xs
-        t = ty[y][:, None]
-        left = class_scores[y0[y], x0[x]]
-        left += (class_scores[y1[y], x0[x]] - left) * t
-        right = class_scores[y0[y], x1[x]]
-        right += (class_scores[y1[y], x1[x]] - right) * t
-        right -= left
-        right *= tx[x][:, None]
-        left += right
-        rows[ys, xs] = category_mask(left)
+        found = np.flatnonzero(rows == unsure)
+        for chunk in np.array_split(found, -(-len(found) // _CHUNK_PIXELS)) if len(found) else ():
+            y, x = np.divmod(chunk, width)
+            y += start
+            t, ya, yb = ty[y], y0[y], y1[y]
+            left = np.take(flat, x0[x] * h + ya, axis=1)
+            left += (np.take(flat, x0[x] * h + yb, axis=1) - left) * t
+            right = np.take(flat, x1[x] * h + ya, axis=1)
+            right += (np.take(flat, x1[x] * h + yb, axis=1) - right) * t
+            right -= left
+            right *= tx[x]
+            left += right
+            rows.flat[chunk] = left.argmax(axis=0)
     return mask.astype(np.uint8, copy=False)
+
+
+def _sure_classes(columns: np.ndarray) -> np.ndarray:
+    """Per model pixel of (C, w, h) scores: its class if the pixel and its neighbours below, right and
+    below-right (the last row and column count as their own neighbours) share it with a sure lead, else C.
+    uint8 or uint16, (w, h)."""
+    label, margin = (_edge_padded(a) for a in _top_class(columns))
+    largest = max(float(columns.max()), -float(columns.min()))
+    # The 2x2 neighbourhood as slices of the padded arrays.
+    here = label[:-1, :-1]
+    same = (here == label[1:, :-1]) & (here == label[:-1, 1:]) & (here == label[1:, 1:])
+    lowest = np.minimum(np.minimum(margin[:-1, :-1], margin[1:, :-1]), np.minimum(margin[:-1, 1:], margin[1:, 1:]))
+    sure = same & (lowest > _SURE_MARGIN * largest) if np.isfinite(largest) else np.zeros_like(same)
+    unsure = len(columns)
+    return np.where(sure, here, (np.uint8 if unsure <= np.iinfo(np.uint8).max else np.uint16)(unsure))
+
+
+def _edge_padded(a: np.ndarray) -> np.ndarray:
+    """A 2-D array with its last row and column repeated once (np.pad's "edge", without its overhead)."""
+    out = np.empty((a.shape[0] + 1, a.shape[1] + 1), a.dtype)
+    out[:-1, :-1] = a
+    out[-1, :-1] = a[-1]
+    out[:, -1] = out[:, -2]
+    return out
 
 
 def _top_class(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of (C, ...) scores: the first class with the highest score (uint8) and how far ahead of
     the second highest score it is (0 on a tie, NaN where a score is NaN)."""
-    best = planes[0].copy()
-    second = np.full(best.shape, -np.inf, np.float32)
-    label = np.zeros(best.shape, np.uint8)
+    if len(planes) == 1:  # no runner-up: -inf
+        return np.zeros(planes[0].shape, np.uint8), planes[0] - np.float32(-np.inf)
+    # The first two classes directly (the one-channel models' only two), then one class at a time.
+    label = np.greater(planes[1], planes[0]).view(np.uint8)
+    best, second = np.maximum(planes[0], planes[1]), np.minimum(planes[0], planes[1])
     ahead, lower = np.empty(best.shape, bool), np.empty_like(best)
-    for c, plane in enumerate(planes[1:], start=1):
+    for c, plane in enumerate(planes[2:], start=2):
         np.greater(plane, best, out=ahead)
         np.copyto(label, c, where=ahead)
         np.minimum(best, plane, out=lower)
