@@ -42,3 +42,8 @@ class FarmError(SelfieTvmError):
 
 class NoDeviceError(FarmError):
     """The tracker has no device of the key (never had, or every one of them went)."""
+
+
+class DeviceUnresponsiveError(Exception):
+    """One device did not answer its RPC handshake in time: measure on another (not a FarmError,
+    which stops the run)."""

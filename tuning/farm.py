@@ -3,8 +3,9 @@
 The tracker (`python -m tvm.exec.rpc_tracker`) hands each measurement to a free device of the key.
 The farm runner keeps one measurement in flight per device, repeats a measurement whose device
 stopped answering on another device, and turns a tracker that cannot be reached, or a key with no
-device left, into one FarmError sentence instead of a hang. Every wait on the tracker has a
-deadline: its own request protocol would wait for a device of an unknown key forever.
+device left, into one FarmError sentence instead of a hang. Every wait on the tracker and on a
+device's handshake has a deadline: TVM's own protocols would wait for a device of an unknown key, or
+for a device whose server lost its tracker, forever.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import rpc_runner
 from tvm.support.popen_pool import PopenPoolExecutor
 
-from .errors import FarmError, NoDeviceError
+from .errors import DeviceUnresponsiveError, FarmError, NoDeviceError
 
 log = logging.getLogger(__name__)
 TRACKER_TIMEOUT_S = 10  # connecting to the tracker and each of its answers
+# A device's RPC handshake: its server answers at once when it is listening. One that lost its
+# tracker stops accepting (TVM's server retries the tracker for 60 s, then its listener dies while
+# the socket stays open), and TVM's connect would wait for its answer forever.
+HANDSHAKE_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class RpcSpec:
     key: str
     session_timeout_s: int = 120
     max_devices: int | None = None
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
 
     @classmethod
     def parse(cls, tracker: str, key: str, max_devices: int | None = None) -> RpcSpec:
@@ -130,6 +136,11 @@ def count_devices(spec: RpcSpec) -> int:
 
 def open_session(spec: RpcSpec, wait_s: float):
     """An RPC session on a free device of the key, waiting at most `wait_s` for one to be free."""
+    return connect_device(spec, *request_device(spec, wait_s))
+
+
+def request_device(spec: RpcSpec, wait_s: float) -> tuple[str, int, str]:
+    """The tracker's answer for a free device of the key: its host, port and one-time match key."""
     count_devices(spec)  # the tracker would queue a request for an unknown key forever
     try:
         with _tracker_socket(spec) as sock:
@@ -143,9 +154,36 @@ def open_session(spec: RpcSpec, wait_s: float):
         raise _unreachable(spec, e) from e
     if code != rpc_base.TrackerCode.SUCCESS:
         raise FarmError(f"the RPC tracker at {spec.tracker} refused a device of key {spec.key!r}")
+    return host, port, match_key
+
+
+def connect_device(spec: RpcSpec, host: str, port: int, match_key: str):
+    """TVM's rpc.connect, given spec.handshake_timeout_s to answer (its own wait has no deadline).
+
+    A device that does not answer raises DeviceUnresponsiveError: the caller measures elsewhere,
+    and a tracker gone meanwhile is then found at once. The connect that never returns is left in
+    a daemon thread: its process is a pool worker that the runner stops at the end of the run.
+    """
     from tvm import rpc
 
-    return rpc.connect(host, port, match_key, session_timeout=spec.session_timeout_s)
+    outcome: dict[str, object] = {}
+
+    def connect() -> None:
+        try:
+            outcome["session"] = rpc.connect(host, port, match_key, session_timeout=spec.session_timeout_s)
+        except Exception as e:  # re-raised on the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=connect, name=f"rpc-connect-{host}:{port}", daemon=True)
+    thread.start()
+    thread.join(spec.handshake_timeout_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "session" not in outcome:
+        raise DeviceUnresponsiveError(
+            f"the device of key {spec.key!r} at {host}:{port} did not answer its RPC handshake within "
+            f"{spec.handshake_timeout_s:g} s (its server lost the tracker, or hangs)")
+    return outcome["session"]
 
 
 def usable_devices(spec: RpcSpec) -> int:
@@ -158,7 +196,10 @@ def describe_device(spec: RpcSpec) -> Device:
     """Ask one device of the farm for its CPU (LLVM's name for it) and TVM thread count; the farm
     is meant to be identical machines, so one speaks for all."""
     count = usable_devices(spec)
-    session = open_session(spec, wait_s=spec.session_timeout_s)
+    try:
+        session = open_session(spec, wait_s=spec.session_timeout_s)
+    except DeviceUnresponsiveError as e:
+        raise FarmError(f"{e}: restart it, or check the tracker at {spec.tracker}") from e
     try:
         cpu = session.get_function("target.llvm_get_system_cpu")()
         threads = session.get_function("runtime.NumThreads")()

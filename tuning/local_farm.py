@@ -31,14 +31,14 @@ def free_port() -> int:
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
-             proc: subprocess.Popen | None = None) -> None:
+             proc: subprocess.Popen | None = None, interval_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if proc is not None and proc.poll() is not None:
             raise FarmError(f"{what}: the process exited with {proc.returncode}")
         if time.monotonic() > deadline:
             raise FarmError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)  # polling interval, not a synchronisation delay
+        time.sleep(interval_s)  # polling interval, not a synchronisation delay
 
 
 class LocalFarm:
@@ -100,6 +100,11 @@ class LocalFarm:
     def sessions_started(self, device: int) -> int:
         """How many measurement sessions a device has begun (from its log)."""
         return (self.log_dir / f"server{device}.log").read_text().count("start serving")
+
+    def sessions_in_progress(self, device: int) -> int:
+        """Sessions a device has begun and not yet finished (from its log): a measurement in flight."""
+        text = (self.log_dir / f"server{device}.log").read_text()
+        return text.count("start serving") - text.count("finish serving")
 
     def kill_device(self, device: int) -> None:
         _kill(self.servers[device])
