@@ -362,7 +362,11 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     common = ["tune", "--model-path", str(model.path), "--budget", "4", "--per-iter", "4"]
     assert main([*common, "--module-equality", ANCHOR_BLOCK]) == 2  # not into the committed records
     assert "give them a --work-dir of their own" in capsys.readouterr().err
-    assert main([*common, "--module-equality", ANCHOR_BLOCK, "--work-dir", str(work), "--out", str(out)]) == 0
+    anchor_run = [*common, "--module-equality", ANCHOR_BLOCK, "--work-dir", str(work), "--out", str(out)]
+    # The directory is marked before any record lands: a run killed later leaves records that say their kind.
+    assert main([*anchor_run, "--time-limit", "0.000001"]) == 0 and count_records(work) == 0
+    assert json.loads((work / "provenance.json").read_text())["module_equality"] == ANCHOR_BLOCK
+    assert main(anchor_run) == 0
     assert "1 of 1 kernels improved" in capsys.readouterr().out
     assert len({r.shash for r in read_records(work)}) == 1
     provenance = resolve_records(model.spec.name, target, work).provenance  # marked before tuning, then this run's
