@@ -149,7 +149,8 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
     path = Path(path)
     existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    if existing is None or existing.trials_measured == 0:  # nothing measured yet: this run is the origin
+    if existing is None or (existing.trials_measured == 0 and existing.tuning_seconds == 0):
+        # None, or a mark written before a first run (cli/tune.py): this run is the origin.
         prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_on_cpu=cpu,
                           tuned_for_target=target.as_dict(), models=[model], tvm_version=tvm.__version__,
                           updated_at=now, tuning_seconds=tuning_seconds, trials_measured=trials,
