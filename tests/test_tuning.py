@@ -18,7 +18,7 @@ from runtime.artifacts import LibraryMetadata
 from runtime.engines import create_engine
 from runtime.processing import preprocess, to_probabilities
 from runtime.target import host_target
-from tuning import stats
+from tuning import ANCHOR_BLOCK, STRUCTURAL, stats
 from tuning.build import export, tuning_module
 from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_records
 from tuning.errors import MissingRecordsError, TuningBudgetError
@@ -27,7 +27,7 @@ from tuning.local_farm import wait_for
 from tuning.records import record_set_dir, resolve_records, working_dir
 from tuning.tune import tune
 
-from .tiny_models import tiny_file_model, tiny_segmenter
+from .tiny_models import tiny_file_model, tiny_segmenter, tiny_shared_anchor
 
 pytestmark = pytest.mark.slow
 BUDGET = 20  # the tiny model has 5 kernels: the first round needs 4 trials each
@@ -341,3 +341,53 @@ def test_tune_all_goes_on_after_a_model_fails(tmp_path, capsys, caplog, monkeypa
     out = capsys.readouterr().out
     assert tuned == ["c"] and "error: b: no candidate built and ran" in out and "2 of 3 models failed: a, b" in out
     assert "a: RuntimeError: TVMError: a kernel did not compile" in caplog.text and "Traceback" in caplog.text
+
+
+def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, capsys, monkeypatch):
+    """Two kernels with the same convolution and different epilogues: `selfie-tvm tune
+    --module-equality anchor-block` makes them one task with one record, the build replays that
+    record on both, and provenance and metadata say how the records match kernels."""
+    from runtime.acquire import resolve_model
+    from runtime.cli import main
+    from tuning.build import apply_records, coverage, selected_records
+    from tuning.tasks import plan_tasks
+
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path / "build"))
+    model = resolve_model("auto", path=tiny_shared_anchor(tmp_path / "pair.tflite").path)
+    mod = tuning_module(model, target)
+    assert len(plan_tasks(mod, target.to_tvm()).tasks) == 2
+    assert len(plan_tasks(mod, target.to_tvm(), module_equality=ANCHOR_BLOCK).tasks) == 1
+
+    work, out = tmp_path / "records", tmp_path / "lib"
+    common = ["tune", "--model-path", str(model.path), "--budget", "4", "--per-iter", "4"]
+    assert main([*common, "--module-equality", ANCHOR_BLOCK]) == 2  # not into the committed records
+    assert "give them a --work-dir of their own" in capsys.readouterr().err
+    anchor_run = [*common, "--module-equality", ANCHOR_BLOCK, "--work-dir", str(work), "--out", str(out)]
+    # The directory is marked before any record lands: a run killed later leaves records that say their kind.
+    assert main([*anchor_run, "--time-limit", "0.000001"]) == 0 and count_records(work) == 0
+    assert json.loads((work / "provenance.json").read_text())["module_equality"] == ANCHOR_BLOCK
+    assert main(anchor_run) == 0
+    assert "1 of 1 kernels improved" in capsys.readouterr().out
+    assert len({r.shash for r in read_records(work)}) == 1
+    provenance = resolve_records(model.spec.name, target, work).provenance  # marked before tuning, then this run's
+    assert provenance.module_equality == ANCHOR_BLOCK and provenance.trials_measured >= 4 and not provenance.continued
+    meta = LibraryMetadata.read(out / "tuned.json")
+    assert meta.kernels == 2 and meta.untuned_kernels == []
+    assert meta.records_provenance["module_equality"] == ANCHOR_BLOCK
+    # Both kernels are scheduled from the one record; matched structurally, it would reach only the
+    # kernel it was measured on.
+    kernels = plan_tasks(mod, target.to_tvm()).names
+    with selected_records(work, target) as selected:
+        for equality, scheduled in ((ANCHOR_BLOCK, 2), (STRUCTURAL, 1)):
+            applied = apply_records(mod, target.to_tvm(), selected, equality)
+            assert sum(bool(applied[k].attrs.get("tirx.is_scheduled")) for k in kernels) == scheduled
+            assert len(coverage(mod, target, selected, equality).untuned) == 2 - scheduled
+
+    x = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
+    tuned = create_engine("tvm-tuned", model, threads=2, target=target, build_root=out).run(x)
+    assert np.abs(tuned - create_engine("litert", model, 1).run(x)).max() <= 1e-4
+
+    # The two kinds of records never share a database.
+    assert main([*common, "--work-dir", str(work)]) == 2
+    assert "were tuned with --module-equality anchor-block" in capsys.readouterr().err

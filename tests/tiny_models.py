@@ -48,3 +48,17 @@ def tiny_file_model(path: Path, *, head: str = "mask", seed: int = 11) -> Path:
     g.mark_output(y, head)
     path.write_bytes(serialise(g, f"tiny {head} model, not in the registry"))
     return path
+
+
+def tiny_shared_anchor(path: Path, *, seed: int = 5) -> ResolvedModel:
+    """Two kernels with the same 1x1 convolution and different epilogues (ReLU; residual add): one
+    anchor-block group, two structurally different kernels. 16x16x3 in, 3 classes of logits out."""
+    g = GraphBuilder(seed=seed)
+    x = g.input("image", (1, 16, 16, 3))
+    y = g.conv2d(x, 3, relu=True)
+    g.mark_output(g.add(g.conv2d(y, 3), x), "logits")
+    path.write_bytes(serialise(g, "tiny model with a shared anchor block"))
+    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny_pair", synthetic=True,
+                               input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
+                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
+    return ResolvedModel(spec, path, "explicit")

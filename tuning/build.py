@@ -15,6 +15,7 @@ from runtime.acquire import ResolvedModel
 from runtime.artifacts import LibraryMetadata, build_dir, library_paths
 from runtime.target import TargetSpec
 
+from . import STRUCTURAL
 from .database import read_records, select_for, write_database
 from .errors import MissingRecordsError
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
@@ -47,13 +48,14 @@ def selected_records(records: Path, target: TargetSpec) -> Iterator[Path]:
         yield Path(selected)
 
 
-def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path) -> Coverage:
+def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path, module_equality: str = STRUCTURAL) -> Coverage:
     """`selected`: a database holding only valid measured records (see `compile_module`), so a
-    kernel whose workload is known but whose trials were never measured counts as untuned."""
+    kernel whose workload is known but whose trials were never measured counts as untuned.
+    Every kernel is counted, also those that share their anchor group's record (`module_equality`)."""
     from tvm.s_tir import meta_schedule as ms
 
     plan = plan_tasks(mod, target.to_tvm())
-    db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True)
+    db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True, module_equality=module_equality)
     untuned, flops_missing, flops_total = [], 0.0, 0.0
     for task in plan.tasks:
         flops = task_flops(task) * int(task.weight)
@@ -67,13 +69,14 @@ def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path) -> Coverage:
 def record_coverage(mod: tvm.IRModule, target: TargetSpec, records: RecordSet) -> Coverage:
     """How much of `mod` (a tuning module on the records' graph options) the records cover, without building it."""
     with selected_records(records.path, target) as selected:
-        return coverage(mod, target, selected)
+        return coverage(mod, target, selected, records.provenance.module_equality)
 
 
 def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None,
-                   options: GraphOptions | None = None):
+                   options: GraphOptions | None = None, module_equality: str = STRUCTURAL):
     """What TVM gives without tuning (records=None: the stock graph, no schedules), or the given
-    graph with the records' best schedules applied. Returns (executable, coverage or None)."""
+    graph with the records' best schedules applied, matched to kernels by the `module_equality`
+    they were tuned with. Returns (executable, coverage or None)."""
     tvm_target = target.to_tvm()
     if records is None:
         options = options or STOCK_GRAPH
@@ -81,18 +84,22 @@ def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | Non
     options = options or TUNED_GRAPH
     mod = tuning_module(model, target, options)
     with selected_records(records, target) as selected:
-        cover = coverage(mod, target, selected)
-        mod = apply_records(mod, tvm_target, selected)
+        cover = coverage(mod, target, selected, module_equality)
+        mod = apply_records(mod, tvm_target, selected, module_equality)
     return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover
 
 
-def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path) -> tvm.IRModule:
-    """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule."""
+def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
+                  module_equality: str = STRUCTURAL) -> tvm.IRModule:
+    """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule.
+
+    With anchor-block records the database finds a kernel's group record by its anchor block, and
+    the pass replays the anchor's trace on the kernel (MetaSchedule's ScheduleUsingAnchorTrace)."""
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
 
     # Opened here rather than by path in the pass, which announces "Creating JSONDatabase" on stderr.
-    db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False)
+    db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False, module_equality=module_equality)
     with target, db, tvm.transform.PassContext(opt_level=3):
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
 
@@ -112,7 +119,8 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     lib_path, meta_path = library_paths(directory, kind)
     tuned = kind == "tuned"
     options = records.provenance.graph_options if tuned else STOCK_GRAPH
-    executable, cover = compile_module(model, target, records.path if tuned else None, options)
+    executable, cover = compile_module(model, target, records.path if tuned else None, options,
+                                       records.provenance.module_equality if tuned else STRUCTURAL)
     tmp = lib_path.with_suffix(".so.part")
     executable.export_library(str(tmp))
     tmp.replace(lib_path)

@@ -22,6 +22,7 @@ from runtime.artifacts import build_root, results_root
 from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec, cpu_model_name
 
+from . import STRUCTURAL
 from .database import KEEP_PER_CPU, count_records, merge, prune, read_records, write_database
 from .importer import TUNED_GRAPH, GraphOptions
 
@@ -49,6 +50,8 @@ class Provenance:
     tuning_seconds: float = 0.0
     trials_measured: int = 0  # by every run behind the set (it keeps only the best few per kernel)
     continued: list[dict] = field(default_factory=list)  # later runs that added records
+    # How the records were matched to kernels (tuning.MODULE_EQUALITIES): a build must match them the same way.
+    module_equality: str = STRUCTURAL
 
     @property
     def graph_options(self) -> GraphOptions:
@@ -77,7 +80,8 @@ class RecordSet:
         p = self.provenance
         target = p.tuned_for_target
         behind = f" (best of {p.trials_measured} trials)" if p.trials_measured > self.trials else ""
-        return (f"{self.trials} tuning records{behind} for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
+        shared = f", one per {p.module_equality} group" if p.module_equality != STRUCTURAL else ""
+        return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
                 f"LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores, {p.updated_at[:10]})")
 
     def notes_for(self, target: TargetSpec) -> list[str]:
@@ -133,20 +137,24 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
-                     tuning_seconds: float = 0.0, trials: int = 0, cpu: str | None = None) -> Provenance:
+                     tuning_seconds: float = 0.0, trials: int = 0, cpu: str | None = None,
+                     module_equality: str = STRUCTURAL) -> Provenance:
     """Record (or update) where a record set comes from, after tuning into it. A set first tuned
     elsewhere keeps its origin; later runs are listed under `continued`. `cpu`: where the
-    measurements ran, when not on this host (an RPC farm's devices)."""
+    measurements ran, when not on this host (an RPC farm's devices). A set's `module_equality`
+    never changes (`check_module_equality`)."""
     cpu = cpu or cpu_model_name()
     import tvm
 
     path = Path(path)
     existing = read_provenance(path, isa_level(target)) if (path / PROVENANCE).is_file() else None
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    if existing is None:
+    if existing is None or (existing.trials_measured == 0 and existing.tuning_seconds == 0):
+        # None, or a mark written before a first run (cli/tune.py): this run is the origin.
         prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_on_cpu=cpu,
                           tuned_for_target=target.as_dict(), models=[model], tvm_version=tvm.__version__,
-                          updated_at=now, tuning_seconds=tuning_seconds, trials_measured=trials)
+                          updated_at=now, tuning_seconds=tuning_seconds, trials_measured=trials,
+                          module_equality=module_equality)
     else:
         prov = existing
         prov.graph = options.as_dict()
@@ -174,6 +182,15 @@ def resolve_records(model: str, target: TargetSpec, explicit: Path | None = None
     if found is None:
         raise NoRecordsForTargetError(model, isa_level(target), available_levels(root))
     return found
+
+
+def check_module_equality(path: Path, provenance: Provenance, wanted: str) -> None:
+    """Refuse to tune into records matched to kernels another way: one database holds one kind."""
+    if count_records(path) and provenance.module_equality != wanted:
+        raise SelfieTvmError(
+            f"the records in {path} were tuned with --module-equality {provenance.module_equality} "
+            f"({PROVENANCE}; records without one count as {STRUCTURAL}), this run asks for {wanted}: "
+            f"they cannot share a database; use an empty --work-dir for {wanted} records")
 
 
 def describe_use(records: RecordSet, target: TargetSpec) -> list[str]:

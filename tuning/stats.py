@@ -9,6 +9,7 @@ from pathlib import Path
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from . import STRUCTURAL
 from .database import RECORDS, WORKLOADS
 from .tasks import mean_run_seconds, plan_tasks, task_flops
 
@@ -44,15 +45,16 @@ class TuningStats:
         return pd.DataFrame([asdict(t) for t in self.tasks]).sort_values("share", ascending=False)
 
 
-def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path) -> TuningStats:
+def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
+            module_equality: str = STRUCTURAL) -> TuningStats:
     """`mod` is the optimised module that was tuned (its tasks define the table's rows).
 
     Records are read in the order they were measured (the database file's line order; the
     database API returns them grouped and sorted by cost, which says nothing about convergence).
     """
     work_dir = Path(work_dir)
-    db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True)
-    tasks = plan_tasks(mod, target).tasks  # kernels the built module runs
+    db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True, module_equality=module_equality)
+    tasks = plan_tasks(mod, target, module_equality=module_equality).tasks  # tasks of kernels the built module runs
     task_of_shash = {str(db.commit_workload(t.dispatched[0]).as_json()[0]): i
                      for i, t in enumerate(tasks) if db.has_workload(t.dispatched[0])}
     workloads = _lines(work_dir / WORKLOADS)

@@ -9,6 +9,8 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.analysis import estimate_tir_flops
 
+from . import STRUCTURAL
+
 # MetaSchedule marks a failed run with a huge cost (1e10 s).
 _FAILED_RUN_S = 1e9
 
@@ -67,9 +69,12 @@ def task_flops(task) -> float:
     return float(estimate_tir_flops(task.dispatched[0]))
 
 
-def plan_tasks(mod: tvm.IRModule, target: tvm.target.Target, only: list[str] | None = None) -> TaskPlan:
-    """`only`: restrict to kernels whose names start with one of these (experiments, top-ups)."""
-    extracted = ms.relax_integration.extract_tasks(mod, target)
+def plan_tasks(mod: tvm.IRModule, target: tvm.target.Target, only: list[str] | None = None,
+               module_equality: str = STRUCTURAL) -> TaskPlan:
+    """`only`: restrict to kernels whose names start with one of these (experiments, top-ups).
+    `module_equality`: anchor-block makes kernels whose anchor block (their conv2d, matmul...) is the
+    same one task, tuned on the kernel with the fewest blocks; its weight counts all of them."""
+    extracted = ms.relax_integration.extract_tasks(mod, target, module_equality=module_equality)
     called = kernels_called(mod)
     tasks = [t for t in extracted if t.task_name in called
              and (not only or any(t.task_name.startswith(prefix) for prefix in only))]

@@ -14,6 +14,7 @@ import tvm
 from tqdm import tqdm
 from tvm.s_tir import meta_schedule as ms
 
+from . import STRUCTURAL
 from .build_fn import build_candidate
 from .database import PROGRESS, count_records
 from .farm import RpcSpec
@@ -105,7 +106,8 @@ def _native_output_to(log_path: Path):
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget: int,
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
-         time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None) -> TuneResult:
+         time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
+         module_equality: str = STRUCTURAL) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best; an
@@ -115,12 +117,13 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     budget is spent), and no batch starts after `time_limit_s`. `in_model_ms` (kernel name -> ms per
     inference in a profile of the tuned build) aims the trials at where the built model spends its
     time rather than at isolated estimates. MetaSchedule's own output goes to work_dir/logs/.
+    `module_equality` (tuning.MODULE_EQUALITIES) must be the one work_dir's records were tuned with.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     before = count_records(work_dir)
-    plan = plan_tasks(mod, target, only)
-    db = ms.database.JSONDatabase(work_dir=str(work_dir))
+    plan = plan_tasks(mod, target, only, module_equality)
+    db = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
     state = resume_state(db, plan, target.attrs.get("mcpu"))
     start_best = dict(state.best_s)
     estimated_before = state.estimated_total_ms()

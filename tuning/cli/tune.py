@@ -11,7 +11,7 @@ from pathlib import Path
 from runtime.acquire import ALL
 from runtime.cli.common import positive_int
 from runtime.errors import SelfieTvmError
-from tuning import DEFAULT_BUDGET
+from tuning import DEFAULT_BUDGET, MODULE_EQUALITIES, STRUCTURAL
 
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
 
@@ -53,6 +53,10 @@ def register(sub) -> None:
                         "the tuned library then says which kernels have no record")
     p.add_argument("--time-limit", type=minutes, default=DEFAULT_TIME_LIMIT_MIN, metavar="MINUTES",
                    help="start no new batch after this many minutes (default: %(default)s; re-run to continue)")
+    p.add_argument("--module-equality", choices=MODULE_EQUALITIES, default=STRUCTURAL,
+                   help="structural: one task and record per distinct kernel; anchor-block: kernels whose "
+                        "anchor block (their convolution) is the same share one task and one record, replayed "
+                        "on each of them at build time. Needs a --work-dir of its own (default: %(default)s)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
@@ -100,6 +104,9 @@ def run(args) -> int:
     if args.model == ALL and (args.model_path is not None or args.out is not None):
         raise SelfieTvmError(f"--model {ALL} tunes every available model into its own library directory: "
                              "drop --model-path and --out, or name one model")
+    if args.module_equality != STRUCTURAL and args.work_dir is None:
+        raise SelfieTvmError(f"--module-equality {args.module_equality} records cannot join the {STRUCTURAL} ones "
+                             "kept in results/tuning: give them a --work-dir of their own")
     ensure_tvm_threads(args.num_cores)
     rpc, device = _farm(args) if args.rpc_tracker else (None, None)
     from runtime.acquire import available_models, resolve_model
@@ -138,7 +145,9 @@ def tune_model(args, model, rpc, device) -> None:
     from tuning.build import export, record_coverage, tuning_module
     from tuning.database import count_records
     from tuning.records import (
+        PROVENANCE,
         RecordSet,
+        check_module_equality,
         describe_use,
         isa_level,
         publish,
@@ -160,11 +169,19 @@ def tune_model(args, model, rpc, device) -> None:
     kept_in = committed or work_dir
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
+    check_module_equality(kept_in, provenance, args.module_equality)
+    if args.module_equality != STRUCTURAL and not (work_dir / PROVENANCE).is_file():
+        # Records without provenance count as structural: mark the directory before a record lands.
+        work_dir.mkdir(parents=True, exist_ok=True)
+        provenance = write_provenance(work_dir, target, model.spec.name, provenance.graph_options,
+                                      module_equality=args.module_equality)
     existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
     options = provenance.graph_options
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
-          f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else ""))
+          f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else "")
+          + (f"; kernels sharing an anchor block share a task ({args.module_equality})"
+             if args.module_equality != STRUCTURAL else ""))
     mod = tuning_module(model, target, options)
     if existing is not None:
         cover = record_coverage(mod, target, existing)
@@ -196,7 +213,7 @@ def tune_model(args, model, rpc, device) -> None:
                                 x, rounds=BEFORE_ROUNDS)[TVM_DEFAULT]
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
-                  in_model_ms=in_model_ms, only=args.only)
+                  in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality)
     measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
@@ -212,7 +229,8 @@ def tune_model(args, model, rpc, device) -> None:
                           result.trials_run, cpu=measured_on)
     else:
         records = RecordSet(work_dir, write_provenance(work_dir, target, model.spec.name, options,
-                                                         result.seconds, result.trials_run, cpu=measured_on))
+                                                         result.seconds, result.trials_run, cpu=measured_on,
+                                                         module_equality=args.module_equality))
     print("\n".join(describe_use(records, target)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
     print(f"wrote {lib}")
@@ -222,7 +240,7 @@ def tune_model(args, model, rpc, device) -> None:
         medians = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
                                LITERT: create_engine(LITERT, model, threads)}, x)
         after_ms, litert_ms = medians[TVM_TUNED], medians[LITERT]
-    s = stats.collect(mod, tvm_target, work_dir)
+    s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
                         default_ms=before_ms if existing is None else None, litert_ms=litert_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
