@@ -46,7 +46,18 @@ def test_a_cpu_with_another_name_but_the_same_isa_uses_the_records(avx2_only_roo
     summary = records.summary()
     assert "2 tuning records (best of 1500 trials) for x86-64-v3" in summary and "LLVM CPU znver4" in summary
     notes = records.notes_for(znver3)
-    assert len(notes) == 1 and "re-tuning here may gain more" in notes[0]
+    assert len(notes) == 1 and "measured on znver4 CPUs, this is znver3: re-tuning here may gain more" in notes[0]
+
+
+def test_a_set_first_tuned_elsewhere_but_holding_this_cpus_records_needs_no_re_tuning_note(tmp_path):
+    level = tmp_path / "tuning" / "x86-64-v3"
+    write_database(level, [record("k1", 1.0, "znver4"), record("k2", 2.0, "znver3")], compressed=True)
+    write_provenance(level, TargetSpec("znver4", 2, SEED_TRIPLE, ("-avx512f",)), "selfie_multiclass_twin",
+                     TUNED_GRAPH, tuning_seconds=60.0, trials=1500)
+    znver3 = TargetSpec("znver3", 2, SEED_TRIPLE)
+    assert find_records(znver3, tmp_path).notes_for(znver3) == []
+    assert len(find_records(TargetSpec("znver2", 2, SEED_TRIPLE), tmp_path).notes_for(
+        TargetSpec("znver2", 2, SEED_TRIPLE))) == 1
 
 
 def test_a_core_count_mismatch_is_reported_not_fatal(avx2_only_root):

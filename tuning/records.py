@@ -88,8 +88,10 @@ class RecordSet:
         """What a user of these records on `target` should know (none when it is where they were made)."""
         notes = []
         p = self.provenance
-        if p.tuned_for_target.get("mcpu") != target.mcpu:
-            notes.append(f"they were tuned on a {p.tuned_for_target.get('mcpu')} CPU, this is {target.mcpu}: "
+        # The records say where each was measured: a set first tuned elsewhere may hold this CPU's too.
+        measured_on = sorted({r.mcpu or "?" for r in read_records(self.path)})
+        if target.mcpu not in measured_on:
+            notes.append(f"they were measured on {', '.join(measured_on)} CPUs, this is {target.mcpu}: "
                          "re-tuning here may gain more (`selfie-tvm tune` continues from them)")
         if p.cores is not None and p.cores != target.num_cores:
             notes.append(f"they were tuned for {p.cores} cores, this target has {target.num_cores}: "
