@@ -4,8 +4,9 @@
         --variant "tuned (all levers)=tvm_model/.../tuned.so" --variant "previous records=/tmp/prev.so"
 
 Every round runs each variant once, in a rotating order, so drift and noise hit all of them alike;
-p50 with a distribution-free 95 % confidence interval per variant and thread count. Before timing,
-every variant must compute what LiteRT computes on the same input. Writes ablation_samples.csv (each
+each timed run starts once the other variants' pool threads are idle (benchmark/idle.py). p50 with a
+distribution-free 95 % confidence interval per variant and thread count. Before timing, every variant
+must compute what LiteRT computes on the same input. Writes ablation_samples.csv (each
 timed run), ablation_latency.csv and ablation_latency.md (the summary).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.idle import wait_until_idle
 from benchmark.summary import median_ci
 from runtime.acquire import AUTO
 from runtime.errors import SelfieTvmError
@@ -31,7 +33,7 @@ from runtime.registry import ModelSpec
 # Max |delta probability| a variant may differ from LiteRT by (what benchmark/test_latency.py allows).
 TOLERANCE = 1e-3
 SAMPLES = "ablation_samples.csv"
-SAMPLE_COLUMNS = ["variant", "threads", "round", "position", "ms"]
+SAMPLE_COLUMNS = ["variant", "threads", "round", "position", "ms", "busy_before", "waited_ms", "idle"]
 
 
 class VariantMismatchError(SelfieTvmError):
@@ -93,10 +95,11 @@ def run_ablation(model_name: str, variants: list[Variant], threads: list[int], r
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
             for position, name in enumerate(order):
+                wait = wait_until_idle()
                 t0 = time.perf_counter()
                 runners[name](x)
                 rows.append({"variant": name, "threads": n_threads, "round": r, "position": position,
-                             "ms": (time.perf_counter() - t0) * 1e3})
+                             "ms": (time.perf_counter() - t0) * 1e3, **wait.as_dict()})
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
 

@@ -9,7 +9,8 @@ timed call is the side's own API call that produces them, nothing more:
 - the project: what the CLI and the bot run, `runtime.segmenter.Segmenter.segment(rgb)` (pre-processing,
   inference, post-processing; `.probabilities` is the (H, W, C) array of confidence masks) plus its
   `.category_mask` (computed on first use, as MediaPipe computes its own inside `segment()`).
-Every round runs each side once, in a rotating order, after one untimed warm-up run of each. Only the
+Every round runs each side once, in a rotating order, after one untimed warm-up run of each; each timed
+call starts once the other sides' pool threads are idle (benchmark/idle.py). Only the
 warm-up outputs are converted to arrays (MediaPipe's into the project's class order, `mediapipe_masks`)
 for the shape check and the agreement: per-class IoU of the category masks (worst class) and
 max |Δconfidence| of each project engine against MediaPipe.
@@ -38,6 +39,7 @@ from runtime.engines import create_engine
 from runtime.segmenter import Segmenter
 
 from .agreement import per_class_iou
+from .idle import wait_until_idle
 
 MEDIAPIPE = "mediapipe"
 MEDIAPIPE_THREADS = 1  # XNNPACK's default off Android/iOS; see the module docstring
@@ -113,7 +115,8 @@ def agreement_with(ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray
 def time_pipelines(model: ResolvedModel, engines: list[str], threads: int, rgb: np.ndarray, runs: int) -> dict:
     """p50-ready samples of every side: MediaPipe (when it can load the model) and the project with each engine.
 
-    Returns {"threads", "mediapipe_threads", "mediapipe_error", "photo_shape", "samples": [{side, round, ms}],
+    Returns {"threads", "mediapipe_threads", "mediapipe_error", "photo_shape", "samples": [{side, round, ms,
+    busy_before, waited_ms, idle}] (the wait before the timed call, benchmark/idle.py),
     "agreement": {engine: {"worst_iou", "max_abs_dconfidence"} against MediaPipe}}.
     """
     if runs < 1:
@@ -137,11 +140,12 @@ def time_pipelines(model: ResolvedModel, engines: list[str], threads: int, rgb: 
         for r in range(runs):
             for name in order[r % len(order):] + order[:r % len(order)]:
                 timed = sides[name].timed
+                wait = wait_until_idle()
                 t0 = time.perf_counter_ns()
                 output = timed()
                 t1 = time.perf_counter_ns()
                 del output  # freed outside the timing, as is the previous round's
-                samples.append({"side": name, "round": r, "ms": (t1 - t0) / 1e6})
+                samples.append({"side": name, "round": r, "ms": (t1 - t0) / 1e6, **wait.as_dict()})
     return {"threads": threads, "mediapipe_threads": MEDIAPIPE_THREADS, "mediapipe_error": mp_error,
             "photo": PHOTO, "photo_shape": list(rgb.shape), "samples": samples, "agreement": agreement}
 

@@ -73,6 +73,13 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
                 "all engines alike.")
     else:
         text = "Protocol not recorded in the benchmark JSON."
+    waits = [w for w in inf["idle_wait"] if isinstance(w, dict)] if "idle_wait" in inf else []
+    if waits:
+        timed_out = sum(w["timed_out"] for w in waits)
+        text += (" Each timed run starts once the process's other threads are idle (benchmark/idle.py): TVM's pool "
+                 "workers spin about 0.1 s after a run and would otherwise share a core with the next engine; "
+                 f"{sum(w['busy_before'] for w in waits)} of {sum(w['runs'] for w in waits)} runs found them busy "
+                 f"and waited, {timed_out} wait{'s' if timed_out != 1 else ''} timed out.")
     return ["## Protocol", "", text + " The first run after loading is not timed (see Start-up).", "", _md(rows),
             "", f"p50 {summary.CONFIDENCE:.0%} CI: distribution-free confidence interval of the median, between two "
             "order statistics chosen from the binomial distribution (the sign test inverted, "

@@ -100,7 +100,7 @@ class SavedRun:
                                 "threads": extra.get("threads"), "round": i, "latency_ms": seconds * 1e3})
             info.append({key: extra.get(key) for key in (
                 "kind", "engine", "threads", "load_ms", "first_run_ms", "rss_delta_mb", "process_peak_rss_mb",
-                "protocol", "slow", "warmup", "interleaved_with", "slow_ms")})
+                "protocol", "slow", "warmup", "interleaved_with", "slow_ms", "idle_wait")})
         return pd.DataFrame(samples), pd.DataFrame(info)
 
     def slow_engines(self) -> set[str]:

@@ -2,7 +2,8 @@
 
 Quick protocol (default): the fast engines (LiteRT and the tuned module, the comparison that matters)
 are interleaved round by round: before every timed run of one, each other fast engine runs once
-(pytest-benchmark's untimed `setup`), so slow drifts of the machine hit them alike. A slow engine
+(pytest-benchmark's untimed `setup`), so slow drifts of the machine hit them alike; then the timed run waits
+until the other engines' pool threads are idle (benchmark/idle.py), so none runs beside a spinning pool. A slow engine
 (first run over --slow-ms: the untuned module, ~5.5 s) gets --slow-runs runs, each after one untimed
 run of every fast engine, and never runs between the fast engines' rounds. `--full`: every engine
 gets --runs runs, each after one untimed run of every other engine.
@@ -15,6 +16,7 @@ import resource
 
 import numpy as np
 
+from benchmark.idle import IdleWait, summarise, wait_until_idle
 from runtime.engines import LITERT
 from runtime.processing import to_probabilities
 
@@ -23,11 +25,13 @@ def test_inference(benchmark, bench, engine_name, threads):
     plan = bench.plan(engine_name, threads)
     this = bench.get(engine_name, threads)
     partners = [bench.get(name, threads) for name in plan.interleaved_with]
+    waits: list[IdleWait] = []
 
     def interleave():
         # A TVM engine sizes its thread's pool itself when it differs (all engines here share `threads`).
         for other in partners:
             other.engine.run(bench.x)
+        waits.append(wait_until_idle())
         return (bench.x,), {}
 
     spec = bench.model.spec
@@ -41,6 +45,7 @@ def test_inference(benchmark, bench, engine_name, threads):
         pid=os.getpid(), TVM_NUM_THREADS=os.environ.get("TVM_NUM_THREADS"))
     out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=plan.rounds, warmup_rounds=plan.warmup,
                              iterations=1)
+    benchmark.extra_info["idle_wait"] = summarise(waits)
     # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
     benchmark.extra_info["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if hasattr(this.engine, "actual_threads"):  # TVM: the pool the timed runs really used

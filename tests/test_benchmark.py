@@ -149,6 +149,9 @@ def test_quick_run_saves_pytest_benchmark_json(quick_run):
     assert inference["litert"]["extra_info"]["interleaved_with"] == ["tvm-default"]
     assert inference["tvm-default"]["extra_info"]["interleaved_with"] == ["litert"]
     assert all(b["extra_info"]["load_ms"] > 0 and b["extra_info"]["first_run_ms"] > 0 for b in inference.values())
+    # Every run (the warm-up one too) waited for the other engine's threads to go idle, and they did.
+    assert all(b["extra_info"]["idle_wait"]["runs"] == 4 and b["extra_info"]["idle_wait"]["timed_out"] == 0
+               for b in inference.values())
     assert list((out / "storage").rglob("*.json")), "--benchmark-autosave saved nothing"
 
 
@@ -158,6 +161,8 @@ def test_report_from_quick_run(quick_run):
     for heading in ("## Latency", "## Speed-ups", "## Start-up", "## Protocol", "## Agreement with LiteRT",
                     "## Figures"):
         assert heading in text
+    assert "Each timed run starts once the process's other threads are idle" in text
+    assert "0 waits timed out" in text
     assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
     stats = pd.read_csv(out / "report" / "latency_stats.csv").set_index("engine")
     assert set(stats.index) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
@@ -272,6 +277,8 @@ def test_ablation_times_every_variant_in_one_interleaved_run(ablation_libraries,
     # each variant is timed first, second and third twice.
     assert (samples.groupby("round")["variant"].apply(sorted) == pd.Series([variants] * 6)).all()
     assert (samples.groupby(["variant", "position"]).size() == 2).all() and len(samples) == 18
+    # Each timed run started with the other variants' threads idle (benchmark/idle.py).
+    assert samples["idle"].all() and (samples["waited_ms"] >= 0).all()
     # The summary is that of these samples.
     df = pd.read_csv(tmp_path / "ablation_latency.csv").set_index("variant")
     assert list(df.index) == variants and (df["runs"] == 6).all() and (df["threads"] == 2).all()

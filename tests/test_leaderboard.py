@@ -216,6 +216,7 @@ def test_pipeline_timing_returns_both_sides_for_a_real_model():
     assert result["mediapipe_error"] is None
     assert samples.groupby("side").size().to_dict() == {MEDIAPIPE: 2, "litert": 2}
     assert (samples["ms"] > 0).all()
+    assert samples["idle"].all()  # each timed call started once the other side's threads were idle
     assert result["photo_shape"] == [512, 512, 3]
     # Both sides produced the same masks (the project's equal MediaPipe's).
     assert result["agreement"]["litert"]["worst_iou"] >= 0.99

@@ -1,0 +1,82 @@
+"""benchmark/idle.py: a timed run starts only once the process's other threads are idle."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+import pytest
+
+from benchmark.idle import busy_threads, summarise, wait_until_idle
+
+
+@pytest.fixture
+def spinning_thread():
+    """A thread that stays running (hashing releases the GIL, so it is never just waiting for it)."""
+    stop, started = threading.Event(), threading.Event()
+    ids: list[int] = []
+    block = bytes(8 << 20)
+
+    def spin():
+        ids.append(threading.get_native_id())
+        started.set()
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(10), "the spinning thread did not start"
+        yield ids[0], stop, thread
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_running_thread_keeps_the_process_busy_until_it_stops(spinning_thread):
+    tid, stop, thread = spinning_thread
+    assert tid in busy_threads()
+    timed_out = wait_until_idle(timeout_s=0.3)
+    assert timed_out.busy_before >= 1 and not timed_out.idle
+
+    stop.set()
+    thread.join(10)
+    done = wait_until_idle()
+    assert done.idle and tid not in busy_threads()
+
+
+def test_the_calling_thread_does_not_count_as_busy():
+    assert threading.get_native_id() not in busy_threads()
+
+
+def test_tvm_pool_workers_spin_after_a_run_and_the_wait_outlasts_them():
+    """The harness's reason to wait: TVM's pool keeps spinning after a 2-thread parallel kernel returns."""
+    import tvm
+    from tvm.script import tirx as T
+
+    from runtime.engines.tvm import set_tvm_threads
+
+    @T.prim_func
+    def double(a: T.Buffer((65536,), "float32"), b: T.Buffer((65536,), "float32")):
+        for i in T.parallel(65536):
+            b[i] = a[i] * T.float32(2)
+
+    kernel = tvm.compile(double, target="llvm")["double"]
+    set_tvm_threads(2)
+    a = tvm.runtime.tensor(np.ones(65536, np.float32))
+    b = tvm.runtime.tensor(np.zeros(65536, np.float32))
+    waits = []
+    for _ in range(4):
+        kernel(a, b)
+        waits.append(wait_until_idle())
+    assert b.numpy().min() == 2.0
+    assert all(w.busy_before >= 1 and w.idle for w in waits), waits
+    assert busy_threads() == []
+
+
+def test_summary_counts_busy_and_timed_out_waits():
+    from benchmark.idle import IdleWait
+
+    waits = [IdleWait(0, 0.1, True), IdleWait(2, 80.0, True), IdleWait(1, 2000.0, False)]
+    assert summarise(waits) == {"runs": 3, "busy_before": 2, "timed_out": 1, "max_wait_ms": 2000.0}
