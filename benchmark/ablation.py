@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import litert_isa as litert_isa_lib
 from benchmark.idle import wait_until_idle
-from benchmark.litert_isa import AVX2, ISA_LEVELS, NATIVE
 from benchmark.summary import median_ci
 from runtime.acquire import AUTO
+from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE
 from runtime.errors import SelfieTvmError
 from runtime.processing import to_probabilities
 from runtime.registry import ModelSpec
@@ -77,24 +76,20 @@ def check_agreement(outputs: dict[str, np.ndarray], spec: ModelSpec, threads: in
 def run_ablation(model_name: str, variants: list[Variant], threads: list[int], rounds: int,
                  warmup: int = 2, litert_isa: str = NATIVE) -> pd.DataFrame:
     """Raw samples: one row per timed run (variant, threads, round, position in the round, ms).
-    `litert_isa="avx2"` limits LiteRT to its AVX2 kernels (benchmark/litert_isa.py) for this process."""
+    `litert_isa="avx2"` limits LiteRT to its AVX2 kernels (runtime/engines/litert_isa.py) in this process."""
     from runtime.acquire import resolve_model
     from runtime.engines import LITERT, create_engine
     from runtime.engines.tvm import set_tvm_threads
 
-    if litert_isa == AVX2:
-        litert_isa_lib.limit_to_avx2()
     model = resolve_model(model_name)
     spec = model.spec.input
     x = np.random.default_rng(0).random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
     rows = []
     for n_threads in threads:
         set_tvm_threads(n_threads)
-        runners = {v.name: create_engine(LITERT, model, n_threads).run if v.library is None
+        runners = {v.name: create_engine(LITERT, model, n_threads, isa=litert_isa).run if v.library is None
                    else _tvm_runner(v.library) for v in variants}
         check_agreement({name: run(x) for name, run in runners.items()}, model.spec, n_threads)
-        if litert_isa == AVX2:
-            litert_isa_lib.check_limited(litert_isa_lib.xnnpack_arch_flags())
         for run in runners.values():
             for _ in range(warmup):
                 run(x)
@@ -159,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="writes the samples and the summary there")
     p.add_argument("--litert-isa", choices=ISA_LEVELS, default=NATIVE,
                    help="avx2: LiteRT runs only its AVX2 kernels (to compare x86-64-v3 TVM libraries on an "
-                        "AVX-512 host; benchmark/litert_isa.py)")
+                        "AVX-512 host; runtime/engines/litert_isa.py)")
     args = p.parse_args(argv)
     variants = [Variant("LiteRT (XNNPACK, AVX2 kernels only)" if args.litert_isa == AVX2 else "LiteRT (XNNPACK)",
                         None)]
@@ -189,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "ablation_latency.md").write_text(
         f"Interleaved run, {args.rounds} rounds, model {model}, inference only, ms; "
         "vs_litert = p50 / LiteRT p50 at the same thread count."
-        + (" LiteRT limited to its AVX2 kernels on this host (benchmark/litert_isa.py)." if args.litert_isa == AVX2
-           else "") + "\n\n" + markdown + "\n")
+        + (" LiteRT limited to its AVX2 kernels on this host (runtime/engines/litert_isa.py)."
+           if args.litert_isa == AVX2 else "") + "\n\n" + markdown + "\n")
     print(markdown)
     return 0
 

@@ -1,4 +1,4 @@
-"""benchmark/litert_isa.py: LiteRT limited to its AVX2 kernels, in a process of its own."""
+"""runtime/engines/litert_isa.py: LiteRT limited to its AVX2 kernels, in a process of its own."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.litert_isa import AVX2_ARCH_FLAGS, LiteRTIsaError, limit_to_avx2
+from runtime.engines.litert_isa import AVX2_ARCH_FLAGS, LiteRTIsaError, limit_to_avx2
 
 from .tiny_models import tiny_segmenter
 
@@ -33,12 +33,12 @@ def _litert_flags_and_output(model_path: Path, limit: bool) -> tuple[int, np.nda
         import json
         from pathlib import Path
         import numpy as np
-        from benchmark.litert_isa import limit_to_avx2, xnnpack_arch_flags
+        from runtime.engines.litert_isa import xnnpack_arch_flags
         from tests.tiny_models import tiny_segmenter
         from runtime.engines import LITERT, create_engine
-        {"limit_to_avx2()" if limit else ""}
         model = tiny_segmenter(Path({str(model_path)!r}))
-        y = create_engine(LITERT, model, 1).run(np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32))
+        engine = create_engine(LITERT, model, 1, isa={"avx2" if limit else "native"!r})
+        y = engine.run(np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32))
         print(json.dumps({{"flags": xnnpack_arch_flags(), "y": y.ravel().tolist()}}))
     """)
     result = json.loads(out)
@@ -55,12 +55,26 @@ def test_limited_litert_runs_avx2_kernels_and_computes_the_same(tmp_path):
     np.testing.assert_allclose(limited, native, atol=1e-4)
 
 
-def test_limiting_once_an_interpreter_exists_is_refused(tmp_path):
+def test_limiting_once_native_kernels_were_chosen_is_refused(tmp_path):
     from runtime.engines import LITERT, create_engine
 
-    create_engine(LITERT, tiny_segmenter(tmp_path / "tiny.tflite"), 1)
-    with pytest.raises(LiteRTIsaError, match="already chose its kernels"):
-        limit_to_avx2()
+    model = tiny_segmenter(tmp_path / "tiny.tflite")
+    create_engine(LITERT, model, 1)
+    if HOST_HAS_AVX512:
+        with pytest.raises(LiteRTIsaError, match="already chose its AVX-512 kernels"):
+            limit_to_avx2()
+        with pytest.raises(LiteRTIsaError, match="already chose its AVX-512 kernels"):
+            create_engine(LITERT, model, 1, isa="avx2")
+    else:  # an AVX2-only CPU: LiteRT runs its AVX2 kernels anyway
+        assert create_engine(LITERT, model, 1, isa="avx2").isa == "avx2"
+
+
+def test_an_unknown_isa_is_refused(tmp_path):
+    from runtime.engines import LITERT, create_engine
+    from runtime.errors import EngineError
+
+    with pytest.raises(EngineError, match="unknown LiteRT ISA 'avx512'"):
+        create_engine(LITERT, tiny_segmenter(tmp_path / "tiny.tflite"), 1, isa="avx512")
 
 
 def test_ablation_against_avx2_litert(tmp_path):

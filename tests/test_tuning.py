@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from runtime.artifacts import LibraryMetadata
@@ -24,7 +25,7 @@ from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_rec
 from tuning.errors import MissingRecordsError, TuningBudgetError
 from tuning.farm import RpcSpec
 from tuning.local_farm import wait_for
-from tuning.records import record_set_dir, resolve_records, working_dir
+from tuning.records import isa_level, record_set_dir, resolve_records, working_dir
 from tuning.tune import tune
 
 from .tiny_models import tiny_file_model, tiny_segmenter, tiny_shared_anchor
@@ -218,6 +219,12 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 8
     assert len(list((results / "selfie_multiclass_twin").glob("*"))) == 0
     assert len(list((results / name).glob("*/tuning_tasks.csv"))) == 1
+    # The run's end, measured on the whole model, is the first point of the measured convergence.
+    runs_csv = results / name / host_target().id / stats.RUNS
+    runs = pd.read_csv(runs_csv)
+    assert len(runs) == 1 and runs["trials"].iloc[0] == 8 and (runs[["tuned_ms", "litert_ms"]] > 0).all(axis=None)
+    assert runs["litert_kernels"].iloc[0] == ("avx2" if isa_level(host_target()) == "x86-64-v3" else "native")
+    assert "Measured at the end of each run" in (runs_csv.parent / "tuning_summary.md").read_text()
 
     before = _tree_bytes(results)
     assert main([*common, "--budget", "8", "--time-limit", "0.000001"]) == 0
@@ -231,6 +238,18 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     assert "continuing from" in out and "tuned " in out[out.index("summary:"):]
     assert count_records(working) >= count_records(committed)
     assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 12
+    runs = pd.read_csv(runs_csv)  # the run that measured nothing added no point
+    assert len(runs) == 2 and runs["tuning_min"].iloc[1] > runs["tuning_min"].iloc[0]
+
+
+def test_measured_runs_accumulate_and_mark_the_first_crossing(tmp_path):
+    for trials, minutes, tuned in ((100, 10.0, 60.0), (300, 10.0, 49.5), (500, 20.0, 51.0)):
+        stats.append_run(tmp_path, trials, minutes, tuned, 50.0, litert_kernels="avx2", threads=2, cpu="x")
+    runs = stats.measured_runs(tmp_path)
+    assert list(runs["tuning_min"]) == [10.0, 20.0, 40.0]
+    crossing = stats.first_measured_crossing(runs)
+    assert crossing["trials"] == 300 and crossing["tuning_min"] == 20.0
+    assert stats.first_measured_crossing(runs.iloc[[0]]) is None
 
 
 def test_convergence_marks_when_the_estimate_reaches_litert():

@@ -90,6 +90,54 @@ def _lines(path: Path) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
+RUNS = "tuning_runs.csv"
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    """One tuning run's end, measured on the whole model: where the convergence really stands."""
+
+    trials: int  # in the database after the run (all runs so far)
+    tuning_min: float  # all runs so far
+    tuned_ms: float
+    litert_ms: float
+    litert_kernels: str  # "native", or "avx2" when LiteRT was limited to the TVM library's ISA level
+    threads: int
+    cpu: str
+    date: str
+
+
+def append_run(out_dir: Path, trials: int, minutes: float, tuned_ms: float, litert_ms: float, *,
+               litert_kernels: str, threads: int, cpu: str) -> MeasuredRun:
+    """Append this run's measured latencies to `out_dir`/tuning_runs.csv (minutes: this run's)."""
+    import datetime
+
+    import pandas as pd
+
+    path = out_dir / RUNS
+    before = pd.read_csv(path) if path.is_file() else None
+    so_far = float(before["tuning_min"].iloc[-1]) if before is not None and len(before) else 0.0
+    run = MeasuredRun(trials, round(so_far + minutes, 2), round(tuned_ms, 3), round(litert_ms, 3), litert_kernels,
+                      threads, cpu, datetime.date.today().isoformat())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pd.concat([before, pd.DataFrame([asdict(run)])] if before is not None else [pd.DataFrame([asdict(run)])],
+              ignore_index=True).to_csv(path, index=False)
+    return run
+
+
+def measured_runs(out_dir: Path):
+    import pandas as pd
+
+    path = out_dir / RUNS
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(MeasuredRun.__dataclass_fields__))
+
+
+def first_measured_crossing(runs) -> dict | None:
+    """The first run whose tuned module measured at or below LiteRT's p50 (None: none yet)."""
+    at = runs[runs["tuned_ms"] <= runs["litert_ms"]]
+    return None if at.empty else at.iloc[0].to_dict()
+
+
 def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | None = None,
           litert_ms: float | None = None) -> list[Path]:
     import matplotlib
@@ -116,6 +164,17 @@ def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | 
         crossed = stats.trials_to_reach(litert_ms)
         if crossed is not None:
             ax.axvline(crossed, color="tab:green", lw=0.8, label=f"estimate reaches LiteRT after {crossed} trials")
+    runs = measured_runs(out_dir)
+    if len(runs):
+        ax.plot(runs["trials"], runs["tuned_ms"], "o-", color="tab:blue",
+                label="tuned module, measured at each run's end")
+        ax.plot(runs["trials"], runs["litert_ms"], "s:", color="tab:green", ms=4,
+                label="LiteRT p50 measured beside it" + (" (AVX2 kernels only)"
+                                                         if (runs["litert_kernels"] == "avx2").any() else ""))
+        if (crossing := first_measured_crossing(runs)) is not None:
+            ax.axvline(crossing["trials"], color="tab:red", lw=1,
+                       label=f"measured: tuned <= LiteRT after {int(crossing['trials'])} trials, "
+                             f"{crossing['tuning_min']:.0f} min")
     ax.set_xlabel("trials measured (the curve starts once every task has a measurement)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
@@ -139,6 +198,14 @@ def write(stats: TuningStats, out_dir: Path, *, title: str, default_ms: float | 
         gf = f"{row.gflops:.1f}" if row.gflops == row.gflops and row.gflops else "-"
         share = f"{row.share:.1%}" if row.share == row.share and row.share is not None else "-"
         lines.append(f"| {row.task} | {row.flops / 1e9:.3f} | {row.trials} | {best} | {gf} | {share} |")
+    if len(runs):
+        crossing = first_measured_crossing(runs)
+        lines += ["", "Measured at the end of each run (whole model, p50, the run's thread count; "
+                  "`litert_kernels` avx2: LiteRT limited to the library's ISA level):", "",
+                  runs.to_markdown(index=False, floatfmt=".2f"), "",
+                  "Tuned module at or below LiteRT: " + (f"after {int(crossing['trials'])} trials, "
+                                                         f"{crossing['tuning_min']:.1f} min of tuning"
+                                                         if crossing is not None else "not yet")]
     summary = out_dir / "tuning_summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return [csv_path, json_path, plot_path, summary]

@@ -9,18 +9,27 @@ from ..acquire import ResolvedModel
 from ..errors import EngineError
 from . import LITERT
 from .base import Engine
+from .litert_isa import AVX2, ISA_LEVELS, NATIVE, check_limited, limit_to_avx2, xnnpack_arch_flags
 
 
 class LiteRTEngine(Engine):
     name = LITERT
 
-    def __init__(self, model: ResolvedModel, threads: int) -> None:
+    def __init__(self, model: ResolvedModel, threads: int, *, isa: str = NATIVE) -> None:
+        """`isa="avx2"`: XNNPACK runs only its AVX2 kernels in this whole process (runtime/engines/litert_isa.py)."""
         super().__init__(model, threads)
+        if isa not in ISA_LEVELS:
+            raise EngineError(f"unknown LiteRT ISA {isa!r}: one of {', '.join(ISA_LEVELS)}")
+        if isa == AVX2:
+            limit_to_avx2()
+        self.isa = isa
         try:
             self._interp = Interpreter(model_path=str(model.path), num_threads=threads)
             self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
             raise EngineError(f"LiteRT cannot load {model.path}: {e}") from e
+        if isa == AVX2:
+            check_limited(xnnpack_arch_flags())
         self._input = self._interp.get_input_details()[0]
         self._output = self._interp.get_output_details()[0]
 

@@ -139,8 +139,10 @@ def tune_model(args, model, rpc, device) -> None:
 
     from runtime.artifacts import build_dir, library_paths, report_dir
     from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED, create_engine
+    from runtime.engines.litert_isa import AVX2, AVX2_LEVEL, NATIVE
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
+    from runtime.target import host_target
     from tuning import stats
     from tuning.build import export, record_coverage, tuning_module
     from tuning.database import count_records
@@ -236,11 +238,16 @@ def tune_model(args, model, rpc, device) -> None:
     print(f"wrote {lib}")
 
     after_ms = litert_ms = None
+    # An x86-64-v3 library is compared with LiteRT's AVX2 kernels, also on a host that has AVX-512.
+    litert_kernels = AVX2 if isa == AVX2_LEVEL else NATIVE
+    s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
     if rpc is None:
         medians = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
-                               LITERT: create_engine(LITERT, model, threads)}, x)
+                               LITERT: create_engine(LITERT, model, threads, isa=litert_kernels)}, x)
         after_ms, litert_ms = medians[TVM_TUNED], medians[LITERT]
-    s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
+        stats.append_run(report_dir(model.spec.name, target), s.total_trials, result.seconds / 60, after_ms,
+                         litert_ms, litert_kernels=litert_kernels, threads=threads,
+                         cpu=host_target().mcpu)
     paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
                         default_ms=before_ms if existing is None else None, litert_ms=litert_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
@@ -251,7 +258,8 @@ def tune_model(args, model, rpc, device) -> None:
     if rpc is None:
         print(f"  measured at {threads} threads (median of {BEFORE_ROUNDS} before, {MEASURE_ROUNDS} after): "
               f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
-              f"LiteRT {_fmt(litert_ms)} (tuned/LiteRT {after_ms / litert_ms:.2f})")
+              f"LiteRT{' (AVX2 kernels)' if litert_kernels == AVX2 else ''} {_fmt(litert_ms)} "
+              f"(tuned/LiteRT {after_ms / litert_ms:.2f})")
     else:
         print("  measured on the RPC devices only: run `./nox -s benchmark` there for model latencies")
     if model.spec.synthetic_notice:

@@ -3,11 +3,11 @@
 Issue #14 compares TVM's x86-64-v3 (AVX2) library with LiteRT "where LiteRT too is limited to AVX2".
 XNNPACK, LiteRT's CPU delegate, picks its kernels once per process from cpuinfo's ISA flags
 (`cpuinfo_isa`, read by `init_hardware_config` in XNNPACK's src/configs/hardware-config.c). Before the
-process creates any interpreter, `limit_to_avx2()` initialises cpuinfo and clears its AVX-512 and
-AVX-VNNI flags, so XNNPACK selects the same fma3/avx2 kernels it runs on an AVX2-only CPU (no
-AVX-512, no AVX-VNNI: Zen 3, Haswell-Skylake client). The microarchitecture, caches and clock stay
-this host's: a ratio measured this way is "both engines limited to AVX2 on this host", not a
-measurement on an AVX2-only machine.
+process creates any interpreter, `limit_to_avx2()` (what `LiteRTEngine(..., isa="avx2")` calls)
+initialises cpuinfo and clears its AVX-512 and AVX-VNNI flags, so XNNPACK selects the same fma3/avx2
+kernels it runs on an AVX2-only CPU (no AVX-512, no AVX-VNNI: Zen 3, Haswell-Skylake client). The
+microarchitecture, caches and clock stay this host's: a ratio measured this way is "both engines limited
+to AVX2 on this host", not a measurement on an AVX2-only machine.
 
 Both symbols are local to the pinned wheel's library (ai-edge-litert 2.3.0 ships its symbol table);
 the field offsets are cpuinfo's `struct cpuinfo_x86_isa` for x86-64 and are checked against
@@ -20,11 +20,13 @@ import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import SelfieTvmError
+from ..errors import SelfieTvmError
 
 LIBRARY = "libpywrap_litert_common.so"
 NATIVE, AVX2 = "native", "avx2"
 ISA_LEVELS = (NATIVE, AVX2)
+# The TVM ISA level whose libraries are compared with LiteRT limited to AVX2 (runtime.target.isa_level names).
+AVX2_LEVEL = "x86-64-v3"
 
 # struct cpuinfo_x86_isa (x86-64): byte offset -> the /proc/cpuinfo flag of the same feature.
 KEPT = {0x16: "avx", 0x18: "fma", 0x1b: "f16c", 0x1c: "avx2"}
@@ -99,13 +101,17 @@ def xnnpack_arch_flags() -> int:
 
 
 def limit_to_avx2() -> None:
-    """Make XNNPACK in this process choose only kernels an AVX2-only CPU runs; call before any interpreter."""
+    """Make XNNPACK in this process choose only kernels an AVX2-only CPU runs: before any interpreter, or
+    again once it is limited (a no-op then)."""
     path = _library()
     symbols = _symbols(path)
     base = _load_address(path)
-    if ctypes.c_uint64.from_address(base + symbols.hardware_config + ARCH_FLAGS_OFFSET).value:
-        raise LiteRTIsaError("XNNPACK already chose its kernels in this process (a LiteRT interpreter exists): "
-                             "limit LiteRT to AVX2 before creating one")
+    flags = ctypes.c_uint64.from_address(base + symbols.hardware_config + ARCH_FLAGS_OFFSET).value
+    if flags == AVX2_ARCH_FLAGS:
+        return
+    if flags:
+        raise LiteRTIsaError("XNNPACK already chose its AVX-512 kernels in this process (a LiteRT interpreter "
+                             "exists): limit LiteRT to AVX2 before creating one, in a process of its own")
     if not ctypes.CFUNCTYPE(ctypes.c_bool)(base + symbols.cpuinfo_initialize)():
         raise LiteRTIsaError("cpuinfo could not read this CPU")
     isa = (ctypes.c_uint8 * (max(CLEARED) + 1)).from_address(base + symbols.cpuinfo_isa)
