@@ -62,3 +62,18 @@ def tiny_shared_anchor(path: Path, *, seed: int = 5) -> ResolvedModel:
                                input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
                                classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
     return ResolvedModel(spec, path, "explicit")
+
+
+def tiny_depthwise(path: Path, *, seed: int = 3) -> ResolvedModel:
+    """Two 3x3 depthwise convs (stride 1 with ReLU, stride 2) between 1x1 convs: 16x16x3 in, 3 classes out."""
+    g = GraphBuilder(seed=seed)
+    x = g.input("image", (1, 16, 16, 3))
+    y = g.conv2d(x, 32, relu=True)
+    y = g.depthwise(y, 3, relu=True)
+    y = g.depthwise(y, 3, stride=2)
+    g.mark_output(g.conv2d(y, 3), "logits")
+    path.write_bytes(serialise(g, "tiny model with depthwise convs"))
+    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny_dw", synthetic=True,
+                               input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
+                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
+    return ResolvedModel(spec, path, "explicit")
