@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nrecord total {table.record_us.sum():.0f} us, best per kernel "
           f"{table[['record_us', 'hand_us']].min(axis=1).sum():.0f} us; {csv}")
     if args.choose:
-        choices = choose(timings, cpu=target.mcpu, threads=threads)
+        choices = choose(timings, cpu=host_target().mcpu, threads=threads)  # the measuring host, also for --portable
         path = write_choices(records.path, choices)
         print(f"{len(choices)} of {len(timings)} kernels take the hand schedule: {path}")
 
