@@ -18,7 +18,7 @@ import pandas as pd
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
-from runtime.acquire import resolve_model
+from runtime.acquire import AUTO, resolve_model
 from runtime.target import host_target, portable_target
 
 from .build import selected_records, tuning_module
@@ -31,7 +31,7 @@ _LANES = {"avx512": 16, "avx2": 8}
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="selfie_multiclass_twin")
+    parser.add_argument("--model", default=AUTO, help="default: the registry's default model, else its twin")
     parser.add_argument("--portable", action="store_true", help="the x86-64-v3 (AVX2) build instead of the host's")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, required=True)
