@@ -20,6 +20,7 @@ from tuning.tasks import plan_tasks
 
 from .tiny_models import tiny_depthwise
 
+pytestmark = pytest.mark.slow  # compiles kernels and two tiny libraries (~10 s)
 LANES = {"avx512": 16, "avx2": 8}
 
 
