@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tvm
@@ -18,7 +16,7 @@ from tuning.hand_schedules import HandChoice, KernelTiming, choose, hand_schedul
 from tuning.records import Provenance, RecordSet, isa_level
 from tuning.tasks import plan_tasks
 
-from .tiny_models import tiny_depthwise
+from .tiny_models import simple_records, tiny_depthwise
 
 pytestmark = pytest.mark.slow  # compiles kernels and two tiny libraries (~10 s)
 LANES = {"avx512": 16, "avx2": 8}
@@ -95,25 +93,8 @@ def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():
     assert chosen["no_record"].tile == {"lanes": 32, "w_tile": 8} and chosen["no_record"].ratio is None
 
 
-def _simple_records(mod, target, directory: Path) -> Path:
-    """A real JSONDatabase holding one record per kernel: its first block's rows in parallel (a schedule
-    that leaves a visible mark, `T.parallel`, and keeps TVM's padded copy)."""
-    directory.mkdir(parents=True)
-    db = ms.database.JSONDatabase(work_dir=str(directory), allow_missing=True)
-    tvm_target = target.to_tvm()
-    for task in plan_tasks(mod, tvm_target).tasks:
-        kernel = task.dispatched[0]
-        sch = s_tir.Schedule(kernel)
-        first = sch.get_child_blocks(sch.get_sblock("root"))[0]
-        sch.parallel(sch.get_loops(first)[1])
-        db.commit_tuning_record(ms.database.TuningRecord(
-            sch.trace, db.commit_workload(kernel), [1e-3], tvm_target,
-            ms.arg_info.ArgInfo.from_prim_func(kernel["main"])))
-    return directory
-
-
 def test_a_build_gives_the_hand_schedule_to_the_chosen_kernels_only(model, mod, depthwise, target, tmp_path):
-    records = _simple_records(mod, target, tmp_path / "records")
+    records = simple_records(mod, target, tmp_path / "records")
     chosen_name, kept_name = sorted(depthwise)
     tile = tiles(depthwise_shape(depthwise[chosen_name]["main"]), LANES[target.vector_isa])[0]
     choice = HandChoice(chosen_name, workload_key(depthwise[chosen_name]), tile.as_dict(), 1.0, 2.0, target.mcpu, 2)
@@ -143,7 +124,7 @@ def test_a_build_gives_the_hand_schedule_to_the_chosen_kernels_only(model, mod, 
 
 
 def test_measuring_times_the_record_and_every_tile_of_each_depthwise_kernel(mod, depthwise, target, tmp_path):
-    records = _simple_records(mod, target, tmp_path / "records")
+    records = simple_records(mod, target, tmp_path / "records")
     db = ms.database.JSONDatabase(work_dir=str(records), allow_missing=False)
     timings = measure(mod, target.to_tvm(), db, LANES[target.vector_isa], rounds=1)
     assert sorted(t.kernel for t in timings) == sorted(depthwise)
