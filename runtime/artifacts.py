@@ -60,6 +60,8 @@ class LibraryMetadata:
     kernels: int | None = None
     untuned_kernels: list[str] = field(default_factory=list)
     untuned_flop_share: float | None = None
+    # Kernels given a hand-written schedule (tuning/hand_schedules.py) instead of their record.
+    hand_scheduled_kernels: list[str] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

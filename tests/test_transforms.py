@@ -68,7 +68,7 @@ def test_tuned_graph_of_real_models_agrees_with_litert(name, astronaut):
 
     need_model(name)
     model = resolve_model(name)
-    executable, _ = compile_module(model, host_target(), None, TUNED_GRAPH)
+    executable, *_ = compile_module(model, host_target(), None, TUNED_GRAPH)
     x = preprocess(astronaut, model.spec)
     vm = relax.VirtualMachine(executable, tvm.cpu())
     ours = to_probabilities(vm["main"](tvm.runtime.tensor(x)).numpy(), model.spec)

@@ -62,3 +62,42 @@ def tiny_shared_anchor(path: Path, *, seed: int = 5) -> ResolvedModel:
                                input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
                                classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
     return ResolvedModel(spec, path, "explicit")
+
+
+def tiny_depthwise(path: Path, *, seed: int = 3) -> ResolvedModel:
+    """Two 3x3 depthwise convs (stride 1 with ReLU, stride 2) between 1x1 convs: 16x16x3 in, 3 classes out."""
+    g = GraphBuilder(seed=seed)
+    x = g.input("image", (1, 16, 16, 3))
+    y = g.conv2d(x, 32, relu=True)
+    y = g.depthwise(y, 3, relu=True)
+    y = g.depthwise(y, 3, stride=2)
+    g.mark_output(g.conv2d(y, 3), "logits")
+    path.write_bytes(serialise(g, "tiny model with depthwise convs"))
+    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny_dw", synthetic=True,
+                               input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
+                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
+    return ResolvedModel(spec, path, "explicit")
+
+
+def simple_records(mod, target, directory: Path, *, mcpu: str | None = None, seconds: float = 1e-3) -> Path:
+    """A real JSONDatabase holding one record per kernel of `mod` (a tuning module): its first block's
+    rows in parallel (a schedule that leaves a visible mark, `T.parallel`, and keeps TVM's padded
+    copy), measured `seconds` on `mcpu` (default: the target's own CPU)."""
+    from tvm import s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from tuning.tasks import plan_tasks
+
+    directory.mkdir(parents=True, exist_ok=True)
+    db = ms.database.JSONDatabase(work_dir=str(directory), allow_missing=True)
+    tvm_target = target.to_tvm()
+    measured_on = dataclasses.replace(target, mcpu=mcpu).to_tvm() if mcpu else tvm_target
+    for task in plan_tasks(mod, tvm_target).tasks:
+        kernel = task.dispatched[0]
+        sch = s_tir.Schedule(kernel)
+        first = sch.get_child_blocks(sch.get_sblock("root"))[0]
+        sch.parallel(sch.get_loops(first)[1])
+        db.commit_tuning_record(ms.database.TuningRecord(
+            sch.trace, db.commit_workload(kernel), [seconds], measured_on,
+            ms.arg_info.ArgInfo.from_prim_func(kernel["main"])))
+    return directory

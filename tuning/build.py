@@ -18,6 +18,7 @@ from runtime.target import TargetSpec
 from . import STRUCTURAL
 from .database import read_records, select_for, write_database
 from .errors import MissingRecordsError
+from .hand_schedules import HandChoice, ahead_of, applied, read_choices
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
 from .records import RecordSet
 from .tasks import plan_tasks, task_flops
@@ -73,25 +74,31 @@ def record_coverage(mod: tvm.IRModule, target: TargetSpec, records: RecordSet) -
 
 
 def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None,
-                   options: GraphOptions | None = None, module_equality: str = STRUCTURAL):
+                   options: GraphOptions | None = None, module_equality: str = STRUCTURAL,
+                   hand: list[HandChoice] | None = None):
     """What TVM gives without tuning (records=None: the stock graph, no schedules), or the given
     graph with the records' best schedules applied, matched to kernels by the `module_equality`
-    they were tuned with. Returns (executable, coverage or None)."""
+    they were tuned with, and the hand schedules chosen for some kernels (`hand`, default: the
+    record set's committed choices) ahead of them. Returns (executable, coverage or None, names of
+    the hand-scheduled kernels)."""
     tvm_target = target.to_tvm()
     if records is None:
         options = options or STOCK_GRAPH
-        return tvm.compile(tuning_module(model, target, options), target=tvm_target), None
+        return tvm.compile(tuning_module(model, target, options), target=tvm_target), None, []
     options = options or TUNED_GRAPH
+    hand = read_choices(records) if hand is None else hand
     mod = tuning_module(model, target, options)
+    hand_kernels = applied(mod, tvm_target, hand)
     with selected_records(records, target) as selected:
         cover = coverage(mod, target, selected, module_equality)
-        mod = apply_records(mod, tvm_target, selected, module_equality)
-    return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover
+        mod = apply_records(mod, tvm_target, selected, module_equality, hand)
+    return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover, hand_kernels
 
 
 def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
-                  module_equality: str = STRUCTURAL) -> tvm.IRModule:
-    """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule.
+                  module_equality: str = STRUCTURAL, hand: list[HandChoice] = ()) -> tvm.IRModule:
+    """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule,
+    except the kernels `hand` schedules (tuning/hand_schedules.py): they get the hand schedule.
 
     With anchor-block records the database finds a kernel's group record by its anchor block, and
     the pass replays the anchor's trace on the kernel (MetaSchedule's ScheduleUsingAnchorTrace)."""
@@ -100,7 +107,7 @@ def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
 
     # Opened here rather than by path in the pass, which announces "Creating JSONDatabase" on stderr.
     db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False, module_equality=module_equality)
-    with target, db, tvm.transform.PassContext(opt_level=3):
+    with target, ahead_of(db, list(hand)), tvm.transform.PassContext(opt_level=3):
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
 
 
@@ -119,8 +126,8 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     lib_path, meta_path = library_paths(directory, kind)
     tuned = kind == "tuned"
     options = records.provenance.graph_options if tuned else STOCK_GRAPH
-    executable, cover = compile_module(model, target, records.path if tuned else None, options,
-                                       records.provenance.module_equality if tuned else STRUCTURAL)
+    executable, cover, hand_kernels = compile_module(model, target, records.path if tuned else None, options,
+                                                     records.provenance.module_equality if tuned else STRUCTURAL)
     tmp = lib_path.with_suffix(".so.part")
     executable.export_library(str(tmp))
     tmp.replace(lib_path)
@@ -132,6 +139,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         records_provenance=asdict(records.provenance) if tuned else None,
         kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],
         untuned_flop_share=cover.untuned_flop_share if cover else None,
+        hand_scheduled_kernels=hand_kernels,
     )
     meta.write(meta_path)
     if warn and meta.tuning_warning:

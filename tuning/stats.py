@@ -51,6 +51,10 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
 
     Records are read in the order they were measured (the database file's line order; the
     database API returns them grouped and sorted by cost, which says nothing about convergence).
+    A kernel's best latency is taken as a build selects its record (`database.select_for`): among
+    the records measured on `target`'s CPU when it has any, else among all: another CPU's latency
+    says nothing about this one (a Zen 5 record made the twin's depthwise kernels look 3-11x faster
+    than they ran here).
     """
     work_dir = Path(work_dir)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=True, module_equality=module_equality)
@@ -63,12 +67,17 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
     trials = [0] * len(tasks)
     convergence: list[tuple[int, float]] = []
     records = _lines(work_dir / RECORDS)
+    mcpu = str(target.attrs.get("mcpu", ""))
+    here = {task_of_workload[w] for w, record in records
+            if _mcpu(record) == mcpu and mean_run_seconds(record[1]) is not None}
     for n, (workload_index, record) in enumerate(records, start=1):
         i = task_of_workload[workload_index]
         if i is None:
             continue
         trials[i] += 1
         cost = mean_run_seconds(record[1])
+        if i in here and _mcpu(record) != mcpu:
+            continue
         if cost is not None and cost < best.get(i, float("inf")):
             best[i] = cost
         if len(best) == len(tasks):
@@ -81,6 +90,10 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
         rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
                               flops / b / 1e9 if b and flops else None, t.weight * b / total if b else None))
     return TuningStats(rows, convergence, len(records))
+
+
+def _mcpu(record: list) -> str | None:
+    return (record[2] or {}).get("mcpu")
 
 
 def _lines(path: Path) -> list:

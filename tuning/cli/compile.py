@@ -33,7 +33,11 @@ def run(args) -> int:
         print("\n".join(describe_use(records, target)))
         lib = export(model, target, "tuned", records=records, out_root=args.out)
         print(f"wrote {lib}")
-        warning = LibraryMetadata.read(library_paths(lib.parent, "tuned")[1]).tuning_warning
+        meta = LibraryMetadata.read(library_paths(lib.parent, "tuned")[1])
+        if meta.hand_scheduled_kernels:
+            print(f"{len(meta.hand_scheduled_kernels)} depthwise kernels with the hand-written schedule, "
+                  f"measured faster than their records (hand_schedules.json beside the records)")
+        warning = meta.tuning_warning
         if warning:
             print(f"warning: {warning}; tune here with `selfie-tvm tune --model {model.spec.name}`")
     print(f"wrote {export(model, target, 'default', out_root=args.out)}")

@@ -1,0 +1,133 @@
+"""The hand-written depthwise schedule: what it computes, how it competes with records, how a build applies it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import s_tir
+from tvm.s_tir import meta_schedule as ms
+
+from runtime.artifacts import LibraryMetadata
+from runtime.target import host_target
+from tuning.build import apply_records, export, tuning_module
+from tuning.depthwise import PAD_BLOCK, DepthwiseShape, depthwise_shape, tiles
+from tuning.hand_schedules import HandChoice, KernelTiming, choose, hand_scheduled, measure, workload_key, write_choices
+from tuning.records import Provenance, RecordSet, isa_level
+from tuning.tasks import plan_tasks
+
+from .tiny_models import simple_records, tiny_depthwise
+
+pytestmark = pytest.mark.slow  # compiles kernels and two tiny libraries (~10 s)
+LANES = {"avx512": 16, "avx2": 8}
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_depthwise(tmp_path_factory.mktemp("tiny_dw") / "tiny_dw.tflite")
+
+
+@pytest.fixture(scope="module")
+def mod(model, target):
+    return tuning_module(model, target)
+
+
+@pytest.fixture(scope="module")
+def depthwise(mod, target):
+    """name -> kernel module of the tiny model's two depthwise kernels (stride 1 + ReLU, stride 2)."""
+    kernels = {t.task_name: t.dispatched[0] for t in plan_tasks(mod, target.to_tvm()).tasks
+               if depthwise_shape(t.dispatched[0]["main"]) is not None}
+    assert sorted(depthwise_shape(k["main"]).stride for k in kernels.values()) == [1, 2]
+    return kernels
+
+
+def _run(mod: tvm.IRModule, target, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype))
+            for a in ms.arg_info.ArgInfo.from_prim_func(mod["main"])]
+    tvm.tirx.build(mod, target=target.to_tvm())(*args)
+    return args[-1].numpy()
+
+
+def _has_block(mod: tvm.IRModule, name: str) -> bool:
+    try:
+        s_tir.Schedule(mod).get_sblock(name)
+    except s_tir.schedule.ScheduleError:
+        return False
+    return True
+
+
+def test_every_tile_computes_the_unscheduled_kernel_without_a_padded_copy(depthwise, target):
+    for name, kernel in depthwise.items():
+        assert _has_block(kernel, PAD_BLOCK)  # what TVM's lowering gives: a padded copy of the input
+        expected = _run(kernel, target)
+        shape = depthwise_shape(kernel["main"])
+        grid = tiles(shape, LANES[target.vector_isa])
+        assert len(grid) == 4, (name, shape)
+        for tile in grid:
+            scheduled = hand_scheduled(kernel, tile)
+            assert not _has_block(scheduled, PAD_BLOCK), (name, tile)
+            np.testing.assert_allclose(_run(scheduled, target), expected, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name} {tile}")
+
+
+def test_only_3x3_depthwise_kernels_with_stride_1_or_2_are_taken(mod, target, depthwise):
+    others = [t.dispatched[0] for t in plan_tasks(mod, target.to_tvm()).tasks if t.task_name not in depthwise]
+    assert others and all(depthwise_shape(k["main"]) is None for k in others)
+    assert tiles(DepthwiseShape(8, 6, 24, 1), 16) == []  # 24 channels, 6 pixels: no tile divides them
+
+
+def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():
+    timings = [KernelTiming("faster", "1", "8x8x32 s1", record_us=100.0, hand_us={"c16w4": 60.0, "c16w8": 70.0}),
+               KernelTiming("slower", "2", "8x8x32 s1", record_us=100.0, hand_us={"c16w4": 130.0}),
+               KernelTiming("a_tie", "3", "8x8x32 s1", record_us=100.0, hand_us={"c16w4": 99.0}),
+               KernelTiming("no_record", "4", "8x8x32 s1", record_us=None, hand_us={"c32w8": 50.0})]
+    chosen = {c.kernel: c for c in choose(timings, cpu="somecpu", threads=2)}
+    assert sorted(chosen) == ["faster", "no_record"]
+    assert chosen["faster"].tile == {"lanes": 16, "w_tile": 4} and chosen["faster"].ratio == pytest.approx(0.6)
+    assert chosen["no_record"].tile == {"lanes": 32, "w_tile": 8} and chosen["no_record"].ratio is None
+
+
+def test_a_build_gives_the_hand_schedule_to_the_chosen_kernels_only(model, mod, depthwise, target, tmp_path):
+    records = simple_records(mod, target, tmp_path / "records")
+    chosen_name, kept_name = sorted(depthwise)
+    tile = tiles(depthwise_shape(depthwise[chosen_name]["main"]), LANES[target.vector_isa])[0]
+    choice = HandChoice(chosen_name, workload_key(depthwise[chosen_name]), tile.as_dict(), 1.0, 2.0, target.mcpu, 2)
+
+    built = apply_records(mod, target.to_tvm(), records, hand=[choice])
+    assert not _has_block(tvm.IRModule({"main": built[chosen_name]}), PAD_BLOCK)
+    kept = tvm.IRModule({"main": built[kept_name]})
+    assert _has_block(kept, PAD_BLOCK) and "T.parallel" in kept.script()  # its record, not the hand schedule
+
+    # The whole library, through the product's export: metadata names the hand-scheduled kernel, and
+    # the model computes what the library without the hand schedule computes.
+    write_choices(records, [choice])
+    record_set = RecordSet(records, Provenance(isa=isa_level(target)))
+    x = tvm.runtime.tensor(np.random.default_rng(5).random((1, 16, 16, 3), dtype=np.float32))
+    outputs = {}
+    for kind, out in (("with", tmp_path / "with"), ("without", tmp_path / "without"), ("untuned", tmp_path / "d")):
+        if kind == "without":
+            (records / "hand_schedules.json").unlink()
+        lib = export(model, target, "default" if kind == "untuned" else "tuned", records=record_set,
+                     out_root=out, warn=False)
+        meta = LibraryMetadata.read(lib.with_suffix(".json"))
+        assert meta.hand_scheduled_kernels == ([chosen_name] if kind == "with" else [])
+        vm = tvm.relax.VirtualMachine(tvm.runtime.load_module(str(lib)), tvm.cpu())
+        outputs[kind] = vm["main"](x).numpy()
+    np.testing.assert_allclose(outputs["with"], outputs["untuned"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs["with"], outputs["without"], rtol=1e-5, atol=1e-5)
+
+
+def test_measuring_times_the_record_and_every_tile_of_each_depthwise_kernel(mod, depthwise, target, tmp_path):
+    records = simple_records(mod, target, tmp_path / "records")
+    db = ms.database.JSONDatabase(work_dir=str(records), allow_missing=False)
+    timings = measure(mod, target.to_tvm(), db, LANES[target.vector_isa], rounds=1)
+    assert sorted(t.kernel for t in timings) == sorted(depthwise)
+    for t in timings:
+        assert t.record_us > 0 and len(t.hand_us) == 4 and all(us > 0 for us in t.hand_us.values())
+        assert t.key == workload_key(depthwise[t.kernel])

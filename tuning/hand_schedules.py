@@ -1,0 +1,184 @@
+"""Hand-written depthwise schedules (tuning/depthwise.py) as measured candidates beside the tuning records.
+
+A kernel gets the hand schedule only where it measured faster than the kernel's selected record, both
+timed on this machine in the same interleaved run (`measure`, `choose`). The choices are committed beside
+the records (`hand_schedules.json` in the ISA level's directory) with both timings, the CPU and the
+thread count; a build applies them through a schedule-function database queried before the records.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import s_tir
+from tvm.s_tir import meta_schedule as ms
+
+from .depthwise import DepthwiseTile, depthwise_shape, schedule, tiles
+from .tasks import plan_tasks
+
+HAND_SCHEDULES = "hand_schedules.json"
+# A hand schedule must beat the record by this much in the interleaved run: it replaces a searched
+# schedule, so a tie or noise keeps the record.
+MARGIN = 0.95
+_TOLERANCE = 1e-4  # max abs difference from the unscheduled kernel, relative to the output's scale
+
+
+def workload_key(mod: tvm.IRModule) -> str:
+    """The kernel's structure (its PrimFunc `main`, without the module attributes a build adds)."""
+    return str(tvm_ffi.structural_hash(tvm.IRModule({"main": mod["main"]})))
+
+
+@dataclass(frozen=True)
+class HandChoice:
+    kernel: str
+    key: str
+    tile: dict
+    hand_us: float
+    record_us: float | None  # None: the kernel had no record
+    cpu: str
+    threads: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.hand_us / self.record_us if self.record_us else None
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """One kernel's candidates, timed in the same interleaved run (p50 of the rounds, microseconds)."""
+
+    kernel: str
+    key: str
+    shape: str
+    record_us: float | None
+    hand_us: dict[str, float]  # tile name -> p50
+
+    def best_tile(self) -> str:
+        return min(self.hand_us, key=self.hand_us.get)
+
+
+def hand_scheduled(mod: tvm.IRModule, tile: DepthwiseTile) -> tvm.IRModule:
+    sch = s_tir.Schedule(mod)
+    schedule(sch, tile)
+    return sch.mod
+
+
+def _arguments(mod: tvm.IRModule, device, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), device)
+            for a in ms.arg_info.ArgInfo.from_prim_func(mod["main"])]
+
+
+def _check(kernel: str, reference, candidate, mod: tvm.IRModule, device) -> None:
+    """The candidate computes what the unscheduled kernel computes (same inputs), else ValueError."""
+    args = _arguments(mod, device, seed=1)
+    reference(*args)
+    expected = args[-1].numpy().copy()
+    args[-1] = tvm.runtime.tensor(np.zeros_like(expected), device)
+    candidate(*args)
+    error = float(np.abs(args[-1].numpy() - expected).max())
+    if error > _TOLERANCE * max(1.0, float(np.abs(expected).max())):
+        raise ValueError(f"the hand schedule of {kernel} differs from the unscheduled kernel by {error}")
+
+
+def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database.Database | None,
+            vector_lanes: int, rounds: int, log: Callable[[str], None] = lambda _: None) -> list[KernelTiming]:
+    """Every depthwise kernel of `mod`: its record's schedule and each hand tile, built for `target`,
+    checked against the unscheduled kernel and timed round-robin (`rounds` rounds) in this process."""
+    device = tvm.cpu()
+    runs: dict[tuple[str, str], tuple[Callable, list]] = {}
+    kernels = []
+    for task in plan_tasks(mod, target).tasks:
+        kernel_mod = task.dispatched[0]
+        shape = depthwise_shape(kernel_mod["main"])
+        if shape is None:
+            continue
+        reference = tvm.tirx.build(kernel_mod, target=target)
+        if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:
+            runs[(task.task_name, "record")] = _timer(sch.mod, target, device)
+        for tile in tiles(shape, vector_lanes):
+            scheduled = hand_scheduled(kernel_mod, tile)
+            built = tvm.tirx.build(scheduled, target=target)
+            _check(task.task_name, reference, built, kernel_mod, device)
+            runs[(task.task_name, tile.name)] = _timer(scheduled, target, device, built)
+        kernels.append((task.task_name, workload_key(kernel_mod), shape))
+        log(f"{task.task_name}: {shape}")
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, (run, args) in runs.items():
+            samples[key].append(run(*args).mean * 1e6)
+    timings = []
+    for name, key, shape in kernels:
+        p50 = {cand: statistics.median(s) for (k, cand), s in samples.items() if k == name}
+        record = p50.pop("record", None)
+        timings.append(KernelTiming(name, key, f"{shape.height}x{shape.width}x{shape.channels} s{shape.stride}",
+                                    record, p50))
+    return timings
+
+
+def _timer(mod: tvm.IRModule, target, device, built=None) -> tuple[Callable, list]:
+    built = built or tvm.tirx.build(mod, target=target)
+    return built.time_evaluator("main", device, number=3, repeat=1, min_repeat_ms=10), _arguments(mod, device, 0)
+
+
+def choose(timings: list[KernelTiming], cpu: str, threads: int, margin: float = MARGIN) -> list[HandChoice]:
+    """The kernels whose best hand tile beat their record by `margin` (or that had no record)."""
+    chosen = []
+    for t in timings:
+        best = t.best_tile()
+        if t.record_us is None or t.hand_us[best] < margin * t.record_us:
+            tile = next(tile for tile in _all_tiles(t) if tile.name == best)
+            chosen.append(HandChoice(t.kernel, t.key, tile.as_dict(), t.hand_us[best], t.record_us, cpu, threads))
+    return chosen
+
+
+def _all_tiles(t: KernelTiming) -> Iterator[DepthwiseTile]:
+    for name in t.hand_us:
+        lanes, w_tile = name.removeprefix("c").split("w")
+        yield DepthwiseTile(int(lanes), int(w_tile))
+
+
+def write_choices(directory: Path, choices: list[HandChoice]) -> Path:
+    path = Path(directory) / HAND_SCHEDULES
+    path.write_text(json.dumps([asdict(c) for c in sorted(choices, key=lambda c: c.kernel)], indent=1) + "\n")
+    return path
+
+
+def read_choices(directory: Path) -> list[HandChoice]:
+    """The committed choices of a record set ([] when it has none)."""
+    path = Path(directory) / HAND_SCHEDULES
+    if not path.is_file():
+        return []
+    return [HandChoice(**c) for c in json.loads(path.read_text())]
+
+
+def hand_database(choices: list[HandChoice]) -> ms.database.Database:
+    """A database that schedules exactly the chosen kernels (by structure), and answers nothing else."""
+    by_key = {c.key: DepthwiseTile(**c.tile) for c in choices}
+
+    def apply(sch: s_tir.Schedule) -> bool:
+        tile = by_key.get(workload_key(sch.mod))
+        if tile is None:
+            return False
+        schedule(sch, tile)
+        return True
+
+    return ms.database.ScheduleFnDatabase(apply)
+
+
+def ahead_of(records: ms.database.Database, choices: list[HandChoice]) -> ms.database.Database:
+    """`records`, or the hand schedules first and then `records` when there are choices."""
+    return ms.database.OrderedUnionDatabase(hand_database(choices), records) if choices else records
+
+
+def applied(mod: tvm.IRModule, target: tvm.target.Target, choices: list[HandChoice]) -> list[str]:
+    """Names of the kernels of `mod` (a tuning module) that the choices schedule."""
+    keys = {c.key for c in choices}
+    return sorted(t.task_name for t in plan_tasks(mod, target).tasks if workload_key(t.dispatched[0]) in keys)
