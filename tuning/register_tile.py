@@ -13,6 +13,14 @@ from __future__ import annotations
 from tvm import s_tir
 
 CONV_BLOCK = "conv2d_nhwc"
+# Tile channels -> pixel counts: 2 ymm per pixel, 8-12 accumulators + 2 weight vectors + 1 broadcast
+# within the 16 ymm registers. Measured and left out: 3x32 (17 registers: LLVM spills), 4x24 (the
+# 24-lane vectors are lowered with scalar code and 90 spills: 12x slower).
+TILES = {16: [4, 5, 6]}
+MAX_CHANNEL_TILES = 16
+K_UNROLL = [0, 16, 64]
+# Marks a conv block scheduled here; replayed records keep it, which tells where a kernel's schedule came from.
+TILE_ANNOTATION = "selfie_tvm.register_tile_channels"
 
 
 def is_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> bool:
@@ -22,17 +30,17 @@ def is_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> bo
     loops = sch.get_loops(block)
     if len(loops) != 7:
         return False
-    extents = [sch.get(loop).extent for loop in loops]
-    return all(isinstance(e, type(extents[0])) and int(e) == 1 for e in extents[4:6])
+    return all(int(sch.get(loop).extent) == 1 for loop in loops[4:6])
 
 
-def tile_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, *, px: int, ch: int,
-                        channel_tiles, k_unroll) -> None:
+def tile_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, *, px, ch: int,
+                        channel_tiles=None, k_unroll=0) -> None:
     """Schedule `block` (see is_pointwise_conv) in place.
 
-    px x ch: the register tile (ch a multiple of 8 lanes). channel_tiles: how many `ch`-wide tiles
-    one parallel task sweeps for a pixel tile (int or a sampled ExprRV dividing channels / ch), so
-    its weights stay in L2. k_unroll: the `pragma_auto_unroll_max_step` of the tile (int or ExprRV).
+    px x ch: the register tile, px pixels of a row (int or a sampled ExprRV) by ch channels (a
+    multiple of the 8 ymm lanes). channel_tiles: how many `ch`-wide tiles one parallel task sweeps
+    for its pixel tile (an int dividing channels / ch; None samples it), so that its weights stay in
+    L2. k_unroll: the `pragma_auto_unroll_max_step` of the K loop (int or ExprRV).
     """
     for producer in sch.get_producers(block):
         sch.compute_inline(producer)  # pad_temp of a 1x1 conv without padding is a plain copy
@@ -44,6 +52,8 @@ def tile_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, *, 
     n, h, w, c, ry, rx, rc = sch.get_loops(block)
     wo, wi = sch.split(w, [None, px])
     co, ci = sch.split(c, [None, ch])
+    if channel_tiles is None:
+        channel_tiles = sch.sample_perfect_tile(co, n=2, max_innermost_factor=MAX_CHANNEL_TILES)[1]
     c_block, c_tile = sch.split(co, [None, channel_tiles])
     sch.reorder(n, h, c_block, wo, c_tile, ry, rx, rc, wi, ci)
     sch.parallel(sch.fuse(n, h, c_block, wo))
@@ -55,4 +65,51 @@ def tile_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, *, 
     sch.vectorize(acc_c)
     sch.annotate(rc, "pragma_auto_unroll_max_step", k_unroll)
     sch.annotate(rc, "pragma_unroll_explicit", 1)
+    sch.annotate(block, TILE_ANNOTATION, ch)
     sch.decompose_reduction(block, ry)  # last: vectorising needs the block's init in place
+
+
+def register_tile_designs(sch: s_tir.Schedule) -> list[s_tir.Schedule]:
+    """The design spaces of a kernel whose anchor is a 1x1 NHWC conv: one per channel width of the
+    tile, its pixel count sampled (TILES); none for any other kernel. A MetaSchedule ScheduleFn."""
+    conv = _pointwise_conv_block(sch)
+    if conv is None:
+        return []
+    channels = int(sch.get(sch.get_loops(conv)[3]).extent)
+    designs = []
+    for ch, pixel_choices in TILES.items():
+        if channels % ch:
+            continue
+        design = sch.copy()
+        block = design.get_sblock(CONV_BLOCK)
+        px = design.sample_categorical(pixel_choices, [1 / len(pixel_choices)] * len(pixel_choices))
+        k_unroll = design.sample_categorical(K_UNROLL, [1 / len(K_UNROLL)] * len(K_UNROLL))
+        tile_pointwise_conv(design, block, px=px, ch=ch, k_unroll=k_unroll)
+        designs.append(design)
+    return designs
+
+
+def _pointwise_conv_block(sch: s_tir.Schedule) -> s_tir.schedule.SBlockRV | None:
+    try:
+        block = sch.get_sblock(CONV_BLOCK)
+    except s_tir.ScheduleError:
+        return None
+    return block if is_pointwise_conv(sch, block) else None
+
+
+def wants_register_tiles(target) -> bool:
+    """AVX2 without AVX-512: 16 ymm registers, where the default space's perfect tiles stop at 8
+    accumulators. (AVX-512's 32 zmm registers already fit the default space's 16-accumulator tiles.)"""
+    from tvm.target import codegen
+
+    return (codegen.llvm_cpu_has_features(["avx2", "fma"], target)
+            and not codegen.llvm_cpu_has_features(["avx512f"], target))
+
+
+def register_tile_space():
+    """Tuning space for AVX2 targets: the default rules' designs plus the register-tile designs, so
+    a tune can only gain from them."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.space_generator.SpaceGeneratorUnion(
+        [ms.space_generator.PostOrderApply(), ms.space_generator.ScheduleFn(register_tile_designs)])

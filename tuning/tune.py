@@ -19,6 +19,7 @@ from .build_fn import build_candidate
 from .database import PROGRESS, count_records
 from .farm import RpcSpec
 from .measure import measuring
+from .register_tile import register_tile_space, wants_register_tiles
 from .scheduler import InterruptibleScheduler, ProgressCallback, first_round_batch, resume_state, stale_limit
 from .tasks import plan_tasks
 
@@ -107,7 +108,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
          time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
-         module_equality: str = STRUCTURAL) -> TuneResult:
+         module_equality: str = STRUCTURAL, register_tiles: bool | None = None) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best; an
@@ -118,6 +119,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     inference in a profile of the tuned build) aims the trials at where the built model spends its
     time rather than at isolated estimates. MetaSchedule's own output goes to work_dir/logs/.
     `module_equality` (tuning.MODULE_EQUALITIES) must be the one work_dir's records were tuned with.
+    `register_tiles` adds the 1x1 convs' register-tile designs (tuning/register_tile.py) to the default
+    space; None: for AVX2 targets without AVX-512, where the default space lacks them.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +137,9 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
             state.in_model_ms[i] = in_model_ms[name]
             state.best_at_profile[i] = state.best_s[i]
     batch = first_round_batch(budget, len(plan.tasks) - len(state.best_s), per_iter, time_limit_s)
+    if register_tiles is None:
+        register_tiles = wants_register_tiles(target)
+    space = register_tile_space() if register_tiles else "post-order-apply"
     start = time.time()
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
@@ -141,7 +147,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
           _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
         # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
+            extracted_tasks=plan.tasks, work_dir=str(work_dir), space=space, strategy="evolutionary", seed=seed)
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                      ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
         ms.tune.tune_tasks(
