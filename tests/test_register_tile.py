@@ -97,7 +97,7 @@ def test_a_tune_with_the_tiles_leaves_records_that_a_build_replays(tmp_path):
     target = host_target()
     mod = tuning_module(model, target, TUNED_GRAPH)
     work = tmp_path / "records"
-    tune(mod, target.to_tvm(), work, budget=16, per_iter=16, progress=False, only=["fused_conv2d1"],
+    tune(mod, target.to_tvm(), work, budget=12, per_iter=4, progress=False, only=["fused_conv2d1"],
          register_tiles=True)
     tiled = [r for r in read_records(work) if TILE_ANNOTATION in json.dumps(r.body[0]) and r.cost_s is not None]
     assert tiled, "no measured record came from the register-tile designs"
