@@ -218,7 +218,7 @@ def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, 
         tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=trials * len(tasks),
         max_trials_per_task=trials, num_trials_per_iter=trials, builder=builder, runner=runner, database=db,
         cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True),
-        measure_callbacks=callbacks, task_scheduler="round-robin")
+        measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit=1))
     return state
 
 
