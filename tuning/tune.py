@@ -22,6 +22,7 @@ from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
 from .scheduler import (
+    MIN_FIRST_BATCH,
     InterruptibleScheduler,
     ProgressCallback,
     TuningState,
@@ -148,10 +149,13 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         register_tiles = wants_register_tiles(target)
     # Few of the union space's candidates come from the register-tile designs (a small grid beside
     # the default designs' thousands), so the tuner would seldom measure one: measure them first.
+    # The pass takes only what the first round of the other kernels leaves, and stops at the time limit.
     tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
-    tile_trials = min(per_iter, budget // max(1, len(tile_tasks)))
-    tile_tasks = tile_tasks if tile_trials else []
     untuned_after_tiles = len([i for i in range(len(plan.tasks)) if i not in state.best_s and i not in tile_tasks])
+    tile_trials = min(per_iter, (budget - untuned_after_tiles * MIN_FIRST_BATCH) // max(1, len(tile_tasks)))
+    if tile_trials < MIN_FIRST_BATCH:
+        tile_tasks, tile_trials = [], 0
+        untuned_after_tiles = len(plan.tasks) - len(state.best_s)
     batch = first_round_batch(budget - tile_trials * len(tile_tasks), untuned_after_tiles, per_iter, time_limit_s)
     space = register_tile_space() if register_tiles else "post-order-apply"
     start = time.time()
@@ -161,7 +165,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
           _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
         builder = ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120)
         if tile_tasks:
-            tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed)
+            tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed,
+                                            state.deadline)
             state.valid_trials += tiles.valid_trials
             for j, best in tiles.best_s.items():
                 i = tile_tasks[j]
@@ -203,7 +208,7 @@ def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
 
 
 def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, work_dir: Path, db,
-                            builder, runner, bar, seed: int) -> TuningState:
+                            builder, runner, bar, seed: int, deadline: float | None) -> TuningState:
     """`trials` candidates of the register-tile designs alone for each of `tile_tasks`, into `db`;
     what was measured, by position in `tile_tasks`."""
     tasks = [plan.tasks[i] for i in tile_tasks]
@@ -211,7 +216,7 @@ def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, 
         extracted_tasks=tasks, work_dir=str(work_dir), space=ms.space_generator.ScheduleFn(register_tile_designs),
         strategy="evolutionary", seed=seed)
     names = [t.task_name for t in tasks]
-    state = TuningState(weights=list(weights))
+    state = TuningState(weights=list(weights), deadline=deadline)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                  ProgressCallback(bar, work_dir / PROGRESS, names, state)]
     ms.tune.tune_tasks(
