@@ -25,6 +25,7 @@ from tuning.register_tile import (
     tile_pointwise_conv,
     wants_register_tiles,
 )
+from tuning.scheduler import MIN_FIRST_BATCH, register_tile_batch
 from tuning.tune import tune
 
 TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3", "num-cores": 2})
@@ -77,6 +78,16 @@ def test_designs_exist_for_pointwise_convs_only():
 def test_avx2_targets_want_the_tiles_and_avx512_ones_do_not():
     assert wants_register_tiles(TARGET)
     assert not wants_register_tiles(tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v4", "num-cores": 2}))
+
+
+def test_the_first_tile_pass_takes_only_what_the_first_round_and_the_time_limit_leave():
+    # the twin from empty: 32 kernels with tile designs, 38 others
+    assert register_tile_batch(2000, 38, 32, per_iter=16) == 16
+    assert register_tile_batch(2000, 38, 32, per_iter=16, time_limit_s=3600) == 900 // 70
+    assert register_tile_batch(2000, 38, 32, per_iter=16, time_limit_s=600) == 0  # 2 each: skipped
+    assert register_tile_batch(38 * MIN_FIRST_BATCH + 31 * MIN_FIRST_BATCH, 38, 32, per_iter=16) == 0
+    assert register_tile_batch(38 * MIN_FIRST_BATCH + 32 * MIN_FIRST_BATCH, 38, 32, per_iter=16) == MIN_FIRST_BATCH
+    assert register_tile_batch(100, 0, 0, per_iter=16) == 0
 
 
 def pointwise_model(path) -> ResolvedModel:

@@ -22,11 +22,11 @@ from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
 from .scheduler import (
-    MIN_FIRST_BATCH,
     InterruptibleScheduler,
     ProgressCallback,
     TuningState,
     first_round_batch,
+    register_tile_batch,
     resume_state,
     stale_limit,
 )
@@ -149,12 +149,11 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         register_tiles = wants_register_tiles(target)
     # Few of the union space's candidates come from the register-tile designs (a small grid beside
     # the default designs' thousands), so the tuner would seldom measure one: measure them first.
-    # The pass takes only what the first round of the other kernels leaves, and stops at the time limit.
     tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
     untuned_after_tiles = len([i for i in range(len(plan.tasks)) if i not in state.best_s and i not in tile_tasks])
-    tile_trials = min(per_iter, (budget - untuned_after_tiles * MIN_FIRST_BATCH) // max(1, len(tile_tasks)))
-    if tile_trials < MIN_FIRST_BATCH:
-        tile_tasks, tile_trials = [], 0
+    tile_trials = register_tile_batch(budget, untuned_after_tiles, len(tile_tasks), per_iter, time_limit_s)
+    if not tile_trials:
+        tile_tasks = []
         untuned_after_tiles = len(plan.tasks) - len(state.best_s)
     batch = first_round_batch(budget - tile_trials * len(tile_tasks), untuned_after_tiles, per_iter, time_limit_s)
     space = register_tile_space() if register_tiles else "post-order-apply"
