@@ -174,3 +174,16 @@ def first_round_batch(remaining: int, untuned: int, per_iter: int, time_limit_s:
     return max(MIN_FIRST_BATCH, batch)
 
 
+
+
+def register_tile_batch(remaining: int, untuned_others: int, tile_kernels: int, per_iter: int,
+                        time_limit_s: float | None = None) -> int:
+    """Register-tile candidates to measure first for each of `tile_kernels` kernels (0: skip that pass):
+    what the first round of the `untuned_others` other kernels leaves of the budget, and no more of
+    the time limit, by the same cautious pace, than a first-round batch gets."""
+    if tile_kernels == 0:
+        return 0
+    batch = min(per_iter, (remaining - untuned_others * MIN_FIRST_BATCH) // tile_kernels)
+    if time_limit_s is not None:
+        batch = min(batch, int(time_limit_s / 60 * TRIALS_PER_MINUTE_GUESS) // (untuned_others + tile_kernels))
+    return batch if batch >= MIN_FIRST_BATCH else 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import tvm
 from tqdm import tqdm
+from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
@@ -19,8 +20,17 @@ from .build_fn import build_candidate
 from .database import PROGRESS, count_records
 from .farm import RpcSpec
 from .measure import measuring
-from .scheduler import InterruptibleScheduler, ProgressCallback, first_round_batch, resume_state, stale_limit
-from .tasks import plan_tasks
+from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
+from .scheduler import (
+    InterruptibleScheduler,
+    ProgressCallback,
+    TuningState,
+    first_round_batch,
+    register_tile_batch,
+    resume_state,
+    stale_limit,
+)
+from .tasks import TaskPlan, plan_tasks
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +117,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
          time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
-         module_equality: str = STRUCTURAL) -> TuneResult:
+         module_equality: str = STRUCTURAL, register_tiles: bool | None = None) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best; an
@@ -118,6 +128,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     inference in a profile of the tuned build) aims the trials at where the built model spends its
     time rather than at isolated estimates. MetaSchedule's own output goes to work_dir/logs/.
     `module_equality` (tuning.MODULE_EQUALITIES) must be the one work_dir's records were tuned with.
+    `register_tiles` adds the 1x1 convs' register-tile designs (tuning/register_tile.py) to the default
+    space; None: for AVX2 targets without AVX-512, where the default space lacks them.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -133,26 +145,45 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         if in_model_ms and name in in_model_ms and i in state.best_s:
             state.in_model_ms[i] = in_model_ms[name]
             state.best_at_profile[i] = state.best_s[i]
-    batch = first_round_batch(budget, len(plan.tasks) - len(state.best_s), per_iter, time_limit_s)
+    if register_tiles is None:
+        register_tiles = wants_register_tiles(target)
+    # Few of the union space's candidates come from the register-tile designs (a small grid beside
+    # the default designs' thousands), so the tuner would seldom measure one: measure them first.
+    tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
+    untuned_after_tiles = len([i for i in range(len(plan.tasks)) if i not in state.best_s and i not in tile_tasks])
+    tile_trials = register_tile_batch(budget, untuned_after_tiles, len(tile_tasks), per_iter, time_limit_s)
+    if not tile_trials:
+        tile_tasks = []
+        untuned_after_tiles = len(plan.tasks) - len(state.best_s)
+    batch = first_round_batch(budget - tile_trials * len(tile_tasks), untuned_after_tiles, per_iter, time_limit_s)
+    space = register_tile_space() if register_tiles else "post-order-apply"
     start = time.time()
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
           _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
-        # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted_tasks=plan.tasks, work_dir=str(work_dir), strategy="evolutionary", seed=seed)
-        callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
-                     ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
-        ms.tune.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-            max_trials_global=budget, max_trials_per_task=per_task, num_trials_per_iter=batch,
-            builder=ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120),
-            runner=runner, database=db,
-            cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(),
-                                              adaptive_training=True),
-            measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit(batch)),
-        )
+        builder = ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120)
+        if tile_tasks:
+            tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed,
+                                            state.deadline)
+            state.valid_trials += tiles.valid_trials
+            for j, best in tiles.best_s.items():
+                i = tile_tasks[j]
+                state.best_s[i] = min(best, state.best_s.get(i, best))
+        remaining = budget - tile_trials * len(tile_tasks)
+        if remaining > 0:
+            # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                extracted_tasks=plan.tasks, work_dir=str(work_dir), space=space, strategy="evolutionary", seed=seed)
+            callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
+                         ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=remaining,
+                max_trials_per_task=per_task, num_trials_per_iter=batch, builder=builder, runner=runner,
+                database=db, cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(),
+                                                               adaptive_training=True),
+                measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit(batch)),
+            )
     run = count_records(work_dir) - before
     improved = sum(1 for i, b in state.best_s.items() if i not in start_best or b < start_best[i])
     return TuneResult(work_dir, before, run, time.time() - start, valid_trials=state.valid_trials,
@@ -160,6 +191,39 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
                       estimated_ms_after=state.estimated_total_ms(), kernels_measured_before=len(start_best),
                       kernels_measured_after=len(state.best_s),
                       stopped_because=_why_stopped(run, budget, state))
+
+
+def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
+    """Tasks with register-tile designs (1x1 convs) and no record from them yet."""
+    tasks = []
+    for i, task in enumerate(plan.tasks):
+        mod = task.dispatched[0]
+        if not register_tile_designs(s_tir.Schedule(mod)):
+            continue
+        records = db.get_top_k(db.commit_workload(mod), len(db)) if db.has_workload(mod) else []
+        if not any(TILE_ANNOTATION in str(r.trace) for r in records):
+            tasks.append(i)
+    return tasks
+
+
+def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, work_dir: Path, db,
+                            builder, runner, bar, seed: int, deadline: float | None) -> TuningState:
+    """`trials` candidates of the register-tile designs alone for each of `tile_tasks`, into `db`;
+    what was measured, by position in `tile_tasks`."""
+    tasks = [plan.tasks[i] for i in tile_tasks]
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted_tasks=tasks, work_dir=str(work_dir), space=ms.space_generator.ScheduleFn(register_tile_designs),
+        strategy="evolutionary", seed=seed)
+    names = [t.task_name for t in tasks]
+    state = TuningState(weights=list(weights), deadline=deadline)
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
+                 ProgressCallback(bar, work_dir / PROGRESS, names, state)]
+    ms.tune.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=trials * len(tasks),
+        max_trials_per_task=trials, num_trials_per_iter=trials, builder=builder, runner=runner, database=db,
+        cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True),
+        measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit=1))
+    return state
 
 
 def _why_stopped(trials: int, budget: int, state) -> str:

@@ -57,6 +57,9 @@ def register(sub) -> None:
                    help="structural: one task and record per distinct kernel; anchor-block: kernels whose "
                         "anchor block (their convolution) is the same share one task and one record, replayed "
                         "on each of them at build time. Needs a --work-dir of its own (default: %(default)s)")
+    p.add_argument("--register-tiles", action=argparse.BooleanOptionalAction, default=None,
+                   help="add 4-6 x 16 register-tile designs for 1x1 convs to the search space "
+                        "(default: on for AVX2 targets without AVX-512, e.g. --portable)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
@@ -215,7 +218,8 @@ def tune_model(args, model, rpc, device) -> None:
                                 x, rounds=BEFORE_ROUNDS)[TVM_DEFAULT]
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
-                  in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality)
+                  in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality,
+                  register_tiles=args.register_tiles)
     measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
