@@ -17,6 +17,7 @@ from runtime.engines import TVM_DEFAULT, TVM_TUNED
 from runtime.target import TargetSpec
 from tuning import DEFAULT_BUDGET
 from tuning.build import export
+from tuning.hand_schedules import HAND_SCHEDULES, choices_digest
 from tuning.records import describe_use, find_records, isa_level, record_set_dir, resolve_records, working_dir
 
 
@@ -59,11 +60,16 @@ def _tuned_missing_or_stale(out: Path, target: TargetSpec) -> bool:
     if records is None:
         return False  # the records it was built from are gone: it is the best there is
     try:
-        built_from = (LibraryMetadata.read(meta_path).records_provenance or {}).get("updated_at")
+        meta = LibraryMetadata.read(meta_path)
+        built_from, hand_digest = (meta.records_provenance or {}).get("updated_at"), meta.hand_schedules_sha256
     except (OSError, ArtifactMetadataError):
-        built_from = None
-    if built_from == records.provenance.updated_at:
-        return False
-    print(f"{library} was built from records of {built_from}, the records are of {records.provenance.updated_at}: "
-          "rebuilding it", flush=True)
-    return True
+        built_from = hand_digest = None
+    if built_from != records.provenance.updated_at:
+        print(f"{library} was built from records of {built_from}, the records are of "
+              f"{records.provenance.updated_at}: rebuilding it", flush=True)
+        return True
+    if hand_digest != choices_digest(records.path):
+        print(f"{library} was built with other hand-written schedules than {records.path / HAND_SCHEDULES}: "
+              "rebuilding it", flush=True)
+        return True
+    return False

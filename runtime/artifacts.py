@@ -62,6 +62,8 @@ class LibraryMetadata:
     untuned_flop_share: float | None = None
     # Kernels given a hand-written schedule (tuning/hand_schedules.py) instead of their record.
     hand_scheduled_kernels: list[str] = field(default_factory=list)
+    # sha256 of the records' hand_schedules.json it was built with ("" without one): a new choice rebuilds it.
+    hand_schedules_sha256: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

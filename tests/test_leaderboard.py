@@ -243,6 +243,13 @@ def test_a_tuned_library_older_than_its_records_is_rebuilt(tmp_path, monkeypatch
     assert prepare(model, target, [TVM_TUNED], tune_if_missing=False) == {}
     out = build_dir("tiny", target)
     assert not _tuned_missing_or_stale(out, target)
+    # New hand-written schedule choices (tuning/measure_depthwise.py --choose) rebuild it too.
+    hand = records / "hand_schedules.json"
+    chosen = hand.read_text()
+    hand.write_text("[]\n")
+    assert _tuned_missing_or_stale(out, target)
+    hand.write_text(chosen)
+    assert not _tuned_missing_or_stale(out, target)
     provenance = json.loads((records / "provenance.json").read_text())
     provenance["updated_at"] = "2099-01-01T00:00:00+00:00"
     (records / "provenance.json").write_text(json.dumps(provenance))

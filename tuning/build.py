@@ -18,7 +18,7 @@ from runtime.target import TargetSpec
 from . import STRUCTURAL
 from .database import read_records, select_for, write_database
 from .errors import MissingRecordsError
-from .hand_schedules import HandChoice, ahead_of, applied, read_choices
+from .hand_schedules import HandChoice, ahead_of, applied, choices_digest, read_choices
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
 from .records import RecordSet
 from .tasks import plan_tasks, task_flops
@@ -140,6 +140,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],
         untuned_flop_share=cover.untuned_flop_share if cover else None,
         hand_scheduled_kernels=hand_kernels,
+        hand_schedules_sha256=choices_digest(records.path) if tuned else "",
     )
     meta.write(meta_path)
     if warn and meta.tuning_warning:

@@ -8,6 +8,7 @@ thread count; a build applies them through a schedule-function database queried 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from collections.abc import Callable, Iterator
@@ -157,6 +158,12 @@ def read_choices(directory: Path) -> list[HandChoice]:
     if not path.is_file():
         return []
     return [HandChoice(**c) for c in json.loads(path.read_text())]
+
+
+def choices_digest(directory: Path) -> str:
+    """sha256 of a record set's hand_schedules.json, "" when it has none (what a library was built with)."""
+    path = Path(directory) / HAND_SCHEDULES
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def hand_database(choices: list[HandChoice]) -> ms.database.Database:
