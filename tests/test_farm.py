@@ -17,7 +17,7 @@ from runtime.target import host_target
 from tuning.build import tuning_module
 from tuning.cli.options import target_from
 from tuning.database import RECORDS, count_records, read_records, write_database
-from tuning.errors import DeviceUnresponsiveError, FarmError
+from tuning.errors import DeviceUnresponsiveError, FarmError, NoDeviceError
 from tuning.farm import RpcSpec, connect_device, request_device
 from tuning.importer import TUNED_GRAPH
 from tuning.local_farm import LocalFarm, free_port, wait_for
@@ -167,6 +167,32 @@ def test_a_device_whose_tracker_died_is_given_up_at_its_handshake_deadline():
         assert not attempt.is_alive(), "the handshake with a device that stopped accepting had no deadline"
         assert len(errors) == 1 and isinstance(errors[0], DeviceUnresponsiveError), errors
         assert f"{host}:{port} did not answer its RPC handshake within 1 s" in str(errors[0])
+
+
+def _pending_requests(spec: RpcSpec) -> int:
+    from tvm.rpc import base as rpc_base
+
+    from tuning.farm import _tracker_socket
+
+    with _tracker_socket(spec) as sock:
+        rpc_base.sendjson(sock, [rpc_base.TrackerCode.SUMMARY])
+        _, summary = rpc_base.recvjson(sock)
+    return summary["queue_info"].get(spec.key, {}).get("pending", 0)
+
+
+@pytest.mark.slow
+def test_a_request_queued_for_a_busy_device_learns_at_once_that_the_last_one_died():
+    """The tracker never answers a request queued for a device that then dies: the wait must notice that
+    the key has no device left (it once ended only at its 120 s deadline, with the wrong sentence)."""
+    with LocalFarm(1, KEY) as farm:
+        request_device(farm.spec, wait_s=30)  # the only device, handed out and never released
+        waiting, errors = _in_background(lambda: request_device(farm.spec, wait_s=600))
+        wait_for(lambda: _pending_requests(farm.spec) == 1, 60, "the second request to queue at the tracker")
+        farm.kill_device(0)
+        waiting.join(timeout=60)
+        assert not waiting.is_alive(), "a request for a dead key's device waited for its deadline"
+        assert len(errors) == 1 and isinstance(errors[0], NoDeviceError), errors
+        assert f"every device of key '{KEY}' at {farm.tracker} stopped answering" in str(errors[0])
 
 
 CLI = "import sys; from runtime.cli import main; sys.exit(main())"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import struct
 import sys
@@ -36,6 +37,7 @@ TRACKER_TIMEOUT_S = 10  # connecting to the tracker and each of its answers
 # tracker stops accepting (TVM's server retries the tracker for 60 s, then its listener dies while
 # the socket stays open), and TVM's connect would wait for its answer forever.
 HANDSHAKE_TIMEOUT_S = 10
+DEVICE_POLL_S = 2.0  # how often a request waiting for a free device checks that the key still has one
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ def count_devices(spec: RpcSpec) -> int:
     return count
 
 
+def every_device_gone(spec: RpcSpec) -> NoDeviceError:
+    return NoDeviceError(f"every device of key {spec.key!r} at {spec.tracker} stopped answering: the records "
+                         "measured so far are kept; start a device and run the same command again to continue")
+
+
 def open_session(spec: RpcSpec, wait_s: float):
     """An RPC session on a free device of the key, waiting at most `wait_s` for one to be free."""
     return connect_device(spec, *request_device(spec, wait_s))
@@ -142,10 +149,17 @@ def open_session(spec: RpcSpec, wait_s: float):
 def request_device(spec: RpcSpec, wait_s: float) -> tuple[str, int, str]:
     """The tracker's answer for a free device of the key: its host, port and one-time match key."""
     count_devices(spec)  # the tracker would queue a request for an unknown key forever
+    deadline = time.monotonic() + wait_s
     try:
         with _tracker_socket(spec) as sock:
             rpc_base.sendjson(sock, [rpc_base.TrackerCode.REQUEST, spec.key, "", 1])
-            sock.settimeout(wait_s)
+            # A request queued for a device that then dies is never answered: while waiting, check that
+            # the key still has a device, so losing the last one is said at once, not after `wait_s`.
+            while not select.select([sock], [], [], min(DEVICE_POLL_S, wait_s))[0]:
+                if registered_keys(spec).get(spec.key, 0) == 0:
+                    raise every_device_gone(spec)
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
             code, (host, port, match_key) = rpc_base.recvjson(sock)
     except TimeoutError as e:
         raise FarmError(f"no device of key {spec.key!r} at {spec.tracker} became free within {wait_s:.0f} s "
@@ -300,9 +314,7 @@ class FarmRunner(ms.runner.PyRunner):
         try:
             usable = min(usable_devices(self.spec), self.pool_size)
         except NoDeviceError:
-            raise self.fail(FarmError(
-                f"every device of key {self.spec.key!r} at {self.spec.tracker} stopped answering: the records "
-                "measured so far are kept; start a device and run the same command again to continue")) from None
+            raise self.fail(every_device_gone(self.spec)) from None
         except FarmError as e:
             raise self.fail(e) from None
         if usable < self.in_use:
