@@ -11,6 +11,14 @@ from runtime.twin.graph import GraphBuilder
 from runtime.twin.tflite_writer import serialise
 
 
+def _three_class_model(name: str, path: Path, height: int, width: int) -> ResolvedModel:
+    """A test model file resolved with the twin's spec, resized to its input and 3 classes ("b" is the person)."""
+    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name=name, synthetic=True,
+                               input=InputSpec(height, width, "NHWC", (0.0, 1.0)),
+                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
+    return ResolvedModel(spec, path, "explicit")
+
+
 def tiny_segmenter(path: Path, *, mystery_ops: int = 0, seed: int = 7) -> ResolvedModel:
     """32x32 input, two conv layers and a classifier: 3 classes of logits (weights from `seed`)."""
     g = GraphBuilder(seed=seed)
@@ -23,10 +31,7 @@ def tiny_segmenter(path: Path, *, mystery_ops: int = 0, seed: int = 7) -> Resolv
     y = g.transpose_conv(y, 8, kernel=2, stride=2)
     g.mark_output(g.conv2d(y, 3), "logits")
     path.write_bytes(serialise(g, "tiny test model"))
-    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny", synthetic=True,
-                               input=InputSpec(32, 32, "NHWC", (0.0, 1.0)),
-                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
-    return ResolvedModel(spec, path, "explicit")
+    return _three_class_model("tiny", path, 32, 32)
 
 
 def tiny_file_model(path: Path, *, head: str = "mask", seed: int = 11) -> Path:
@@ -58,10 +63,7 @@ def tiny_shared_anchor(path: Path, *, seed: int = 5) -> ResolvedModel:
     y = g.conv2d(x, 3, relu=True)
     g.mark_output(g.add(g.conv2d(y, 3), x), "logits")
     path.write_bytes(serialise(g, "tiny model with a shared anchor block"))
-    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny_pair", synthetic=True,
-                               input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
-                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
-    return ResolvedModel(spec, path, "explicit")
+    return _three_class_model("tiny_pair", path, 16, 16)
 
 
 def tiny_depthwise(path: Path, *, seed: int = 3) -> ResolvedModel:
@@ -73,10 +75,7 @@ def tiny_depthwise(path: Path, *, seed: int = 3) -> ResolvedModel:
     y = g.depthwise(y, 3, stride=2)
     g.mark_output(g.conv2d(y, 3), "logits")
     path.write_bytes(serialise(g, "tiny model with depthwise convs"))
-    spec = dataclasses.replace(registry().get("selfie_multiclass_twin"), name="tiny_dw", synthetic=True,
-                               input=InputSpec(16, 16, "NHWC", (0.0, 1.0)),
-                               classes=("a", "b", "c"), person_classes=("b",), hair_class=None)
-    return ResolvedModel(spec, path, "explicit")
+    return _three_class_model("tiny_dw", path, 16, 16)
 
 
 def simple_records(mod, target, directory: Path, *, mcpu: str | None = None, seconds: float = 1e-3) -> Path:

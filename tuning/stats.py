@@ -128,13 +128,12 @@ def append_run(out_dir: Path, trials: int, minutes: float, tuned_ms: float, lite
     import pandas as pd
 
     path = out_dir / RUNS
-    before = pd.read_csv(path) if path.is_file() else None
-    so_far = float(before["tuning_min"].iloc[-1]) if before is not None and len(before) else 0.0
+    before = measured_runs(out_dir)
+    so_far = float(before["tuning_min"].iloc[-1]) if len(before) else 0.0
     run = MeasuredRun(trials, round(so_far + minutes, 2), round(tuned_ms, 3), round(litert_ms, 3), litert_kernels,
                       threads, cpu, datetime.date.today().isoformat())
     out_dir.mkdir(parents=True, exist_ok=True)
-    pd.concat([before, pd.DataFrame([asdict(run)])] if before is not None else [pd.DataFrame([asdict(run)])],
-              ignore_index=True).to_csv(path, index=False)
+    pd.DataFrame([asdict(run)]).to_csv(path, mode="a", header=not path.is_file(), index=False)
     return run
 
 

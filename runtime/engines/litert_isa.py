@@ -17,6 +17,7 @@ the field offsets are cpuinfo's `struct cpuinfo_x86_isa` for x86-64 and are chec
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def _library() -> Path:
     return path
 
 
+@functools.cache  # parsing the library's symbol table takes a while; the file does not change
 def _symbols(path: Path) -> _Symbols:
     from elftools.elf.elffile import ELFFile
 
@@ -103,15 +105,15 @@ def xnnpack_arch_flags() -> int:
 def limit_to_avx2() -> None:
     """Make XNNPACK in this process choose only kernels an AVX2-only CPU runs: before any interpreter, or
     again once it is limited (a no-op then)."""
-    path = _library()
-    symbols = _symbols(path)
-    base = _load_address(path)
-    flags = ctypes.c_uint64.from_address(base + symbols.hardware_config + ARCH_FLAGS_OFFSET).value
+    flags = xnnpack_arch_flags()
     if flags == AVX2_ARCH_FLAGS:
         return
     if flags:
         raise LiteRTIsaError("XNNPACK already chose its AVX-512 kernels in this process (a LiteRT interpreter "
                              "exists): limit LiteRT to AVX2 before creating one, in a process of its own")
+    path = _library()
+    symbols = _symbols(path)
+    base = _load_address(path)
     if not ctypes.CFUNCTYPE(ctypes.c_bool)(base + symbols.cpuinfo_initialize)():
         raise LiteRTIsaError("cpuinfo could not read this CPU")
     isa = (ctypes.c_uint8 * (max(CLEARED) + 1)).from_address(base + symbols.cpuinfo_isa)
