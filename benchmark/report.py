@@ -230,7 +230,7 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
     """Which TVM libraries were measured: graph, records and where they were tuned, coverage."""
     lines = []
     for kind, saved in libraries.items():
-        meta = LibraryMetadata(**saved)
+        meta = LibraryMetadata.from_saved(saved)
         graph = ", ".join(k for k, v in (meta.graph or {}).items() if v) or "stock graph"
         line = f"- {engine_label(tvm_engine(kind))}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance

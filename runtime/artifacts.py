@@ -89,6 +89,14 @@ class LibraryMetadata:
                                         f"({'; '.join(problems)}): {_rebuild(raw)}")
         return cls(**raw)
 
+    @classmethod
+    def from_saved(cls, raw: dict) -> LibraryMetadata:
+        """Metadata as a saved benchmark run recorded it, possibly by another version of selfie-tvm: fields
+        this version does not know are left out, fields it added since take their defaults. For describing a
+        past measurement only; `read` stays strict for libraries about to be loaded."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in raw.items() if name in known})
+
     @property
     def target_spec(self) -> TargetSpec:
         return TargetSpec.from_dict(self.target)

@@ -116,3 +116,20 @@ def test_a_run_rendered_on_another_machine_names_the_measuring_one(tmp_path, mon
                        "commit `commit-1`.")
     env = json.loads((out / "environment.json").read_text())
     assert env["date"] == ENVIRONMENT["date"] and env["cpu"] == "AMD EPYC" and env["target"] == TARGET
+
+
+def test_a_run_saved_by_a_newer_version_still_renders_its_libraries(tmp_path, monkeypatch):
+    """Library metadata saved with a field this version does not know (and without one it added since)."""
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    run = merge([part(1), part(2)])
+    tuned = {"kind": "tuned", "model": MODEL, "model_sha256": "ab", "target": TARGET, "tvm_version": "0.27.0",
+             "graph": {"prepack_weights": True}, "kernels": 40, "untuned_kernels": ["fused_conv2d9"],
+             "a_field_from_a_newer_version": {"anything": 1}}
+    run["machine_info"]["selfie_tvm"]["libraries"] = {"tuned": tuned}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    assert main([str(path)]) == 0
+    report = (tmp_path / "results" / MODEL / TARGET["id"] / "report.md").read_text()
+    line = next(line for line in report.splitlines()
+                if line.startswith("- ") and "`znver4-avx2-2c`, prepack_weights" in line)
+    assert "partially tuned: 1 of 40 kernels without a record" in line
