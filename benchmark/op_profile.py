@@ -46,7 +46,7 @@ import pandas as pd
 from benchmark.idle import wait_until_idle
 from runtime.acquire import AUTO, ResolvedModel
 from runtime.artifacts import LibraryMetadata
-from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE
+from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE, check_limited, xnnpack_arch_flags
 from runtime.errors import SelfieTvmError
 
 from . import gap_table
@@ -118,11 +118,13 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
             _feed(interp, rng)
             ms = median_ms(interp.invoke, repeats, warmup)
             del interp
-        rows.append({"threads": threads, "index": i, "op": op.name, "kind": sig.kind, "signature": sig.text,
+        rows.append({"isa": isa, "threads": threads, "index": i, "op": op.name, "kind": sig.kind, "signature": sig.text,
                      "inputs": " ".join("x".join(map(str, s)) for s in op.input_shapes),
                      "stride": sig.stride or None, "macs": op.macs, "ms": ms,
                      "gflops": 2 * op.macs / ms / 1e6 if op.macs and ms else None, "folded": folded,
                      "group": group, "group_kind": group_sig.kind, "group_signature": group_sig.text})
+    if isa == AVX2:  # every single-operator interpreter ran the AVX2 kernels too
+        check_limited(xnnpack_arch_flags())
     return LiteRTProfile(pd.DataFrame(rows), whole)
 
 
@@ -171,6 +173,11 @@ def library_header(library: Path) -> str:
             f"{provenance.get('isa', 'unknown')}, built {meta.built_at})")
 
 
+def _table(df: pd.DataFrame) -> str:
+    """Markdown with empty cells where a value does not exist (no LiteRT time, no FLOPs)."""
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="")
+
+
 def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library: Path | None,
              sections: list[tuple[int, LiteRTProfile, pd.DataFrame | None]]) -> str:
     from runtime.target import cpu_model_name
@@ -189,15 +196,15 @@ def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library:
                   f"{lite.ops_ms:.3f} ms (sum / whole = {lite.ops_ms / lite.whole_ms:.2f}).", ""]
         if gap is None:
             groups = gap_table.litert_groups(lite.ops).sort_values("ms", ascending=False)
-            lines += [groups.to_markdown(index=False, floatfmt=".3f"), ""]
+            lines += [_table(groups), ""]
             continue
         kinds = gap_table.by_kind(gap)
         total = kinds.iloc[-1]
         lines += [f"TVM kernels {total.tvm_ms:.3f} ms vs LiteRT operators {total.litert_ms:.3f} ms: "
                   f"ratio {total.ratio:.2f}, gap {total.gap_ms:+.3f} ms.", "", "### By kind", "",
-                  kinds.drop(columns="macs").to_markdown(index=False, floatfmt=".3f"), "",
+                  _table(kinds.drop(columns="macs")), "",
                   "### By signature (largest gap first)", "",
-                  gap.drop(columns=["macs", "tvm_kernels"]).to_markdown(index=False, floatfmt=".3f"), ""]
+                  _table(gap.drop(columns=["macs", "tvm_kernels"])), ""]
     return "\n".join(lines)
 
 
