@@ -156,7 +156,7 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
     assert "| conv1x1" in capsys.readouterr().out
 
 
-def test_a_missing_library_is_one_clear_error_before_any_measurement(tiny_library, tmp_path, monkeypatch, capsys):
+def test_a_missing_library_is_one_clear_error_and_writes_nothing(tiny_library, tmp_path, monkeypatch, capsys):
     from benchmark.op_profile import main
 
     model, _ = tiny_library
