@@ -23,6 +23,8 @@ from .single_op import Signature, conv_signature
 
 CONV, GROUP_CONV, SUBPIXEL = "conv2d_nhwc", "group_conv2d_nhwc", "subpixel_conv2d_transpose"
 STOCK_TRANSPOSED = "conv2d_transpose"
+# Blocks TOPI puts in front of a convolution to prepare its operands.
+PREPARATION = {"pad_temp", "data_pad", "data_dilate", "kernel_transform"}
 REDUCE = 2  # IterVar.iter_type of a reduction axis
 # Relax operator (as it appears in kernel names) -> the kind name shared with LiteRT's operators.
 KINDS = {"add": "add", "multiply": "multiply", "subtract": "subtract", "divide": "divide", "resize2d": "resize",
@@ -35,11 +37,17 @@ def _shape(buffer) -> tuple[int, ...]:
     return tuple(int(s) for s in buffer.shape)
 
 
-def _parameter(sch: s_tir.Schedule, block, intermediates: set[str], read: int = 0):
-    """The kernel parameter a block's read comes from, through the blocks (padding, dilation) that copy it."""
+def _nhwc(nchw: tuple[int, ...]) -> tuple[int, ...]:
+    n, c, h, w = nchw
+    return n, h, w, c
+
+
+def _operand(sch: s_tir.Schedule, block, read: int = 0):
+    """The buffer a convolution block's operand comes from, before the blocks that only prepare it for this
+    convolution (padding, dilation, the kernel flip): in the convolution's own layout, whatever produced it."""
     buffer = block.reads[read].source
     producers = {sch.get(b).writes[0].source.name: sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))}
-    while buffer.name in intermediates and buffer.name in producers:
+    while buffer.name in producers and producers[buffer.name].name_hint in PREPARATION:
         buffer = producers[buffer.name].reads[0].source
     return buffer
 
@@ -47,7 +55,6 @@ def _parameter(sch: s_tir.Schedule, block, intermediates: set[str], read: int = 
 def kernel_signature(name: str, func: tvm.tirx.PrimFunc) -> Signature:
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
-    intermediates = {b.name for b in sch.get(root).alloc_buffers}
     blocks = [sch.get(b) for b in sch.get_child_blocks(root)]
     for block in blocks:
         if block.name_hint not in (CONV, GROUP_CONV, SUBPIXEL):
@@ -55,9 +62,11 @@ def kernel_signature(name: str, func: tvm.tirx.PrimFunc) -> Signature:
         extents = [int(iv.dom.extent) for iv in block.iter_vars]
         reduced = [int(iv.dom.extent) for iv in block.iter_vars if int(iv.iter_type) == REDUCE]
         out = tuple(extents[:4])
-        data = _shape(_parameter(sch, block, intermediates))
-        if block.name_hint == SUBPIXEL:  # weights IOHW
+        data = _shape(_operand(sch, block))
+        if block.name_hint == SUBPIXEL:  # weights IOHW; data NHWC, or NCHW (MediaPipe's op, converted)
             c_in, c_out, kh, kw = _shape(block.reads[1].source)
+            if str(block.iter_vars[1].var).endswith("o"):  # axes (n, o, y, x): tuning/transforms.py's NCHW
+                data, out = _nhwc(data), _nhwc(out)
             return conv_signature("transpose-conv", data, (c_out, kh, kw, c_in), out)
         kh, kw, per_group = reduced
         if block.name_hint == GROUP_CONV and per_group == 1:
@@ -65,17 +74,16 @@ def kernel_signature(name: str, func: tvm.tirx.PrimFunc) -> Signature:
         kind = "group-conv" if block.name_hint == GROUP_CONV else "conv"
         return conv_signature(kind, data, (out[3], kh, kw, per_group), out)
     if name.removeprefix("fused_").startswith(STOCK_TRANSPOSED):
-        return _stock_transposed(sch, blocks, intermediates)
+        return _stock_transposed(sch, blocks)
     return Signature(_first_operator(name), output=_shape(blocks[-1].writes[0].source) if blocks else ())
 
 
-def _stock_transposed(sch: s_tir.Schedule, blocks, intermediates: set[str]) -> Signature:
+def _stock_transposed(sch: s_tir.Schedule, blocks) -> Signature:
     """TVM's own conv2d_transpose (the stock graph): NCHW data, IOHW weights, dilated and padded input."""
     block = next(b for b in blocks if any(int(iv.iter_type) == REDUCE for iv in b.iter_vars))
-    n, c_in, h, w = _shape(_parameter(sch, block, intermediates, 0))
-    c_in_w, c_out, kh, kw = _shape(_parameter(sch, block, intermediates, 1))
-    _, _, out_h, out_w = _shape(block.writes[0].source)
-    return conv_signature("transpose-conv", (n, h, w, c_in), (c_out, kh, kw, c_in_w), (n, out_h, out_w, c_out))
+    c_in, c_out, kh, kw = _shape(_operand(sch, block, 1))
+    return conv_signature("transpose-conv", _nhwc(_shape(_operand(sch, block, 0))), (c_out, kh, kw, c_in),
+                          _nhwc(_shape(block.writes[0].source)))
 
 
 def _first_operator(name: str) -> str:

@@ -50,7 +50,7 @@ from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE, check_limited, 
 from runtime.errors import SelfieTvmError
 
 from . import gap_table
-from .single_op import SingleOpModels, signature
+from .single_op import SingleOpModels, macs, signature
 
 OPS_CSV, GAP_CSV, KINDS_CSV, MARKDOWN = "litert_ops.csv", "gap.csv", "gap_kinds.csv", "op_profile.md"
 CAVEAT = ("Each LiteRT operator is timed alone, as a single-operator model: it misses what it gains or loses "
@@ -104,7 +104,7 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
     graph = SingleOpModels(model.path.read_bytes())
     rows = []
     for i, op in enumerate(graph.ops):
-        sig, group = signature(op), graph.groups[i]
+        sig, group, op_macs = signature(op), graph.groups[i], macs(op)
         group_sig = graph.group_signature(group)
         folded = graph.is_folded(i)
         if folded:
@@ -120,8 +120,8 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
             del interp
         rows.append({"isa": isa, "threads": threads, "index": i, "op": op.name, "kind": sig.kind, "signature": sig.text,
                      "inputs": " ".join("x".join(map(str, s)) for s in op.input_shapes),
-                     "stride": sig.stride or None, "macs": op.macs, "ms": ms,
-                     "gflops": 2 * op.macs / ms / 1e6 if op.macs and ms else None, "folded": folded,
+                     "stride": sig.stride or None, "macs": op_macs, "ms": ms,
+                     "gflops": 2 * op_macs / ms / 1e6 if op_macs and ms else None, "folded": folded,
                      "group": group, "group_kind": group_sig.kind, "group_signature": group_sig.text})
     if isa == AVX2:  # every single-operator interpreter ran the AVX2 kernels too
         check_limited(xnnpack_arch_flags())
@@ -195,8 +195,9 @@ def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library:
                   f"LiteRT whole model {lite.whole_ms:.3f} ms; sum of its {len(lite.ops)} operators timed alone "
                   f"{lite.ops_ms:.3f} ms (sum / whole = {lite.ops_ms / lite.whole_ms:.2f}).", ""]
         if gap is None:
-            groups = gap_table.litert_groups(lite.ops).sort_values("ms", ascending=False)
-            lines += [_table(groups), ""]
+            ops = lite.ops.sort_values("ms", ascending=False, kind="stable")
+            lines += ["### Operators (slowest first)", "",
+                      _table(ops[["index", "op", "signature", "macs", "ms", "gflops", "group"]]), ""]
             continue
         kinds = gap_table.by_kind(gap)
         total = kinds.iloc[-1]

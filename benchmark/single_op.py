@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils as fb
 
 from runtime.errors import SelfieTvmError
 from runtime.tflite_graph import OpInfo, TFLiteGraph
 
 DEQUANTIZE = "DEQUANTIZE"
+FOLDED_KIND = "dequantize-weights"  # DEQUANTIZEs of constants, folded at load
 TRANSPOSE_CONV_BIAS = "Convolution2DTransposeBias"  # MediaPipe's custom transposed convolution
 CONVOLUTIONS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", TRANSPOSE_CONV_BIAS}
 # Operators that TVM fuses into the kernel that produces their input (FuseOps: element-wise and
@@ -76,6 +78,14 @@ def conv_signature(kind: str, data: tuple[int, ...], weight: tuple[int, ...], ou
     kh, kw = weight[1], weight[2]
     stride = round(out[1] / data[1]) if kind == "transpose-conv" else max(1, round(data[1] / out[1]))
     return Signature(f"{kind}{kh}x{kw}", tuple(data), tuple(weight), stride)
+
+
+def macs(op: OpInfo) -> int:
+    """OpInfo.macs, and MediaPipe's transposed convolution, which it does not count (data, OHWI weights)."""
+    if op.name == TRANSPOSE_CONV_BIAS:
+        cout, kh, kw, _ = op.input_shapes[1]
+        return int(np.prod(op.input_shapes[0])) * kh * kw * cout
+    return op.macs
 
 
 def signature(op: OpInfo) -> Signature:
@@ -149,7 +159,10 @@ class SingleOpModels:
 
     def group_signature(self, anchor: int) -> Signature:
         """A convolution group is named by its convolution; any other by its anchor's kind and the
-        group's output shape (the last operator's), as a fused TVM kernel is."""
+        group's output shape (the last operator's), as a fused TVM kernel is. Folded DEQUANTIZEs are one
+        signature: they run neither in LiteRT's inference nor in TVM's (both fold them into the weights)."""
+        if self.is_folded(anchor):
+            return Signature(FOLDED_KIND)
         sig = signature(self.ops[anchor])
         if sig.is_convolution:
             return sig
