@@ -6,12 +6,15 @@
 LiteRT's Python API has no per-operator profiler and the benchmark_model tool is not shipped, so each
 operator is timed on its own: a single-operator .tflite with the same operator, options and constant
 tensors (benchmark/single_op.py), its other inputs fed random values, run through the same LiteRT path
-as LiteRTEngine (default resolver, XNNPACK, the same threads and ISA limit). Median of `--repeats` runs
-after `--warmup` runs, each run started once the process's other threads are idle (benchmark/idle.py).
-The whole model is timed in the same process the same way, and the sum of the operators over the whole
-model is reported: an operator timed alone misses what it gains or loses inside the model (its input in
-cache from the producer, or evicted by it; XNNPACK's thread-pool handoffs between operators), so the
-sum is a sanity check, not an identity. A DEQUANTIZE of constant weights is folded by XNNPACK at load time
+as LiteRTEngine (default resolver, XNNPACK, the same threads and ISA limit). The whole model is timed
+in the same process, by default interleaved with the operators as the ablation interleaves variants:
+`--repeats` rounds, each running the whole model and every operator once in a rotated order, each run
+started once the process's other threads are idle (benchmark/idle.py); medians after `--warmup` runs.
+`--order consecutive` times each one's runs back to back instead. The sum of the operators over the whole
+model is reported: an operator timed alone misses what it gains or loses inside the model (its input
+still in cache from its producer; XNNPACK's thread-pool handoffs between operators). Interleaved, the
+operators run in between evict its data and weights; consecutive, they stay cached. The sum is a
+sanity check, not an identity. A DEQUANTIZE of constant weights is folded by XNNPACK at load time
 and counted as 0 ms (alone it does not run).
 
 With `--library`, the library's per-kernel profile inside the whole model (benchmark/profile.py) is
@@ -52,28 +55,44 @@ from runtime.errors import SelfieTvmError
 from . import gap_table
 from .single_op import SingleOpModels, macs, signature
 
+WHOLE = "whole model"
+INTERLEAVED, CONSECUTIVE = "interleaved", "consecutive"
+ORDERS = (INTERLEAVED, CONSECUTIVE)
+ORDER_TEXT = {INTERLEAVED: "rounds over all of them", CONSECUTIVE: "each one's runs back to back"}
 OPS_CSV, GAP_CSV, KINDS_CSV, MARKDOWN = "litert_ops.csv", "gap.csv", "gap_kinds.csv", "op_profile.md"
 CAVEAT = ("Each LiteRT operator is timed alone, as a single-operator model: it misses what it gains or loses "
-          "inside the whole model (its input still in cache from the producer, or evicted; XNNPACK's pool "
-          "handoffs between operators), so the sum of the operators differs from the whole model; the ratio "
-          "below says by how much. TVM's kernels are timed inside the whole model (mean of instrumented runs).")
+          "inside the whole model (its input still in cache from its producer; XNNPACK's pool handoffs between "
+          "operators). Timed interleaved (rounds over every operator and the whole model) it finds its data and "
+          "weights evicted by the others, timed consecutively it finds them cached: the sum of the operators "
+          "over the whole model, below, says how far this run is from the model. TVM's kernels are timed inside "
+          "the whole model (mean of instrumented runs).")
 
 
 class OpProfileError(SelfieTvmError):
     pass
 
 
-def median_ms(run: Callable[[], object], repeats: int, warmup: int) -> float:
-    """Median of `repeats` timed calls after `warmup` untimed ones; each timed call after the idle wait."""
-    for _ in range(warmup):
-        run()
-    samples = []
-    for _ in range(repeats):
+def medians(runs: dict[object, Callable[[], object]], repeats: int, warmup: int, order: str = INTERLEAVED
+            ) -> dict[object, float]:
+    """Median ms of each run over `repeats` timed calls, after `warmup` untimed calls each; each timed call
+    starts after the idle wait. INTERLEAVED: every round calls each run once, in an order rotated by one per
+    round (as the ablation does), so drift and other load hit all alike, and each run finds the caches as
+    the others left them. CONSECUTIVE: each run's calls back to back, its own data and weights still cached."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    keys = list(runs)
+    if order == INTERLEAVED:
+        sequence = [key for r in range(repeats) for key in keys[r % len(keys):] + keys[: r % len(keys)]]
+    else:
+        sequence = [key for key in keys for _ in range(repeats)]
+    samples: dict[object, list[float]] = {k: [] for k in keys}
+    for key in sequence:
         wait_until_idle()
         t0 = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+        runs[key]()
+        samples[key].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def _feed(interp, rng: np.random.Generator) -> None:
@@ -91,7 +110,8 @@ class LiteRTProfile:
         return float(self.ops["ms"].sum())
 
 
-def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, warmup: int) -> LiteRTProfile:
+def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, warmup: int,
+                   order: str = INTERLEAVED) -> LiteRTProfile:
     """Every operator of the model timed alone, and the whole model, in this process (call it in a fresh
     one: the AVX2 limit must come before any interpreter)."""
     from runtime.engines.litert import LiteRTEngine, interpreter
@@ -100,32 +120,32 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
     rng = np.random.default_rng(0)
     spec = model.spec.input
     x = rng.random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
-    whole = median_ms(lambda: engine.run(x), repeats, warmup)
     graph = SingleOpModels(model.path.read_bytes())
+    runs: dict[object, Callable[[], object]] = {WHOLE: lambda: engine.run(x)}
+    for i, op in enumerate(graph.ops):
+        if graph.is_folded(i):
+            continue
+        try:
+            interp = interpreter(graph.single_op_model(i), threads)
+        except (RuntimeError, ValueError) as e:
+            raise OpProfileError(f"operator {i} ({op.name}) of {model.spec.name} does not run alone in LiteRT: "
+                                 f"{e}") from e
+        _feed(interp, rng)
+        runs[i] = interp.invoke
+    timed = medians(runs, repeats, warmup, order)
     rows = []
     for i, op in enumerate(graph.ops):
-        sig, group, op_macs = signature(op), graph.groups[i], macs(op)
+        sig, group, op_macs, ms = signature(op), graph.groups[i], macs(op), timed.get(i, 0.0)
         group_sig = graph.group_signature(group)
-        folded = graph.is_folded(i)
-        if folded:
-            ms = 0.0
-        else:
-            try:
-                interp = interpreter(graph.single_op_model(i), threads)
-            except (RuntimeError, ValueError) as e:
-                raise OpProfileError(f"operator {i} ({op.name}) of {model.spec.name} does not run alone in LiteRT: "
-                                     f"{e}") from e
-            _feed(interp, rng)
-            ms = median_ms(interp.invoke, repeats, warmup)
-            del interp
-        rows.append({"isa": isa, "threads": threads, "index": i, "op": op.name, "kind": sig.kind, "signature": sig.text,
+        rows.append({"isa": isa, "threads": threads, "order": order, "index": i, "op": op.name, "kind": sig.kind,
+                     "signature": sig.text,
                      "inputs": " ".join("x".join(map(str, s)) for s in op.input_shapes),
                      "stride": sig.stride or None, "macs": op_macs, "ms": ms,
-                     "gflops": 2 * op_macs / ms / 1e6 if op_macs and ms else None, "folded": folded,
+                     "gflops": 2 * op_macs / ms / 1e6 if op_macs and ms else None, "folded": graph.is_folded(i),
                      "group": group, "group_kind": group_sig.kind, "group_signature": group_sig.text})
     if isa == AVX2:  # every single-operator interpreter ran the AVX2 kernels too
         check_limited(xnnpack_arch_flags())
-    return LiteRTProfile(pd.DataFrame(rows), whole)
+    return LiteRTProfile(pd.DataFrame(rows), timed[WHOLE])
 
 
 def tvm_profile(model: ResolvedModel, library: Path, threads: int, repeats: int) -> pd.DataFrame:
@@ -178,7 +198,7 @@ def _table(df: pd.DataFrame) -> str:
     return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="")
 
 
-def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library: Path | None,
+def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, order: str, library: Path | None,
              sections: list[tuple[int, LiteRTProfile, pd.DataFrame | None]]) -> str:
     from runtime.target import cpu_model_name
 
@@ -187,7 +207,8 @@ def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library:
     lines = [f"# Per-operator profile: {model.spec.name}", "",
              f"- CPU: {cpu_model_name()}", f"- LiteRT ISA: {isa_text}",
              f"- Threads: {', '.join(str(t) for t, _, _ in sections)}",
-             f"- LiteRT: median of {repeats} runs after {warmup} warm-up runs per operator and for the whole model",
+             f"- LiteRT: median of {repeats} runs after {warmup} warm-up runs per operator and for the whole model, "
+             f"timed {order} ({ORDER_TEXT[order]})",
              f"- {library_header(library)}" if library else "- TVM library: none (LiteRT only)",
              f"- Measured: {datetime.now(UTC).isoformat(timespec='seconds')}", "", CAVEAT, ""]
     for threads, lite, gap in sections:
@@ -210,13 +231,13 @@ def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, library:
 
 
 def run(model: ResolvedModel, threads: list[int], isa: str, repeats: int, warmup: int, library: Path | None,
-        out: Path) -> Path:
+        out: Path, order: str = INTERLEAVED) -> Path:
     """Measure, join and write; returns the markdown's path."""
     if library is not None:
         library_metadata(library)  # before minutes of measuring
     sections, op_tables, gaps, kind_tables = [], [], [], []
     for n in threads:
-        lite = in_fresh_process(litert_profile, model, n, isa, repeats, warmup)
+        lite = in_fresh_process(litert_profile, model, n, isa, repeats, warmup, order)
         op_tables.append(lite.ops)
         gap = None
         if library is not None:
@@ -231,7 +252,7 @@ def run(model: ResolvedModel, threads: list[int], isa: str, repeats: int, warmup
         pd.concat(gaps, ignore_index=True).to_csv(out / GAP_CSV, index=False, float_format="%.5g")
         pd.concat(kind_tables, ignore_index=True).to_csv(out / KINDS_CSV, index=False, float_format="%.5g")
     path = out / MARKDOWN
-    path.write_text(markdown(model, isa, repeats, warmup, library, sections))
+    path.write_text(markdown(model, isa, repeats, warmup, order, library, sections))
     return path
 
 
@@ -247,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                         "AVX-512 host; runtime/engines/litert_isa.py)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per operator (median; default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--order", choices=ORDERS, default=INTERLEAVED,
+                   help="interleaved (default): rounds over the whole model and every operator, as the ablation "
+                        "does; consecutive: each operator's runs back to back (its data cached)")
     p.add_argument("--library", type=Path, help="a TVM library (.so with its .json beside it) to join with")
     p.add_argument("--out", type=Path, required=True, help=f"writes {OPS_CSV}, {GAP_CSV}, {KINDS_CSV}, {MARKDOWN}")
     args = p.parse_args(argv)
@@ -260,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.acquire import resolve_model
 
         model = resolve_model(args.model)  # each process profiles the model resolved here
-        path = run(model, threads, args.litert_isa, args.repeats, args.warmup, args.library, args.out)
+        path = run(model, threads, args.litert_isa, args.repeats, args.warmup, args.library, args.out, args.order)
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -96,6 +96,16 @@ def test_signatures_and_groups_follow_what_tvm_fuses(tmp_path):
         "depthwise3x3 in 1x16x16x32 w 1x3x3x32 s1", "depthwise3x3 in 1x16x16x32 w 1x3x3x32 s2"]
 
 
+def test_interleaved_rounds_rotate_and_consecutive_runs_stay_together():
+    from benchmark.op_profile import CONSECUTIVE, INTERLEAVED, medians
+
+    for order, expected in [(INTERLEAVED, "abc" + "bca" + "cab" + "abc"), (CONSECUTIVE, "aaaa" + "bbbb" + "cccc")]:
+        calls: list[str] = []
+        timed = medians({k: (lambda k=k, calls=calls: calls.append(k)) for k in "abc"}, repeats=4, warmup=1,
+                        order=order)
+        assert "".join(calls) == "abc" + expected and set(timed) == set("abc")
+
+
 @pytest.fixture(scope="module")
 def tiny_library(tmp_path_factory):
     from runtime.target import host_target
@@ -156,13 +166,13 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
     monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, **_: model)
     out = tmp_path / "out"
     assert main(["--model", "tiny", "--threads", "1", "--litert-isa", "avx2", "--repeats", "2", "--warmup", "0",
-                 "--library", str(library), "--out", str(out)]) == 0
+                 "--order", "consecutive", "--library", str(library), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {OPS_CSV, GAP_CSV, KINDS_CSV, MARKDOWN}
     text = (out / MARKDOWN).read_text()
     assert "LiteRT ISA: avx2" in text and "Threads: 1" in text and "## 1 thread, LiteRT ISA avx2" in text
-    assert "sum / whole" in text and "timed alone" in text and str(library) in text
+    assert "sum / whole" in text and "timed alone" in text and "timed consecutive" in text and str(library) in text
     ops = pd.read_csv(out / OPS_CSV)
-    assert len(ops) == 5 and set(ops.isa) == {"avx2"} and (ops.ms > 0).all()
+    assert len(ops) == 5 and set(ops.isa) == {"avx2"} and set(ops.order) == {"consecutive"} and (ops.ms > 0).all()
     assert "| conv1x1" in capsys.readouterr().out
 
 
