@@ -48,7 +48,7 @@ import pandas as pd
 
 from benchmark.idle import wait_until_idle
 from runtime.acquire import AUTO, ResolvedModel
-from runtime.artifacts import LibraryMetadata
+from runtime.artifacts import LibraryMetadata, check_metadata
 from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE, check_limited, xnnpack_arch_flags
 from runtime.errors import SelfieTvmError
 
@@ -151,15 +151,13 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
 def tvm_profile(model: ResolvedModel, library: Path, threads: int, repeats: int) -> pd.DataFrame:
     """The library's per-kernel profile inside the whole model (benchmark/profile.py), each kernel with its
     signature; TVM's VM builtins as `tvm-runtime`. In this process (call it in a fresh one)."""
-    from runtime.artifacts import check_metadata
     from runtime.engines.tvm import set_tvm_threads
 
     from . import profile
     from .kernel_signature import kernel_signatures
 
     set_tvm_threads(threads)
-    meta = library_metadata(library)
-    check_metadata(meta, model.spec.name, model.sha256(), None, library)
+    meta = library_metadata(library, model)
     signatures = kernel_signatures(model, meta.target_spec, meta.graph)
     spec = model.spec.input
     x = np.random.default_rng(0).random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
@@ -177,17 +175,20 @@ def in_fresh_process(fn: Callable, *args):
         return pool.submit(fn, *args).result()
 
 
-def library_metadata(library: Path) -> LibraryMetadata:
-    """The metadata beside a library (`tuned.so` -> `tuned.json`); one clear error when either is missing."""
-    meta = library.with_suffix(".json")
-    if not library.is_file() or not meta.is_file():
-        raise OpProfileError(f"{library} and its metadata {meta.name} beside it must both exist (a library exported "
+def library_metadata(library: Path, model: ResolvedModel) -> LibraryMetadata:
+    """The metadata beside a library of `model` (`tuned.so` -> `tuned.json`); one clear error when either is
+    missing or the library was built from another model file."""
+    path = library.with_suffix(".json")
+    if not library.is_file() or not path.is_file():
+        raise OpProfileError(f"{library} and its metadata {path.name} beside it must both exist (a library exported "
                              "by `selfie-tvm compile`)")
-    return LibraryMetadata.read(meta)
+    meta = LibraryMetadata.read(path)
+    check_metadata(meta, model.spec.name, model.sha256(), None, library)
+    return meta
 
 
-def library_header(library: Path) -> str:
-    meta = library_metadata(library)
+def library_header(library: Path, model: ResolvedModel) -> str:
+    meta = library_metadata(library, model)
     provenance = meta.records_provenance or {}
     return (f"TVM library: `{library}` ({meta.kind}, target {meta.target_spec.id}, records ISA level "
             f"{provenance.get('isa', 'unknown')}, built {meta.built_at})")
@@ -209,7 +210,7 @@ def markdown(model: ResolvedModel, isa: str, repeats: int, warmup: int, order: s
              f"- Threads: {', '.join(str(t) for t, _, _ in sections)}",
              f"- LiteRT: median of {repeats} runs after {warmup} warm-up runs per operator and for the whole model, "
              f"timed {order} ({ORDER_TEXT[order]})",
-             f"- {library_header(library)}" if library else "- TVM library: none (LiteRT only)",
+             f"- {library_header(library, model)}" if library else "- TVM library: none (LiteRT only)",
              f"- Measured: {datetime.now(UTC).isoformat(timespec='seconds')}", "", CAVEAT, ""]
     for threads, lite, gap in sections:
         lines += [f"## {threads} thread{'s' if threads > 1 else ''}, LiteRT ISA {isa}", "",
@@ -234,7 +235,7 @@ def run(model: ResolvedModel, threads: list[int], isa: str, repeats: int, warmup
         out: Path, order: str = INTERLEAVED) -> Path:
     """Measure, join and write; returns the markdown's path."""
     if library is not None:
-        library_metadata(library)  # before minutes of measuring
+        library_metadata(library, model)  # before minutes of measuring
     sections, op_tables, gaps, kind_tables = [], [], [], []
     for n in threads:
         lite = in_fresh_process(litert_profile, model, n, isa, repeats, warmup, order)

@@ -176,12 +176,16 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
     assert "| conv1x1" in capsys.readouterr().out
 
 
-def test_a_missing_library_is_one_clear_error_and_writes_nothing(tiny_library, tmp_path, monkeypatch, capsys):
+def test_a_missing_or_foreign_library_is_one_clear_error_and_writes_nothing(tiny_library, tmp_path, monkeypatch,
+                                                                           capsys):
     from benchmark.op_profile import main
 
-    model, _ = tiny_library
-    monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, **_: model)
+    model, library = tiny_library
+    other = tiny_segmenter(tmp_path / "other.tflite", seed=8)  # same shapes, other weights: another model file
     out = tmp_path / "out"
-    assert main(["--model", "tiny", "--library", str(tmp_path / "nope.so"), "--out", str(out)]) == 2
-    assert "nope.so and its metadata nope.json" in capsys.readouterr().err
-    assert not out.exists()
+    for resolved, lib, message in [(model, tmp_path / "nope.so", "nope.so and its metadata nope.json"),
+                                   (other, library, "rebuild it with `selfie-tvm compile`")]:
+        monkeypatch.setattr("runtime.acquire.resolve_model", lambda name, resolved=resolved, **_: resolved)
+        assert main(["--model", "tiny", "--library", str(lib), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
