@@ -7,6 +7,9 @@ anchor's signature (benchmark/kernel_signature.py). Rows with the same signature
 calls differ when the grouping differs from TVM's. Work one side has and the other has not shows as 0 ms
 on that side (a reshape that is a view in TVM; TVM's allocations and view builtins, `tvm-runtime`).
 
+gap_ms is TVM - LiteRT; gap_share is a row's gap over the total gap, so with a negative total (TVM ahead)
+a row where TVM is slower has a negative share.
+
 GFLOP/s of both engines use the same numerator, 2 x the multiply-accumulates of the row's LiteRT
 operators (OpInfo.macs: convolutions only), so the GFLOP/s ratio is the inverse of the time ratio.
 """
