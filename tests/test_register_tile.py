@@ -103,13 +103,17 @@ def pointwise_model(path) -> ResolvedModel:
 
 
 @pytest.mark.slow
-def test_a_tune_with_the_tiles_leaves_records_that_a_build_replays(tmp_path):
+def test_a_tune_with_the_tiles_leaves_records_that_a_build_replays(tmp_path, capfd):
     model = pointwise_model(tmp_path / "pointwise.tflite")
     target = host_target()
     mod = tuning_module(model, target, TUNED_GRAPH)
     work = tmp_path / "records"
     tune(mod, target.to_tvm(), work, budget=8, per_iter=4, progress=False, only=["fused_conv2d1"],
          register_tiles=True)
+    # The tile pass, then the union space: MetaSchedule's INFO lines of both go to the log file only.
+    terminal = capfd.readouterr()
+    assert "task_scheduler.cc" not in terminal.out + terminal.err
+    assert any("Initializing Task" in log.read_text() for log in (work / "logs").glob("*.log"))
     tiled = [r for r in read_records(work) if TILE_ANNOTATION in json.dumps(r.body[0]) and r.cost_s is not None]
     assert tiled, "no measured record came from the register-tile designs"
     write_database(tmp_path / "tiled", tiled[:1], compressed=False)

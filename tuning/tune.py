@@ -91,6 +91,16 @@ def _task_tables_to_log_file():
                 handler.setLevel(logging.WARNING)
 
 
+def _tune_contexts(tasks, work_dir: Path, space, seed: int):
+    """MetaSchedule's tune contexts for `tasks`. Creating them configures MetaSchedule's logging: its
+    console handler takes the logger's level, which the previous configuration left at DEBUG (a run
+    with a register-tile pass creates contexts twice): WARNING each time, so its INFO lines stay in
+    work_dir/logs."""
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    return ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted_tasks=tasks, work_dir=str(work_dir), space=space, strategy="evolutionary", seed=seed)
+
+
 @contextmanager
 def _native_output_to(log_path: Path):
     """MetaSchedule's C++ side writes warnings straight to file descriptor 2 (e.g. `Unknown schedule
@@ -173,8 +183,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         remaining = budget - tile_trials * len(tile_tasks)
         if remaining > 0:
             # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
-            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                extracted_tasks=plan.tasks, work_dir=str(work_dir), space=space, strategy="evolutionary", seed=seed)
+            contexts, weights = _tune_contexts(plan.tasks, work_dir, space, seed)
             callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                          ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
             ms.tune.tune_tasks(
@@ -211,9 +220,7 @@ def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, 
     """`trials` candidates of the register-tile designs alone for each of `tile_tasks`, into `db`;
     what was measured, by position in `tile_tasks`."""
     tasks = [plan.tasks[i] for i in tile_tasks]
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted_tasks=tasks, work_dir=str(work_dir), space=ms.space_generator.ScheduleFn(register_tile_designs),
-        strategy="evolutionary", seed=seed)
+    contexts, weights = _tune_contexts(tasks, work_dir, ms.space_generator.ScheduleFn(register_tile_designs), seed)
     names = [t.task_name for t in tasks]
     state = TuningState(weights=list(weights), deadline=deadline)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
