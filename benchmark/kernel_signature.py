@@ -98,6 +98,10 @@ def _first_operator(name: str) -> str:
 def kernel_signatures(model: ResolvedModel, target: TargetSpec, graph: dict | None = None) -> dict[str, Signature]:
     """Every kernel of the module a library was built from (its metadata's `graph`), by its name in
     the optimised module (the names benchmark/profile.py reports)."""
-    mod = tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH)
+    return module_kernel_signatures(tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH))
+
+
+def module_kernel_signatures(mod: tvm.IRModule) -> dict[str, Signature]:
+    """Every kernel of an optimised module, by name."""
     return {gv.name_hint: kernel_signature(gv.name_hint, func) for gv, func in mod.functions.items()
             if isinstance(func, tvm.tirx.PrimFunc)}

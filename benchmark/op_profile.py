@@ -53,7 +53,7 @@ from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE, check_limited, 
 from runtime.errors import SelfieTvmError
 
 from . import gap_table
-from .single_op import SingleOpModels, macs, signature
+from .single_op import SingleOpModels, signature
 
 WHOLE = "whole model"
 INTERLEAVED, CONSECUTIVE = "interleaved", "consecutive"
@@ -135,7 +135,7 @@ def litert_profile(model: ResolvedModel, threads: int, isa: str, repeats: int, w
     timed = medians(runs, repeats, warmup, order)
     rows = []
     for i, op in enumerate(graph.ops):
-        sig, group, op_macs, ms = signature(op), graph.groups[i], macs(op), timed.get(i, 0.0)
+        sig, group, op_macs, ms = signature(op), graph.groups[i], op.macs, timed.get(i, 0.0)
         group_sig = graph.group_signature(group)
         rows.append({"isa": isa, "threads": threads, "order": order, "index": i, "op": op.name, "kind": sig.kind,
                      "signature": sig.text,
@@ -152,16 +152,20 @@ def tvm_profile(model: ResolvedModel, library: Path, threads: int, repeats: int)
     """The library's per-kernel profile inside the whole model (benchmark/profile.py), each kernel with its
     signature; TVM's VM builtins as `tvm-runtime`. In this process (call it in a fresh one)."""
     from runtime.engines.tvm import set_tvm_threads
+    from tuning.build import tuning_module
+    from tuning.importer import TUNED_GRAPH, GraphOptions
 
     from . import profile
-    from .kernel_signature import kernel_signatures
+    from .kernel_signature import module_kernel_signatures
 
     set_tvm_threads(threads)
     meta = library_metadata(library, model)
-    signatures = kernel_signatures(model, meta.target_spec, meta.graph)
+    graph = GraphOptions(**meta.graph) if meta.graph else TUNED_GRAPH
+    mod = tuning_module(model, meta.target_spec, graph)  # the module the library was built from: imported once
+    signatures = module_kernel_signatures(mod)
     spec = model.spec.input
     x = np.random.default_rng(0).random((1, spec.height, spec.width, spec.channels), dtype=np.float32)
-    table = profile.profile(library, x, profile.kernel_flops(model, meta.target_spec, meta.graph), repeats)
+    table = profile.profile(library, x, profile.module_kernel_flops(mod), repeats)
     known = [signatures.get(kernel) for kernel in table["kernel"]]
     table["signature"] = [s.text if s is not None else gap_table.RUNTIME for s in known]
     table["kind"] = [s.kind if s is not None else gap_table.RUNTIME for s in known]

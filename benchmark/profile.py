@@ -17,7 +17,11 @@ from tuning.tasks import plan_tasks, task_flops
 
 def kernel_flops(model: ResolvedModel, target: TargetSpec, graph: dict | None = None) -> dict[str, float]:
     """FLOPs of every kernel of the graph a library was built from (its metadata's `graph`)."""
-    mod = tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH)
+    return module_kernel_flops(tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH))
+
+
+def module_kernel_flops(mod: tvm.IRModule) -> dict[str, float]:
+    """FLOPs of every kernel of an optimised module, by name."""
     return {gv.name_hint: float(estimate_tir_flops(tvm.IRModule({"main": func}))) for gv, func in mod.functions.items()
             if isinstance(func, tvm.tirx.PrimFunc)}
 

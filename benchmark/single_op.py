@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils as fb
 
 from runtime.errors import SelfieTvmError
@@ -78,14 +77,6 @@ def conv_signature(kind: str, data: tuple[int, ...], weight: tuple[int, ...], ou
     kh, kw = weight[1], weight[2]
     stride = round(out[1] / data[1]) if kind == "transpose-conv" else max(1, round(data[1] / out[1]))
     return Signature(f"{kind}{kh}x{kw}", tuple(data), tuple(weight), stride)
-
-
-def macs(op: OpInfo) -> int:
-    """OpInfo.macs, and MediaPipe's transposed convolution, which it does not count (data, OHWI weights)."""
-    if op.name == TRANSPOSE_CONV_BIAS:
-        cout, kh, kw, _ = op.input_shapes[1]
-        return int(np.prod(op.input_shapes[0])) * kh * kw * cout
-    return op.macs
 
 
 def signature(op: OpInfo) -> Signature:

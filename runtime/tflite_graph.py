@@ -37,9 +37,12 @@ class OpInfo:
         if self.name == "DEPTHWISE_CONV_2D":
             _, kh, kw, _ = self.input_shapes[1]
             return int(np.prod(self.output_shapes[0])) * kh * kw
-        if self.name == "TRANSPOSE_CONV":
+        if self.name == "TRANSPOSE_CONV":  # inputs: output shape, weights (OHWI), data, bias
             cout, kh, kw, _ = self.input_shapes[1]
             return int(np.prod(self.input_shapes[2])) * kh * kw * cout
+        if self.name == "Convolution2DTransposeBias":  # MediaPipe's custom op; inputs: data, weights (OHWI), bias
+            cout, kh, kw, _ = self.input_shapes[1]
+            return int(np.prod(self.input_shapes[0])) * kh * kw * cout
         return 0
 
 

@@ -17,7 +17,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
 from .build_fn import build_candidate
-from .database import PROGRESS, count_records
+from .database import PROGRESS, count_records, measured_on
 from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
@@ -76,12 +76,12 @@ def _unnamed_log_handlers_detached():
 def _task_tables_to_log_file():
     """MetaSchedule prints a table of all tasks after every batch; keep it in work_dir/logs only.
 
-    Its console handler takes the level of the 'tvm.s_tir.meta_schedule' logger at set-up time,
-    while its file handlers log everything.
+    Its console handler takes the level of the 'tvm.s_tir.meta_schedule' logger at set-up time
+    (`_tune_contexts` sets WARNING before each), while its file handlers log everything. On the way
+    out: the logger's level as it was, and no console handler left behind.
     """
     ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
     level = ms_logger.level
-    ms_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
@@ -146,7 +146,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     before = count_records(work_dir)
     plan = plan_tasks(mod, target, only, module_equality)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
-    state = resume_state(db, plan, target.attrs.get("mcpu"))
+    state = resume_state(db, plan, measured_on(target.attrs))
     start_best = dict(state.best_s)
     estimated_before = state.estimated_total_ms()
     if time_limit_s is not None:
