@@ -5,24 +5,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runtime.target import TargetSpec, host_target, portable_target
 from tuning.database import (
     RECORDS,
     WORKLOADS,
     Record,
+    build_cpu,
     count_records,
     is_compressed,
     merge,
     prune,
     read_records,
     select_for,
+    tag_measuring_cpu,
     write_database,
 )
 
 FAILED = 1e10  # how MetaSchedule marks a candidate that did not build or run
 
 
-def record(kernel: str, seconds: float, mcpu: str, trace: str = "") -> Record:
-    body = [[["trace", kernel, mcpu, seconds, trace]], [seconds, seconds], {"kind": "llvm", "mcpu": mcpu}, []]
+def record(kernel: str, seconds: float, mcpu: str, trace: str = "", model: str | None = None) -> Record:
+    target = {"kind": "llvm", "mcpu": mcpu, **({"model": model} if model else {})}
+    body = [[["trace", kernel, mcpu, seconds, trace]], [seconds, seconds], target, []]
     return Record(shash=kernel, workload_line=json.dumps([kernel, f"module-{kernel}"]), body=body)
 
 
@@ -45,6 +49,31 @@ def test_a_build_prefers_records_measured_on_its_own_cpu():
     # k1: this CPU's best even though another CPU measured faster; k2: none from this CPU, so the
     # level's best; k3: only a failed measurement, so no record (the kernel counts as untuned).
     assert chosen == {"k1": ("znver3", 2.0), "k2": ("x86-64-v3", 0.5)}
+
+
+def test_portable_records_are_told_apart_by_the_cpu_that_measured_them():
+    """x86-64-v3 code is the same on every CPU: `model` names where a portable record was measured."""
+    measured = [record("k1", 1.0, "x86-64-v3"),  # tuned --portable before records were tagged
+                record("k1", 2.0, "x86-64-v3", model="rocketlake"), record("k1", 3.0, "x86-64-v3", model="znver1"),
+                record("k1", 4.0, "x86-64-v3", model="znver1", trace="b"), record("k2", 5.0, "znver1"),
+                record("k2", 0.5, "x86-64-v3", model="rocketlake")]
+    assert [r.cpu for r in measured] == ["x86-64-v3", "rocketlake", "znver1", "znver1", "znver1", "rocketlake"]
+    chosen = {r.shash: (r.mcpu, r.cpu, r.cost_s) for r in select_for(measured, "znver1")}
+    # This CPU's measurements, portable (k1) or built for it (k2), over faster ones from elsewhere.
+    assert chosen == {"k1": ("x86-64-v3", "znver1", 3.0), "k2": ("znver1", "znver1", 5.0)}
+    # Pruning keeps each CPU's best of each code target: one per group here.
+    assert costs(prune(measured, keep=1)) == [("k1", "x86-64-v3", 1.0), ("k1", "x86-64-v3", 2.0),
+                                             ("k1", "x86-64-v3", 3.0), ("k2", "znver1", 5.0), ("k2", "x86-64-v3", 0.5)]
+
+
+def test_the_tuner_tags_a_generic_target_with_the_measuring_cpu_and_a_build_ranks_by_the_right_cpu():
+    portable = tag_measuring_cpu(portable_target(2).to_tvm(), "znver1")
+    assert portable.attrs["model"] == "znver1" and portable.attrs["mcpu"] == "x86-64-v3"
+    own = TargetSpec("znver3", 2).to_tvm()
+    assert tag_measuring_cpu(own, "znver1") is own  # a CPU's records already name it (mcpu)
+    assert tag_measuring_cpu(portable, "other").attrs["model"] == "znver1"  # an existing tag stays
+    assert build_cpu(TargetSpec("znver3", 2)) == "znver3"
+    assert build_cpu(portable_target(2)) == host_target().mcpu  # a portable build runs here first
 
 
 def test_compressed_sets_round_trip_with_the_same_bytes(tmp_path):

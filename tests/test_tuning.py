@@ -337,6 +337,36 @@ def test_a_continued_run_counts_only_this_cpus_records(tuned_dir, tiny_mod, targ
     assert resume_state(db, plan).best_s == here.best_s  # no CPU named: every record counts
 
 
+def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here_prefers_them(tiny_mod, tmp_path):
+    """x86-64-v3 code is the same on every CPU, so its records would not say where they were measured:
+    the tuner tags them (`model`). Another CPU's records, faster on paper, then neither rank a portable
+    build here nor count as this CPU's best when tuning continues here."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from runtime.target import portable_target
+    from tuning.build import selected_records
+    from tuning.database import Record, tag_measuring_cpu, write_database
+    from tuning.scheduler import resume_state
+    from tuning.tasks import plan_tasks
+
+    here, portable = host_target().mcpu, portable_target(2)
+    measuring = tag_measuring_cpu(portable.to_tvm(), here)
+    only = [plan_tasks(tiny_mod, measuring).tasks[0].task_name]  # one kernel is enough: minutes on slow hosts
+    tune(tiny_mod, measuring, tmp_path, budget=4, per_iter=4, progress=False, only=only, register_tiles=False)
+    mine = read_records(tmp_path)
+    assert {(r.mcpu, r.cpu) for r in mine} == {("x86-64-v3", here)}
+    other = [Record(r.shash, r.workload_line, [r.body[0], [t / 10 for t in r.body[1]],
+                                               {**r.body[2], "model": "other-cpu"}, r.body[3]]) for r in mine]
+    write_database(tmp_path, [*mine, *other], compressed=False)
+    with selected_records(tmp_path, portable) as selected:
+        assert {r.cpu for r in read_records(selected)} == {here}
+    plan = plan_tasks(tiny_mod, measuring, only)
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    ours, theirs = resume_state(db, plan, here).best_s, resume_state(db, plan, "other-cpu").best_s
+    assert ours.keys() == theirs.keys() and len(ours) == len(plan.tasks)
+    assert all(theirs[i] == pytest.approx(ours[i] / 10) for i in ours)
+
+
 def test_tune_all_goes_on_after_a_model_fails(tmp_path, capsys, caplog, monkeypatch):
     from runtime import acquire
     from runtime.cli import main

@@ -16,7 +16,7 @@ from runtime.artifacts import LibraryMetadata, build_dir, library_paths
 from runtime.target import TargetSpec
 
 from . import STRUCTURAL
-from .database import read_records, select_for, write_database
+from .database import build_cpu, read_records, select_for, write_database
 from .errors import MissingRecordsError
 from .hand_schedules import HandChoice, ahead_of, applied, choices_digest, read_choices
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
@@ -43,9 +43,10 @@ class Coverage:
 @contextmanager
 def selected_records(records: Path, target: TargetSpec) -> Iterator[Path]:
     """A temporary plain database with the one record each kernel's build uses: the fastest valid
-    one measured on this target's CPU, else the fastest of the ISA level (`database.select_for`)."""
+    one measured on this target's CPU (a portable build's: this host's), else the fastest of the ISA level
+    (`database.select_for`)."""
     with tempfile.TemporaryDirectory(prefix="selfie-tvm-records-") as selected:
-        write_database(Path(selected), select_for(read_records(records), target.mcpu), compressed=False)
+        write_database(Path(selected), select_for(read_records(records), build_cpu(target)), compressed=False)
         yield Path(selected)
 
 

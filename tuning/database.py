@@ -2,7 +2,9 @@
 
 A database directory holds `database_workload.json` (one line per kernel: structural hash, module)
 and `database_tuning_record.json` (one line per measurement: workload index, [trace, run_secs,
-target, args]). Each record's target names the LLVM CPU it was measured on (`mcpu`).
+target, args]). Each record's target names the LLVM CPU it was measured on: its `mcpu`, or, when the
+code was compiled for a generic x86-64 level (`--portable`: mcpu x86-64-v3, the same on every CPU),
+TVM's `model` attribute, which the tuner sets to the measuring CPU (code generation ignores it).
 
 Two kinds live on disk:
 - the *working* database (plain JSON, outside git, in the build directory): everything measured
@@ -27,6 +29,40 @@ PROGRESS = "progress.jsonl"
 # The best record builds the library; two more per kernel and CPU keep the evolutionary search's
 # seeds (and a fallback if the best one fails elsewhere) at ~1/15 of the working database's size.
 KEEP_PER_CPU = 3
+MEASURED_ON = "model"  # target attribute naming the measuring CPU of a generic-level (portable) record
+
+
+def is_generic_cpu(mcpu: str | None) -> bool:
+    """An x86-64 level (x86-64-v3, ...) rather than a CPU: its code runs on many CPUs."""
+    return bool(mcpu) and mcpu.startswith("x86-64")
+
+
+def measured_on(target_attrs: dict) -> str | None:
+    """The CPU a record with this target was measured on (`model` for a portable target, else `mcpu`);
+    portable records tuned before the tag existed say only their level (x86-64-v3)."""
+    return target_attrs.get(MEASURED_ON) or target_attrs.get("mcpu")
+
+
+def build_cpu(target) -> str:
+    """The CPU whose measurements rank records for a build for `target` (a runtime.target.TargetSpec):
+    its own, or for a generic level (a portable build) this host's, where its library is run first."""
+    if not is_generic_cpu(target.mcpu):
+        return target.mcpu
+    from runtime.target import host_target
+
+    return host_target().mcpu
+
+
+def tag_measuring_cpu(target, cpu: str):
+    """`target` (a tvm.target.Target) as the tuner measures with it: a generic level's records would not
+    say which CPU measured them, so it carries `cpu` as its `model`."""
+    import tvm
+
+    config = dict(target.export())
+    if not is_generic_cpu(config.get("mcpu")) or config.get(MEASURED_ON):
+        return target
+    config[MEASURED_ON] = cpu
+    return tvm.target.Target(config)
 
 
 @dataclass(frozen=True)
@@ -44,6 +80,11 @@ class Record:
     @property
     def mcpu(self) -> str | None:
         return (self.body[2] or {}).get("mcpu")
+
+    @property
+    def cpu(self) -> str | None:
+        """The CPU it was measured on (`measured_on`)."""
+        return measured_on(self.body[2] or {})
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -119,19 +160,20 @@ def merge(source: Path, destination: Path) -> int:
 
 
 def prune(records: Iterable[Record], keep: int = KEEP_PER_CPU) -> list[Record]:
-    """The `keep` fastest valid records of every kernel on every CPU, in their original order."""
+    """The `keep` fastest valid records of every kernel for every code target (mcpu) and measuring CPU,
+    in their original order."""
     records = list(records)
-    groups: dict[tuple[str, str | None], list[int]] = {}
+    groups: dict[tuple[str, str | None, str | None], list[int]] = {}
     for i, r in enumerate(records):
         if r.cost_s is not None:
-            groups.setdefault((r.shash, r.mcpu), []).append(i)
+            groups.setdefault((r.shash, r.mcpu, r.cpu), []).append(i)
     kept = sorted(i for group in groups.values() for i in sorted(group, key=lambda i: records[i].cost_s)[:keep])
     return [records[i] for i in kept]
 
 
-def select_for(records: Iterable[Record], mcpu: str | None) -> list[Record]:
-    """The record a build uses for each kernel: the fastest measured on `mcpu` when there is one
-    (latencies from other hardware do not rank schedules for this one), else the fastest of all."""
+def select_for(records: Iterable[Record], cpu: str | None) -> list[Record]:
+    """The record a build uses for each kernel: the fastest measured on `cpu` (`Record.cpu`) when there
+    is one (latencies from other hardware do not rank schedules for this one), else the fastest of all."""
     best: dict[str, Record] = {}
     for r in records:
         if r.cost_s is None:
@@ -140,7 +182,7 @@ def select_for(records: Iterable[Record], mcpu: str | None) -> list[Record]:
         if current is None:
             best[r.shash] = r
             continue
-        same_now, same_new = current.mcpu == mcpu, r.mcpu == mcpu
+        same_now, same_new = current.cpu == cpu, r.cpu == cpu
         if (same_new and not same_now) or (same_new == same_now and r.cost_s < current.cost_s):
             best[r.shash] = r
     return list(best.values())

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from .database import measured_on
 from .errors import TuningBudgetError
 from .tasks import TaskPlan, mean_run_seconds
 
@@ -133,19 +134,19 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
         return i
 
 
-def resume_state(db, plan: TaskPlan, mcpu: str | None = None) -> TuningState:
-    """Best latency of every task that already has records (a resumed or continued run). With `mcpu`,
-    only records measured on that CPU count: another CPU's latency does not say how fast a kernel is
-    here, so a kernel with none of this CPU's gets a first-round batch (the other CPUs' records still
-    seed its search)."""
+def resume_state(db, plan: TaskPlan, cpu: str | None = None) -> TuningState:
+    """Best latency of every task that already has records (a resumed or continued run). With `cpu`,
+    only records measured on that CPU count (`database.measured_on`): another CPU's latency does not say
+    how fast a kernel is here, so a kernel with none of this CPU's gets a first-round batch (the other
+    CPUs' records still seed its search)."""
     state = TuningState(weights=[float(t.weight) for t in plan.tasks])
     for i, task in enumerate(plan.tasks):
         mod = task.dispatched[0]
         if db.has_workload(mod):
             # get_top_k skips failed candidates and sorts by mean latency; every record of the kernel is scanned.
             top = db.get_top_k(db.commit_workload(mod), len(db))
-            if mcpu is not None:
-                top = [r for r in top if r.target.attrs.get("mcpu") == mcpu]
+            if cpu is not None:
+                top = [r for r in top if measured_on(r.target.attrs) == cpu]
             cost = mean_run_seconds(top[0].run_secs) if top else None
             if cost is not None:
                 state.best_s[i] = cost

@@ -10,7 +10,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
-from .database import RECORDS, WORKLOADS
+from .database import RECORDS, WORKLOADS, measured_on
 from .tasks import mean_run_seconds, plan_tasks, task_flops
 
 
@@ -67,16 +67,16 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
     trials = [0] * len(tasks)
     convergence: list[tuple[int, float]] = []
     records = _lines(work_dir / RECORDS)
-    mcpu = str(target.attrs.get("mcpu", ""))
+    cpu = measured_on(target.attrs)
     here = {task_of_workload[w] for w, record in records
-            if _mcpu(record) == mcpu and mean_run_seconds(record[1]) is not None}
+            if _cpu(record) == cpu and mean_run_seconds(record[1]) is not None}
     for n, (workload_index, record) in enumerate(records, start=1):
         i = task_of_workload[workload_index]
         if i is None:
             continue
         trials[i] += 1
         cost = mean_run_seconds(record[1])
-        if i in here and _mcpu(record) != mcpu:
+        if i in here and _cpu(record) != cpu:
             continue
         if cost is not None and cost < best.get(i, float("inf")):
             best[i] = cost
@@ -92,8 +92,8 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
     return TuningStats(rows, convergence, len(records))
 
 
-def _mcpu(record: list) -> str | None:
-    return (record[2] or {}).get("mcpu")
+def _cpu(record: list) -> str | None:
+    return measured_on(record[2] or {})
 
 
 def _lines(path: Path) -> list:

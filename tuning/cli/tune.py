@@ -148,7 +148,7 @@ def tune_model(args, model, rpc, device) -> None:
     from runtime.target import host_target
     from tuning import stats
     from tuning.build import export, record_coverage, tuning_module
-    from tuning.database import count_records
+    from tuning.database import count_records, tag_measuring_cpu
     from tuning.records import (
         PROVENANCE,
         RecordSet,
@@ -165,7 +165,8 @@ def tune_model(args, model, rpc, device) -> None:
     from tuning.tune import tune
 
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
-    tvm_target = target.to_tvm()
+    # A portable target's records name the CPU that measured them (`model`), as a CPU's records do (`mcpu`).
+    tvm_target = tag_measuring_cpu(target.to_tvm(), device.llvm_cpu if device else host_target().mcpu)
     isa = isa_level(target)
     committed = None if args.work_dir else record_set_dir(target)
     work_dir = args.work_dir or working_dir(target)
