@@ -356,7 +356,8 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     mine = read_records(tmp_path)
     assert {(r.mcpu, r.cpu) for r in mine} == {("x86-64-v3", here)}
     other = [Record(r.shash, r.workload_line, [r.body[0], [t / 10 for t in r.body[1]],
-                                               {**r.body[2], "model": "other-cpu"}, r.body[3]]) for r in mine]
+                                               {**r.body[2], "model": "other-cpu"}, r.body[3]])
+             for r in mine if r.cost_s is not None]
     write_database(tmp_path, [*mine, *other], compressed=False)
     with selected_records(tmp_path, portable) as selected:
         assert {r.cpu for r in read_records(selected)} == {here}
@@ -365,6 +366,20 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     ours, theirs = resume_state(db, plan, here).best_s, resume_state(db, plan, "other-cpu").best_s
     assert ours.keys() == theirs.keys() and len(ours) == len(plan.tasks)
     assert all(theirs[i] == pytest.approx(ours[i] / 10) for i in ours)
+
+    # Continuing here from the other CPU's records alone: their best schedules are measured here first.
+    elsewhere = tmp_path / "elsewhere"
+    write_database(elsewhere, other, compressed=False)
+    fastest = sorted(other, key=lambda r: r.cost_s)[:KEEP_PER_CPU]
+    result = tune(tiny_mod, measuring, elsewhere, budget=len(fastest), per_iter=4, progress=False, only=only,
+                  register_tiles=False)
+    remeasured = read_records(elsewhere)[len(other):]
+    assert result.trials_run == len(fastest) == len(remeasured) and result.kernels_measured_before == 1
+    assert {r.cpu for r in remeasured} == {here}
+    assert sorted(json.dumps(r.body[0]) for r in remeasured) == sorted(json.dumps(r.body[0]) for r in fastest)
+    with selected_records(elsewhere, portable) as selected:
+        (chosen,) = read_records(selected)
+    assert chosen.cpu == here and chosen.cost_s == min(r.cost_s for r in remeasured)
 
 
 def test_tune_all_goes_on_after_a_model_fails(tmp_path, capsys, caplog, monkeypatch):

@@ -17,7 +17,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
 from .build_fn import build_candidate
-from .database import PROGRESS, count_records, measured_on
+from .database import KEEP_PER_CPU, PROGRESS, count_records, measured_on
 from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
@@ -30,7 +30,7 @@ from .scheduler import (
     resume_state,
     stale_limit,
 )
-from .tasks import TaskPlan, plan_tasks
+from .tasks import TaskPlan, mean_run_seconds, plan_tasks
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,9 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          module_equality: str = STRUCTURAL, register_tiles: bool | None = None) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
-    Records already in work_dir seed the search and give kernels their starting best; an
+    Records already in work_dir seed the search and give kernels their starting best: only those
+    measured on this CPU (`target`'s mcpu, or its `model` for a portable target); a kernel whose records
+    all come from other CPUs has their best few schedules measured here first (counted in the budget). An
     interrupted run keeps whatever reached the database. Kernels the build turns into views are not
     tuned; the first round reaches every other kernel without a record, largest first, before any
     gets a second batch; tasks that stop improving are left alone (the run may end before the
@@ -147,32 +149,47 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     plan = plan_tasks(mod, target, only, module_equality)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
     state = resume_state(db, plan, measured_on(target.attrs))
-    start_best = dict(state.best_s)
-    estimated_before = state.estimated_total_ms()
+    # Kernels whose records were all measured on other CPUs: their best few schedules are measured here
+    # first, so that this CPU's best starts from them (else a build here would rank this run's first
+    # trials, mutations of those schedules, above the schedules themselves).
+    elsewhere = schedules_from_other_cpus(db, plan, state, KEEP_PER_CPU)[:budget]
+    left = budget - len(elsewhere)  # for the register tiles and the search
     if time_limit_s is not None:
         state.deadline = time.time() + time_limit_s
-    for i, name in enumerate(plan.names):
-        if in_model_ms and name in in_model_ms and i in state.best_s:
-            state.in_model_ms[i] = in_model_ms[name]
-            state.best_at_profile[i] = state.best_s[i]
     if register_tiles is None:
         register_tiles = wants_register_tiles(target)
     # Few of the union space's candidates come from the register-tile designs (a small grid beside
     # the default designs' thousands), so the tuner would seldom measure one: measure them first.
     tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
-    untuned_after_tiles = len([i for i in range(len(plan.tasks)) if i not in state.best_s and i not in tile_tasks])
-    tile_trials = register_tile_batch(budget, untuned_after_tiles, len(tile_tasks), per_iter, time_limit_s)
+    remeasured = {i for i, _ in elsewhere}
+    untuned_after_tiles = len([i for i in range(len(plan.tasks))
+                               if i not in state.best_s and i not in remeasured and i not in tile_tasks])
+    tile_trials = register_tile_batch(left, untuned_after_tiles, len(tile_tasks), per_iter, time_limit_s)
     if not tile_trials:
         tile_tasks = []
-        untuned_after_tiles = len(plan.tasks) - len(state.best_s)
-    batch = first_round_batch(budget - tile_trials * len(tile_tasks), untuned_after_tiles, per_iter, time_limit_s)
+        untuned_after_tiles = len(plan.tasks) - len(state.best_s) - len(remeasured)
+    remaining = left - tile_trials * len(tile_tasks)
+    batch = (first_round_batch(remaining, untuned_after_tiles, per_iter, time_limit_s) if remaining > 0
+             else per_iter)  # the schedules of other CPUs took the whole budget: no search
     space = register_tile_space() if register_tiles else "post-order-apply"
     start = time.time()
+    start_best: dict[int, float] = {}
+    estimated_before = None
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
           _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
         builder = ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120)
+        if elsewhere:
+            bar.set_postfix_str(f"measuring {len(elsewhere)} schedules of other CPUs here")
+            measure_here(elsewhere, target, db, builder, runner, state)
+            bar.update(len(elsewhere))
+        start_best = dict(state.best_s)
+        estimated_before = state.estimated_total_ms()
+        for i, name in enumerate(plan.names):
+            if in_model_ms and name in in_model_ms and i in state.best_s:
+                state.in_model_ms[i] = in_model_ms[name]
+                state.best_at_profile[i] = state.best_s[i]
         if tile_tasks:
             tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed,
                                             state.deadline)
@@ -180,7 +197,6 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
             for j, best in tiles.best_s.items():
                 i = tile_tasks[j]
                 state.best_s[i] = min(best, state.best_s.get(i, best))
-        remaining = budget - tile_trials * len(tile_tasks)
         if remaining > 0:
             # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
             contexts, weights = _tune_contexts(plan.tasks, work_dir, space, seed)
@@ -200,6 +216,55 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
                       estimated_ms_after=state.estimated_total_ms(), kernels_measured_before=len(start_best),
                       kernels_measured_after=len(state.best_s),
                       stopped_because=_why_stopped(run, budget, state))
+
+
+def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int) -> list[tuple[int, object]]:
+    """(task, record): the `keep` fastest distinct schedules of each task that has records but none measured
+    on this CPU (`state.best_s` holds this CPU's), fastest first per task, largest tasks first."""
+    picks = []
+    for i, task in enumerate(plan.tasks):
+        mod = task.dispatched[0]
+        if i in state.best_s or not db.has_workload(mod):
+            continue
+        seen = set()
+        for record in db.get_top_k(db.commit_workload(mod), len(db)):  # valid ones, fastest first
+            key = str(record.trace.as_json())
+            if key not in seen:
+                seen.add(key)
+                picks.append((i, record))
+            if len(seen) == keep:
+                break
+    return picks
+
+
+def measure_here(picks: list[tuple[int, object]], target: tvm.target.Target, db, builder, runner,
+                 state: TuningState) -> None:
+    """Build and run each record's schedule for `target`, as one batch, and commit what ran as a record of
+    this CPU (its target); each task's best in `state`. A schedule that fails here is left out."""
+    inputs = []
+    for _, record in picks:
+        sch = s_tir.Schedule(record.workload.mod)
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        inputs.append(ms.builder.BuilderInput(sch.mod, target))
+    built = builder.build(inputs)
+    ran = [(pick, ms.runner.RunnerInput(b.artifact_path, "cpu", pick[1].args_info))  # llvm targets only
+           for pick, b in zip(picks, built, strict=True) if b.error_msg is None]
+    futures = runner.run([runner_input for _, runner_input in ran])
+    errors = [b.error_msg for b in built if b.error_msg is not None]
+    for ((i, record), _), future in zip(ran, futures, strict=True):
+        result = future.result()
+        cost = mean_run_seconds(result.run_secs, result.error_msg)
+        if cost is None:
+            errors.append(result.error_msg or "no valid latency")
+            continue
+        db.commit_tuning_record(ms.database.TuningRecord(record.trace, record.workload,
+                                                         [float(s) for s in result.run_secs], target,
+                                                         record.args_info))
+        state.valid_trials += 1
+        state.best_s[i] = min(cost, state.best_s.get(i, cost))
+    if errors:
+        logging.getLogger(__name__).warning("%d of %d schedules measured on other CPUs did not build or run here; "
+                                            "the first error: %s", len(errors), len(picks), errors[0].strip()[-500:])
 
 
 def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
