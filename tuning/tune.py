@@ -184,6 +184,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
             bar.set_postfix_str(f"measuring {len(elsewhere)} schedules of other CPUs here")
             measure_here(elsewhere, target, db, builder, runner, state)
             bar.update(len(elsewhere))
+            bar.set_postfix_str("")
         start_best = dict(state.best_s)
         estimated_before = state.estimated_total_ms()
         for i, name in enumerate(plan.names):
