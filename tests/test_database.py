@@ -70,7 +70,8 @@ def test_the_tuner_tags_a_generic_target_with_the_measuring_cpu_and_a_build_rank
     portable = tag_measuring_cpu(portable_target(2).to_tvm(), "znver1")
     assert portable.attrs["model"] == "znver1" and portable.attrs["mcpu"] == "x86-64-v3"
     own = TargetSpec("znver3", 2).to_tvm()
-    assert tag_measuring_cpu(own, "znver1") is own  # a CPU's records already name it (mcpu)
+    assert tag_measuring_cpu(own, "znver3") is own  # measured on the CPU it was compiled for: mcpu says it
+    assert tag_measuring_cpu(own, "znver1").attrs["model"] == "znver1"  # --mcpu znver3 measured on a znver1
     assert tag_measuring_cpu(portable, "other").attrs["model"] == "znver1"  # an existing tag stays
     assert build_cpu(TargetSpec("znver3", 2)) == "znver3"
     assert build_cpu(portable_target(2)) == host_target().mcpu  # a portable build runs here first

@@ -371,15 +371,20 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     elsewhere = tmp_path / "elsewhere"
     write_database(elsewhere, other, compressed=False)
     fastest = sorted(other, key=lambda r: r.cost_s)[:KEEP_PER_CPU]
-    result = tune(tiny_mod, measuring, elsewhere, budget=len(fastest), per_iter=4, progress=False, only=only,
+    with pytest.raises(TuningBudgetError, match=f"use --budget {len(fastest)} or more"):  # refused before measuring
+        tune(tiny_mod, measuring, elsewhere, budget=len(fastest) - 1, progress=False, only=only)
+    assert count_records(elsewhere) == len(other)
+    result = tune(tiny_mod, measuring, elsewhere, budget=len(fastest) + 4, per_iter=4, progress=False, only=only,
                   register_tiles=False)
-    remeasured = read_records(elsewhere)[len(other):]
-    assert result.trials_run == len(fastest) == len(remeasured) and result.kernels_measured_before == 1
-    assert {r.cpu for r in remeasured} == {here}
+    here_now = read_records(elsewhere)[len(other):]
+    remeasured, searched = here_now[:len(fastest)], here_now[len(fastest):]
+    assert result.trials_run == len(here_now) == len(fastest) + 4 and result.kernels_measured_before == 1
+    assert {r.cpu for r in here_now} == {here}
     assert sorted(json.dumps(r.body[0]) for r in remeasured) == sorted(json.dumps(r.body[0]) for r in fastest)
+    assert not {json.dumps(r.body[0]) for r in searched} & {json.dumps(r.body[0]) for r in fastest}
     with selected_records(elsewhere, portable) as selected:
         (chosen,) = read_records(selected)
-    assert chosen.cpu == here and chosen.cost_s == min(r.cost_s for r in remeasured)
+    assert chosen.cpu == here and chosen.cost_s == min(r.cost_s for r in here_now if r.cost_s is not None)
 
 
 def test_tune_all_goes_on_after_a_model_fails(tmp_path, capsys, caplog, monkeypatch):

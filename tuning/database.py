@@ -3,8 +3,9 @@
 A database directory holds `database_workload.json` (one line per kernel: structural hash, module)
 and `database_tuning_record.json` (one line per measurement: workload index, [trace, run_secs,
 target, args]). Each record's target names the LLVM CPU it was measured on: its `mcpu`, or, when the
-code was compiled for a generic x86-64 level (`--portable`: mcpu x86-64-v3, the same on every CPU),
-TVM's `model` attribute, which the tuner sets to the measuring CPU (code generation ignores it).
+code was compiled for another CPU (a generic x86-64 level, `--portable`: mcpu x86-64-v3 on every CPU;
+or `--mcpu` naming another CPU), TVM's `model` attribute, which the tuner sets to the measuring CPU
+(code generation ignores it).
 
 Two kinds live on disk:
 - the *working* database (plain JSON, outside git, in the build directory): everything measured
@@ -38,8 +39,8 @@ def is_generic_cpu(mcpu: str | None) -> bool:
 
 
 def measured_on(target_attrs: dict) -> str | None:
-    """The CPU a record with this target was measured on (`model` for a portable target, else `mcpu`);
-    portable records tuned before the tag existed say only their level (x86-64-v3)."""
+    """The CPU a record with this target was measured on (`model` when the code was for another CPU, else
+    `mcpu`); portable records tuned before the tag existed say only their level (x86-64-v3)."""
     return target_attrs.get(MEASURED_ON) or target_attrs.get("mcpu")
 
 
@@ -54,12 +55,13 @@ def build_cpu(target) -> str:
 
 
 def tag_measuring_cpu(target, cpu: str):
-    """`target` (a tvm.target.Target) as the tuner measures with it: a generic level's records would not
-    say which CPU measured them, so it carries `cpu` as its `model`."""
+    """`target` (a tvm.target.Target) as the tuner measures with it on `cpu`: when its code is for another
+    CPU (a generic level, `--portable`, or `--mcpu` naming another CPU), its records would not say which CPU
+    measured them, so it carries `cpu` as its `model`."""
     import tvm
 
     config = dict(target.export())
-    if not is_generic_cpu(config.get("mcpu")) or config.get(MEASURED_ON):
+    if config.get("mcpu") == cpu or config.get(MEASURED_ON):
         return target
     config[MEASURED_ON] = cpu
     return tvm.target.Target(config)

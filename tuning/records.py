@@ -23,7 +23,7 @@ from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec, cpu_model_name
 
 from . import STRUCTURAL
-from .database import KEEP_PER_CPU, build_cpu, count_records, merge, prune, read_records, write_database
+from .database import KEEP_PER_CPU, build_cpu, count_records, is_generic_cpu, merge, prune, read_records, write_database
 from .importer import TUNED_GRAPH, GraphOptions
 
 PROVENANCE = "provenance.json"
@@ -89,10 +89,11 @@ class RecordSet:
         notes = []
         p = self.provenance
         # The records say where each was measured: a set first tuned elsewhere may hold this CPU's too.
-        measured_on = sorted({r.cpu or "?" for r in read_records(self.path)})
+        cpus = {r.cpu or "?" for r in read_records(self.path)}
         cpu = build_cpu(target)
-        if cpu not in measured_on:
-            notes.append(f"they were measured on {', '.join(measured_on)} CPUs, this is {cpu}: "
+        if cpu not in cpus:
+            names = sorted(f"{c} (portable, CPU not recorded)" if is_generic_cpu(c) else c for c in cpus)
+            notes.append(f"they were measured on {', '.join(names)} CPUs, this is {cpu}: "
                          "re-tuning here may gain more (`selfie-tvm tune` continues from them)")
         if p.cores is not None and p.cores != target.num_cores:
             notes.append(f"they were tuned for {p.cores} cores, this target has {target.num_cores}: "

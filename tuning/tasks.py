@@ -11,7 +11,8 @@ from tvm.s_tir.analysis import estimate_tir_flops
 
 from . import STRUCTURAL
 
-# MetaSchedule marks a failed run with a huge cost (1e10 s).
+# MetaSchedule marks a failed run with a huge cost (1e10 s); anything from 1e9 s counts as failed.
+FAILED_RUN_S = 1e10
 _FAILED_RUN_S = 1e9
 
 

@@ -18,10 +18,12 @@ from tvm.s_tir import meta_schedule as ms
 from . import STRUCTURAL
 from .build_fn import build_candidate
 from .database import KEEP_PER_CPU, PROGRESS, count_records, measured_on
+from .errors import TuningBudgetError
 from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
 from .scheduler import (
+    MIN_FIRST_BATCH,
     InterruptibleScheduler,
     ProgressCallback,
     TuningState,
@@ -30,7 +32,7 @@ from .scheduler import (
     resume_state,
     stale_limit,
 )
-from .tasks import TaskPlan, mean_run_seconds, plan_tasks
+from .tasks import FAILED_RUN_S, TaskPlan, mean_run_seconds, plan_tasks
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class TuneResult:
     seconds: float
     valid_trials: int = 0  # trials that built and ran
     kernels: int = 0
+    # "Before" below is this CPU's state once other CPUs' schedules were measured here (`measure_here`), before
+    # the search: improvements are the search's own.
     kernels_improved: int = 0  # kernels whose best isolated latency this run lowered (or first measured)
     estimated_ms_before: float | None = None  # sum of calls x best isolated latency, when every kernel has one
     estimated_ms_after: float | None = None
@@ -148,33 +152,28 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     before = count_records(work_dir)
     plan = plan_tasks(mod, target, only, module_equality)
     db = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
-    state = resume_state(db, plan, measured_on(target.attrs))
+    cpu = measured_on(target.attrs)
+    state = resume_state(db, plan, cpu)
+    if time_limit_s is not None:
+        state.deadline = time.time() + time_limit_s
     # Kernels whose records were all measured on other CPUs: their best few schedules are measured here
     # first, so that this CPU's best starts from them (else a build here would rank this run's first
     # trials, mutations of those schedules, above the schedules themselves).
-    elsewhere = schedules_from_other_cpus(db, plan, state, KEEP_PER_CPU)[:budget]
-    left = budget - len(elsewhere)  # for the register tiles and the search
-    if time_limit_s is not None:
-        state.deadline = time.time() + time_limit_s
+    elsewhere = schedules_from_other_cpus(db, plan, state, KEEP_PER_CPU, cpu)
+    # A budget too small is refused before anything is measured (the batch sizes follow the re-measure).
+    untuned = len(plan.tasks) - len(state.best_s) - len({i for i, _ in elsewhere})
+    if not elsewhere:
+        first_round_batch(budget, untuned, per_iter)
+    elif budget < (needed := len(elsewhere) + untuned * MIN_FIRST_BATCH):
+        raise TuningBudgetError(
+            f"a budget of {budget} trials cannot measure here the {len(elsewhere)} best schedules other CPUs found "
+            f"for kernels with no record of this CPU" + (f" and reach the {untuned} kernels without any record "
+                                                         f"({MIN_FIRST_BATCH} trials each at least)" if untuned else "")
+            + f": use --budget {needed} or more")
     if register_tiles is None:
         register_tiles = wants_register_tiles(target)
-    # Few of the union space's candidates come from the register-tile designs (a small grid beside
-    # the default designs' thousands), so the tuner would seldom measure one: measure them first.
-    tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
-    remeasured = {i for i, _ in elsewhere}
-    untuned_after_tiles = len([i for i in range(len(plan.tasks))
-                               if i not in state.best_s and i not in remeasured and i not in tile_tasks])
-    tile_trials = register_tile_batch(left, untuned_after_tiles, len(tile_tasks), per_iter, time_limit_s)
-    if not tile_trials:
-        tile_tasks = []
-        untuned_after_tiles = len(plan.tasks) - len(state.best_s) - len(remeasured)
-    remaining = left - tile_trials * len(tile_tasks)
-    batch = (first_round_batch(remaining, untuned_after_tiles, per_iter, time_limit_s) if remaining > 0
-             else per_iter)  # the schedules of other CPUs took the whole budget: no search
     space = register_tile_space() if register_tiles else "post-order-apply"
     start = time.time()
-    start_best: dict[int, float] = {}
-    estimated_before = None
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
@@ -182,15 +181,29 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
         builder = ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120)
         if elsewhere:
             bar.set_postfix_str(f"measuring {len(elsewhere)} schedules of other CPUs here")
-            measure_here(elsewhere, target, db, builder, runner, state)
+            measure_here(elsewhere, plan, target, db, builder, runner, state)
             bar.update(len(elsewhere))
             bar.set_postfix_str("")
+        # "Before" is this CPU's best before the search: other CPUs' schedules measured here count in it.
         start_best = dict(state.best_s)
         estimated_before = state.estimated_total_ms()
         for i, name in enumerate(plan.names):
             if in_model_ms and name in in_model_ms and i in state.best_s:
                 state.in_model_ms[i] = in_model_ms[name]
                 state.best_at_profile[i] = state.best_s[i]
+        time_left = None if state.deadline is None else max(0.0, state.deadline - time.time())
+        left = budget - len(elsewhere)  # for the register tiles and the search
+        # Few of the union space's candidates come from the register-tile designs (a small grid beside
+        # the default designs' thousands), so the tuner would seldom measure one: measure them first.
+        tile_tasks = untried_register_tile_tasks(db, plan) if register_tiles else []
+        untuned = [i for i in range(len(plan.tasks)) if i not in state.best_s]
+        tile_trials = register_tile_batch(left, len([i for i in untuned if i not in tile_tasks]), len(tile_tasks),
+                                          per_iter, time_left)
+        if not tile_trials:
+            tile_tasks = []
+        remaining = left - tile_trials * len(tile_tasks)
+        batch = first_round_batch(remaining, len([i for i in untuned if i not in tile_tasks]), per_iter, time_left,
+                                  reserved=budget - remaining)
         if tile_tasks:
             tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed,
                                             state.deadline)
@@ -219,9 +232,12 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
                       stopped_because=_why_stopped(run, budget, state))
 
 
-def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int) -> list[tuple[int, object]]:
-    """(task, record): the `keep` fastest distinct schedules of each task that has records but none measured
-    on this CPU (`state.best_s` holds this CPU's), fastest first per task, largest tasks first."""
+def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int,
+                              cpu: str | None) -> list[tuple[int, object]]:
+    """(task, record): the `keep` fastest distinct schedules of each task that has records but no valid one
+    measured on `cpu` (`state.best_s` holds those), fastest first per task; a schedule already tried on `cpu`
+    (it failed here) is not tried again."""
+    tried_here = {str(r.trace.as_json()) for r in db.get_all_tuning_records() if measured_on(r.target.attrs) == cpu}
     picks = []
     for i, task in enumerate(plan.tasks):
         mod = task.dispatched[0]
@@ -230,7 +246,7 @@ def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int)
         seen = set()
         for record in db.get_top_k(db.commit_workload(mod), len(db)):  # valid ones, fastest first
             key = str(record.trace.as_json())
-            if key not in seen:
+            if key not in seen and key not in tried_here:
                 seen.add(key)
                 picks.append((i, record))
             if len(seen) == keep:
@@ -238,34 +254,40 @@ def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int)
     return picks
 
 
-def measure_here(picks: list[tuple[int, object]], target: tvm.target.Target, db, builder, runner,
+def measure_here(picks: list[tuple[int, object]], plan: TaskPlan, target: tvm.target.Target, db, builder, runner,
                  state: TuningState) -> None:
-    """Build and run each record's schedule for `target`, as one batch, and commit what ran as a record of
-    this CPU (its target); each task's best in `state`. A schedule that fails here is left out."""
-    inputs = []
-    for _, record in picks:
-        sch = s_tir.Schedule(record.workload.mod)
+    """Build each record's schedule on its task's kernel for `target` and run it, as one batch; commit every
+    result as a record of this CPU (its target), a failure as MetaSchedule commits one (1e10 s), and each
+    task's best in `state`."""
+    inputs, args = [], []
+    for i, record in picks:
+        sch = s_tir.Schedule(plan.tasks[i].dispatched[0])  # under anchor-block, the task's own kernel
         record.trace.apply_to_schedule(sch, remove_postproc=False)
         inputs.append(ms.builder.BuilderInput(sch.mod, target))
+        args.append(record.args_info or ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True))
     built = builder.build(inputs)
-    ran = [(pick, ms.runner.RunnerInput(b.artifact_path, "cpu", pick[1].args_info))  # llvm targets only
-           for pick, b in zip(picks, built, strict=True) if b.error_msg is None]
-    futures = runner.run([runner_input for _, runner_input in ran])
-    errors = [b.error_msg for b in built if b.error_msg is not None]
-    for ((i, record), _), future in zip(ran, futures, strict=True):
+    ran = [j for j, b in enumerate(built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(built[j].artifact_path, "cpu", args[j]) for j in ran])  # llvm only
+    results = {j: (None, b.error_msg) for j, b in enumerate(built)}  # j -> (run_secs, error)
+    for j, future in zip(ran, futures, strict=True):
         result = future.result()
-        cost = mean_run_seconds(result.run_secs, result.error_msg)
+        results[j] = (result.run_secs, result.error_msg)
+        ms.utils.remove_build_dir(built[j].artifact_path)
+    errors = []
+    for j, (i, record) in enumerate(picks):
+        run_secs, error = results[j]
+        cost = mean_run_seconds(run_secs, error)
+        secs = [float(t) for t in run_secs] if cost is not None else [FAILED_RUN_S]
+        workload = db.commit_workload(plan.tasks[i].dispatched[0])
+        db.commit_tuning_record(ms.database.TuningRecord(record.trace, workload, secs, target, args[j]))
         if cost is None:
-            errors.append(result.error_msg or "no valid latency")
+            errors.append(error or "no valid latency")
             continue
-        db.commit_tuning_record(ms.database.TuningRecord(record.trace, record.workload,
-                                                         [float(s) for s in result.run_secs], target,
-                                                         record.args_info))
         state.valid_trials += 1
         state.best_s[i] = min(cost, state.best_s.get(i, cost))
     if errors:
-        logging.getLogger(__name__).warning("%d of %d schedules measured on other CPUs did not build or run here; "
-                                            "the first error: %s", len(errors), len(picks), errors[0].strip()[-500:])
+        log.warning("%d of %d schedules measured on other CPUs did not build or run here; the first error: %s",
+                    len(errors), len(picks), errors[0].strip()[-500:])
 
 
 def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
