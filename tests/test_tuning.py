@@ -233,9 +233,10 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     assert _tree_bytes(results) == before
 
     shutil.rmtree(working)
-    assert main([*common, "--budget", "4"]) == 0
+    assert main([*common, "--budget", "4", "--profile-guided"]) == 0
     out = capsys.readouterr().out
     assert "continuing from" in out and "tuned " in out[out.index("summary:"):]
+    assert "aiming trials by a profile of the current tuned build" in out
     assert count_records(working) >= count_records(committed)
     assert json.loads((committed / "provenance.json").read_text())["trials_measured"] == 12
     runs = pd.read_csv(runs_csv)  # the run that measured nothing added no point
@@ -313,6 +314,13 @@ def test_a_time_limited_first_round_fits_its_time():
     assert first_round_batch(2000, 0, 16, time_limit_s=60) == 16  # no first round left: full batches
     with pytest.raises(TuningBudgetError):
         first_round_batch(100, 55, 16, time_limit_s=600 * 60)
+    # Trials measured before the first round (other CPUs' schedules) count in the budget, even with no first round.
+    before = "measure here the 30 best schedules other CPUs found"
+    with pytest.raises(TuningBudgetError, match=f"budget of 20 trials cannot {before}: use --budget 30 or more"):
+        first_round_batch(20 - 30, 0, 16, reserved=30, reserved_for=before)
+    with pytest.raises(TuningBudgetError, match=f"cannot {before} and reach the 2 kernels.*use --budget 38 or more"):
+        first_round_batch(34 - 30, 2, 16, reserved=30, reserved_for=before)
+    assert first_round_batch(38 - 30, 2, 16, reserved=30, reserved_for=before) == MIN_FIRST_BATCH
 
 
 def test_a_kernel_is_given_up_after_the_same_number_of_trials_whatever_the_batch():
@@ -361,6 +369,8 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     write_database(tmp_path, [*mine, *other], compressed=False)
     with selected_records(tmp_path, portable) as selected:
         assert {r.cpu for r in read_records(selected)} == {here}
+    with selected_records(tmp_path, portable, ranked_by="other-cpu") as selected:  # a farm of other-cpu devices
+        assert {r.cpu for r in read_records(selected)} == {"other-cpu"}
     plan = plan_tasks(tiny_mod, measuring, only)
     db = ms.database.JSONDatabase(work_dir=str(tmp_path))
     ours, theirs = resume_state(db, plan, here).best_s, resume_state(db, plan, "other-cpu").best_s

@@ -41,12 +41,13 @@ class Coverage:
 
 
 @contextmanager
-def selected_records(records: Path, target: TargetSpec) -> Iterator[Path]:
+def selected_records(records: Path, target: TargetSpec, ranked_by: str | None = None) -> Iterator[Path]:
     """A temporary plain database with the one record each kernel's build uses: the fastest valid
-    one measured on this target's CPU (a portable build's: this host's), else the fastest of the ISA level
-    (`database.select_for`)."""
+    one measured on `ranked_by` (default: this target's CPU; a portable build's: this host's), else the
+    fastest of the ISA level (`database.select_for`)."""
     with tempfile.TemporaryDirectory(prefix="selfie-tvm-records-") as selected:
-        write_database(Path(selected), select_for(read_records(records), build_cpu(target)), compressed=False)
+        cpu = ranked_by or build_cpu(target)
+        write_database(Path(selected), select_for(read_records(records), cpu), compressed=False)
         yield Path(selected)
 
 
@@ -76,12 +77,12 @@ def record_coverage(mod: tvm.IRModule, target: TargetSpec, records: RecordSet) -
 
 def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | None = None,
                    options: GraphOptions | None = None, module_equality: str = STRUCTURAL,
-                   hand: list[HandChoice] | None = None):
+                   hand: list[HandChoice] | None = None, ranked_by: str | None = None):
     """What TVM gives without tuning (records=None: the stock graph, no schedules), or the given
     graph with the records' best schedules applied, matched to kernels by the `module_equality`
     they were tuned with, and the hand schedules chosen for some kernels (`hand`, default: the
     record set's committed choices) ahead of them. Returns (executable, coverage or None, names of
-    the hand-scheduled kernels)."""
+    the hand-scheduled kernels). `ranked_by`: see `selected_records`."""
     tvm_target = target.to_tvm()
     if records is None:
         options = options or STOCK_GRAPH
@@ -90,7 +91,7 @@ def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | Non
     hand = read_choices(records) if hand is None else hand
     mod = tuning_module(model, target, options)
     hand_kernels = applied(mod, tvm_target, hand)
-    with selected_records(records, target) as selected:
+    with selected_records(records, target, ranked_by) as selected:
         cover = coverage(mod, target, selected, module_equality)
         mod = apply_records(mod, tvm_target, selected, module_equality, hand)
     return tvm.compile(finalize(mod, tvm_target, options), target=tvm_target), cover, hand_kernels
@@ -113,12 +114,15 @@ def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
 
 
 def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: RecordSet | None = None,
-           budget: int | None = None, out_root: Path | None = None, warn: bool = True) -> Path:
+           budget: int | None = None, out_root: Path | None = None, warn: bool = True,
+           ranked_by: str | None = None) -> Path:
     """Compile and write <kind>.so (weights inside) with <kind>.json metadata beside it.
 
     A tuned build uses the graph options its records were tuned on (their provenance), and its
     metadata says where the records came from and which kernels, if any, found none (logged as a
-    warning unless `warn` is False: an intermediate build the user never runs).
+    warning unless `warn` is False: an intermediate build the user never runs). `ranked_by`: the CPU whose
+    records rank first (default: the target's, for a portable target this host's; a farm's devices' CPU
+    after a farm run).
     """
     if kind == "tuned" and (records is None or records.trials == 0):
         raise MissingRecordsError(model.spec.name, records.path if records else None)
@@ -128,7 +132,8 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     tuned = kind == "tuned"
     options = records.provenance.graph_options if tuned else STOCK_GRAPH
     executable, cover, hand_kernels = compile_module(model, target, records.path if tuned else None, options,
-                                                     records.provenance.module_equality if tuned else STRUCTURAL)
+                                                     records.provenance.module_equality if tuned else STRUCTURAL,
+                                                     ranked_by=ranked_by)
     tmp = lib_path.with_suffix(".so.part")
     executable.export_library(str(tmp))
     tmp.replace(lib_path)

@@ -84,13 +84,14 @@ class RecordSet:
         return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
                 f"LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores, {p.updated_at[:10]})")
 
-    def notes_for(self, target: TargetSpec) -> list[str]:
-        """What a user of these records on `target` should know (none when it is where they were made)."""
+    def notes_for(self, target: TargetSpec, ranked_by: str | None = None) -> list[str]:
+        """What a user of these records on `target` should know (none when it is where they were made);
+        `ranked_by`: the CPU whose records the build ranks first (`build.export`)."""
         notes = []
         p = self.provenance
         # The records say where each was measured: a set first tuned elsewhere may hold this CPU's too.
         cpus = {r.cpu or "?" for r in read_records(self.path)}
-        cpu = build_cpu(target)
+        cpu = ranked_by or build_cpu(target)
         if cpu not in cpus:
             names = sorted(f"{c} (portable, CPU not recorded)" if is_generic_cpu(c) else c for c in cpus)
             notes.append(f"they were measured on {', '.join(names)} CPUs, this is {cpu}: "
@@ -197,9 +198,9 @@ def check_module_equality(path: Path, provenance: Provenance, wanted: str) -> No
             f"they cannot share a database; use an empty --work-dir for {wanted} records")
 
 
-def describe_use(records: RecordSet, target: TargetSpec) -> list[str]:
+def describe_use(records: RecordSet, target: TargetSpec, ranked_by: str | None = None) -> list[str]:
     """Lines telling the user which records a build uses and what to know about them."""
-    return [f"using {records.summary()}", *(f"note: {n}" for n in records.notes_for(target))]
+    return [f"using {records.summary()}", *(f"note: {n}" for n in records.notes_for(target, ranked_by))]
 
 
 

@@ -160,19 +160,25 @@ def stale_limit(batch: int) -> int:
 
 
 def first_round_batch(remaining: int, untuned: int, per_iter: int, time_limit_s: float | None = None,
-                      reserved: int = 0) -> int:
+                      reserved: int = 0, reserved_for: str = "") -> int:
     """Batch size that lets the first round reach every kernel still without a record, within the
     budget and, by a cautious guess of the pace, within the time limit (the batch size is fixed for
     the whole run: MetaSchedule takes it once). `reserved`: trials of the run's budget spent before
-    the first round (other CPUs' schedules measured here, register tiles), named in the refusal."""
+    the first round (other CPUs' schedules measured here, register tiles); `reserved_for` names them
+    in the refusal (e.g. "measure here the 12 best schedules other CPUs found")."""
+    if remaining < untuned * MIN_FIRST_BATCH:
+        parts = [reserved_for] if reserved_for else []
+        if untuned:
+            after = f" after the {reserved} measured before it" if reserved and not reserved_for else ""
+            parts.append(f"reach the {untuned} kernels without {'any' if reserved_for else 'a'} record "
+                         f"({MIN_FIRST_BATCH} trials each at least{after})")
+        elif not reserved_for:
+            parts.append(f"spend the {reserved} trials measured before the first round")
+        what = " and ".join(parts)
+        raise TuningBudgetError(f"a budget of {remaining + reserved} trials cannot {what}: "
+                                f"use --budget {reserved + untuned * MIN_FIRST_BATCH} or more")
     if untuned == 0:
         return per_iter
-    if remaining < untuned * MIN_FIRST_BATCH:
-        spent = f" after the {reserved} measured before it" if reserved else ""
-        raise TuningBudgetError(
-            f"a budget of {remaining + reserved} trials cannot reach the {untuned} kernels without a record "
-            f"({MIN_FIRST_BATCH} trials each at least{spent}): use --budget {reserved + untuned * MIN_FIRST_BATCH} "
-            "or more")
     batch = min(per_iter, remaining // untuned)
     if time_limit_s is not None:
         batch = min(batch, int(time_limit_s / 60 * TRIALS_PER_MINUTE_GUESS) // untuned)

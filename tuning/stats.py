@@ -10,8 +10,8 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
-from .database import RECORDS, WORKLOADS, measured_on
-from .tasks import mean_run_seconds, plan_tasks, task_flops
+from .database import RECORDS, measured_on, read_records
+from .tasks import plan_tasks, task_flops
 
 
 @dataclass
@@ -61,22 +61,19 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
     tasks = plan_tasks(mod, target, module_equality=module_equality).tasks  # tasks of kernels the built module runs
     task_of_shash = {str(db.commit_workload(t.dispatched[0]).as_json()[0]): i
                      for i, t in enumerate(tasks) if db.has_workload(t.dispatched[0])}
-    workloads = _lines(work_dir / WORKLOADS)
-    task_of_workload = [task_of_shash.get(str(w[0])) for w in workloads]
+    records = read_records(work_dir) if (work_dir / RECORDS).is_file() else []
+    cpu = measured_on(target.attrs)
+    task_of = [task_of_shash.get(r.shash) for r in records]
+    here = {i for i, r in zip(task_of, records, strict=True) if r.cpu == cpu and r.cost_s is not None}
     best: dict[int, float] = {}
     trials = [0] * len(tasks)
     convergence: list[tuple[int, float]] = []
-    records = _lines(work_dir / RECORDS)
-    cpu = measured_on(target.attrs)
-    here = {task_of_workload[w] for w, record in records
-            if _cpu(record) == cpu and mean_run_seconds(record[1]) is not None}
-    for n, (workload_index, record) in enumerate(records, start=1):
-        i = task_of_workload[workload_index]
+    for n, (i, record) in enumerate(zip(task_of, records, strict=True), start=1):
         if i is None:
             continue
         trials[i] += 1
-        cost = mean_run_seconds(record[1])
-        if i in here and _cpu(record) != cpu:
+        cost = record.cost_s
+        if i in here and record.cpu != cpu:
             continue
         if cost is not None and cost < best.get(i, float("inf")):
             best[i] = cost
@@ -90,17 +87,6 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
         rows.append(TaskStats(t.task_name, int(t.weight), flops, trials[i], b * 1e6 if b else None,
                               flops / b / 1e9 if b and flops else None, t.weight * b / total if b else None))
     return TuningStats(rows, convergence, len(records))
-
-
-def _cpu(record: list) -> str | None:
-    return measured_on(record[2] or {})
-
-
-def _lines(path: Path) -> list:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 RUNS = "tuning_runs.csv"

@@ -18,12 +18,10 @@ from tvm.s_tir import meta_schedule as ms
 from . import STRUCTURAL
 from .build_fn import build_candidate
 from .database import KEEP_PER_CPU, PROGRESS, count_records, measured_on
-from .errors import TuningBudgetError
 from .farm import RpcSpec
 from .measure import measuring
 from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
 from .scheduler import (
-    MIN_FIRST_BATCH,
     InterruptibleScheduler,
     ProgressCallback,
     TuningState,
@@ -162,14 +160,9 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     elsewhere = schedules_from_other_cpus(db, plan, state, KEEP_PER_CPU, cpu)
     # A budget too small is refused before anything is measured (the batch sizes follow the re-measure).
     untuned = len(plan.tasks) - len(state.best_s) - len({i for i, _ in elsewhere})
-    if not elsewhere:
-        first_round_batch(budget, untuned, per_iter)
-    elif budget < (needed := len(elsewhere) + untuned * MIN_FIRST_BATCH):
-        raise TuningBudgetError(
-            f"a budget of {budget} trials cannot measure here the {len(elsewhere)} best schedules other CPUs found "
-            f"for kernels with no record of this CPU" + (f" and reach the {untuned} kernels without any record "
-                                                         f"({MIN_FIRST_BATCH} trials each at least)" if untuned else "")
-            + f": use --budget {needed} or more")
+    first_round_batch(budget - len(elsewhere), untuned, per_iter, reserved=len(elsewhere),
+                      reserved_for=f"measure here the {len(elsewhere)} best schedules other CPUs found for kernels "
+                                   "with no record of this CPU" if elsewhere else "")
     if register_tiles is None:
         register_tiles = wants_register_tiles(target)
     space = register_tile_space() if register_tiles else "post-order-apply"
@@ -237,12 +230,13 @@ def schedules_from_other_cpus(db, plan: TaskPlan, state: TuningState, keep: int,
     """(task, record): the `keep` fastest distinct schedules of each task that has records but no valid one
     measured on `cpu` (`state.best_s` holds those), fastest first per task; a schedule already tried on `cpu`
     (it failed here) is not tried again."""
+    pending = [i for i, task in enumerate(plan.tasks) if i not in state.best_s and db.has_workload(task.dispatched[0])]
+    if not pending:  # the usual continued run: keying every record of the database is not needed
+        return []
     tried_here = {str(r.trace.as_json()) for r in db.get_all_tuning_records() if measured_on(r.target.attrs) == cpu}
     picks = []
-    for i, task in enumerate(plan.tasks):
-        mod = task.dispatched[0]
-        if i in state.best_s or not db.has_workload(mod):
-            continue
+    for i in pending:
+        mod = plan.tasks[i].dispatched[0]
         seen = set()
         for record in db.get_top_k(db.commit_workload(mod), len(db)):  # valid ones, fastest first
             key = str(record.trace.as_json())

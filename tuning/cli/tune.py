@@ -45,9 +45,9 @@ def register(sub) -> None:
                    help="a records directory of your own, used as it is (default: measure into "
                         "tvm_model/tuning/<ISA level>, seeded from the committed results/tuning/<ISA level>, "
                         "and keep the best records of each kernel there)")
-    p.add_argument("--isolated-estimates", action="store_true",
-                   help="when continuing from records, aim trials by the tuner's isolated kernel latencies "
-                        "instead of a profile of the current tuned build (the default)")
+    p.add_argument("--profile-guided", action="store_true",
+                   help="when continuing from records, aim trials by a profile of the current tuned build instead "
+                        "of the tuner's isolated kernel latencies (no gain measured: README, Tuning)")
     p.add_argument("--only", action="append", default=None, metavar="KERNEL_PREFIX",
                    help="tune only kernels whose names start with this (repeatable): top-ups and experiments; "
                         "the tuned library then says which kernels have no record")
@@ -167,6 +167,8 @@ def tune_model(args, model, rpc, device) -> None:
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
     # A portable target's records name the CPU that measured them (`model`), as a CPU's records do (`mcpu`).
     tvm_target = tag_measuring_cpu(target.to_tvm(), device.llvm_cpu if device else host_target().mcpu)
+    # After a farm run the library is for the devices: their records rank first, also for a portable target.
+    ranked_by = device.llvm_cpu if device else None
     isa = isa_level(target)
     committed = None if args.work_dir else record_set_dir(target)
     work_dir = args.work_dir or working_dir(target)
@@ -206,14 +208,16 @@ def tune_model(args, model, rpc, device) -> None:
     before_ms = in_model_ms = None
     if existing is not None:
         print("continuing from " + existing.summary())
-        export(model, target, "tuned", records=existing, out_root=out, warn=False)
+        export(model, target, "tuned", records=existing, out_root=out, warn=False, ranked_by=ranked_by)
         if rpc is None:
             before_ms = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out)},
                                     x, rounds=BEFORE_ROUNDS)[TVM_TUNED]
-            if not args.isolated_estimates:
+            if args.profile_guided:
                 # Aim the trials at where the current tuned build spends its time.
                 times = kernel_times(library_paths(out, "tuned")[0], x)
                 in_model_ms = {name: t.ms_per_run for name, t in times.items()}
+                print(f"aiming trials by a profile of the current tuned build ({len(in_model_ms)} kernels, "
+                      f"{sum(in_model_ms.values()):.1f} ms per inference)")
     elif rpc is None:
         before_ms = _medians_ms({TVM_DEFAULT: TVMDefaultEngine(model, threads, target=target, build_root=out)},
                                 x, rounds=BEFORE_ROUNDS)[TVM_DEFAULT]
@@ -238,8 +242,8 @@ def tune_model(args, model, rpc, device) -> None:
         records = RecordSet(work_dir, write_provenance(work_dir, target, model.spec.name, options,
                                                          result.seconds, result.trials_run, cpu=measured_on,
                                                          module_equality=args.module_equality))
-    print("\n".join(describe_use(records, target)))
-    lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out)
+    print("\n".join(describe_use(records, target, ranked_by)))
+    lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out, ranked_by=ranked_by)
     print(f"wrote {lib}")
 
     after_ms = litert_ms = None
