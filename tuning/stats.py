@@ -10,7 +10,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from . import STRUCTURAL
-from .database import RECORDS, measured_on, read_records
+from .database import measured_on, read_records
 from .tasks import plan_tasks, task_flops
 
 
@@ -61,7 +61,7 @@ def collect(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path,
     tasks = plan_tasks(mod, target, module_equality=module_equality).tasks  # tasks of kernels the built module runs
     task_of_shash = {str(db.commit_workload(t.dispatched[0]).as_json()[0]): i
                      for i, t in enumerate(tasks) if db.has_workload(t.dispatched[0])}
-    records = read_records(work_dir) if (work_dir / RECORDS).is_file() else []
+    records = read_records(work_dir)  # the plain files: opening the database above created them if missing
     cpu = measured_on(target.attrs)
     task_of = [task_of_shash.get(r.shash) for r in records]
     here = {i for i, r in zip(task_of, records, strict=True) if r.cpu == cpu and r.cost_s is not None}
