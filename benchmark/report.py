@@ -240,6 +240,8 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
                      f"(tuned on {prov.get('tuned_on_cpu')}, "
                      f"LLVM CPU {tuned_for.get('mcpu')}, {tuned_for.get('num_cores')} cores, "
                      f"{prov.get('tuning_seconds', 0) / 60:.0f} min of tuning)")
+            if meta.records_ranked_by:
+                line += f", a kernel's records measured on `{meta.records_ranked_by}` preferred"
         if meta.tuning_warning:
             line += f". **{meta.tuning_warning}**"
         lines.append(line)

@@ -64,6 +64,8 @@ class LibraryMetadata:
     hand_scheduled_kernels: list[str] = field(default_factory=list)
     # sha256 of the records' hand_schedules.json it was built with ("" without one): a new choice rebuilds it.
     hand_schedules_sha256: str = ""
+    # The CPU whose records of a kernel the tuned build preferred (the host's, or a farm's devices').
+    records_ranked_by: str | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -11,6 +11,7 @@ from tvm.s_tir import meta_schedule as ms
 from runtime.artifacts import LibraryMetadata
 from runtime.target import host_target
 from tuning.build import apply_records, export, tuning_module
+from tuning.database import build_cpu
 from tuning.depthwise import PAD_BLOCK, DepthwiseShape, depthwise_shape, tiles
 from tuning.hand_schedules import HandChoice, KernelTiming, choose, hand_scheduled, measure, workload_key, write_choices
 from tuning.records import Provenance, RecordSet, isa_level
@@ -113,10 +114,13 @@ def test_a_build_gives_the_hand_schedule_to_the_chosen_kernels_only(model, mod, 
     for kind, out in (("with", tmp_path / "with"), ("without", tmp_path / "without"), ("untuned", tmp_path / "d")):
         if kind == "without":
             (records / "hand_schedules.json").unlink()
+        # "without" ranks by a farm's CPU with no record here: the ISA level's best, and its metadata says whose.
+        ranked_by = "farm-cpu" if kind == "without" else None
         lib = export(model, target, "default" if kind == "untuned" else "tuned", records=record_set,
-                     out_root=out, warn=False)
+                     out_root=out, warn=False, ranked_by=ranked_by)
         meta = LibraryMetadata.read(lib.with_suffix(".json"))
         assert meta.hand_scheduled_kernels == ([chosen_name] if kind == "with" else [])
+        assert meta.records_ranked_by == {"with": build_cpu(target), "without": "farm-cpu", "untuned": None}[kind]
         vm = tvm.relax.VirtualMachine(tvm.runtime.load_module(str(lib)), tvm.cpu())
         outputs[kind] = vm["main"](x).numpy()
     np.testing.assert_allclose(outputs["with"], outputs["untuned"], rtol=1e-5, atol=1e-5)

@@ -133,3 +133,19 @@ def test_a_run_saved_by_a_newer_version_still_renders_its_libraries(tmp_path, mo
     line = next(line for line in report.splitlines()
                 if line.startswith("- ") and "`znver4-avx2-2c`, prepack_weights" in line)
     assert "partially tuned: 1 of 40 kernels without a record" in line
+
+
+def test_the_libraries_section_says_where_the_records_came_from_and_whose_records_ranked_first():
+    from benchmark.report import libraries_section
+
+    provenance = {"isa": "x86-64-v4", "tuned_on_cpu": "Intel Xeon", "tuning_seconds": 600,
+                  "tuned_for_target": {"mcpu": "rocketlake", "num_cores": 2}}
+    tuned = {"kind": "tuned", "model": MODEL, "model_sha256": "ab", "target": TARGET, "tvm_version": "0.27.0",
+             "trials": 1095, "records_provenance": provenance, "graph": {"weight_prepack": True},
+             "kernels": 70, "untuned_kernels": ["fused_conv2d"], "records_ranked_by": "znver4"}
+    older = {k: v for k, v in tuned.items() if k != "records_ranked_by"}  # saved before the field existed
+    line, = [x for x in libraries_section({"tuned": tuned}) if x.startswith("- ")]
+    assert ("records for x86-64-v4 from 1095 tuning trials (tuned on Intel Xeon, LLVM CPU rocketlake, 2 cores, "
+            "10 min of tuning), a kernel's records measured on `znver4` preferred") in line
+    assert "partially tuned: 1 of 70 kernels without a record" in line
+    assert "preferred" not in libraries_section({"tuned": older})[2]

@@ -147,6 +147,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         untuned_flop_share=cover.untuned_flop_share if cover else None,
         hand_scheduled_kernels=hand_kernels,
         hand_schedules_sha256=choices_digest(records.path) if tuned else "",
+        records_ranked_by=(ranked_by or build_cpu(target)) if tuned else None,
     )
     meta.write(meta_path)
     if warn and meta.tuning_warning:
