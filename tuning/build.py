@@ -131,6 +131,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
     lib_path, meta_path = library_paths(directory, kind)
     tuned = kind == "tuned"
     options = records.provenance.graph_options if tuned else STOCK_GRAPH
+    ranked_by = (ranked_by or build_cpu(target)) if tuned else None  # resolved once: the build and its metadata
     executable, cover, hand_kernels = compile_module(model, target, records.path if tuned else None, options,
                                                      records.provenance.module_equality if tuned else STRUCTURAL,
                                                      ranked_by=ranked_by)
@@ -147,7 +148,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         untuned_flop_share=cover.untuned_flop_share if cover else None,
         hand_scheduled_kernels=hand_kernels,
         hand_schedules_sha256=choices_digest(records.path) if tuned else "",
-        records_ranked_by=(ranked_by or build_cpu(target)) if tuned else None,
+        records_ranked_by=ranked_by,
     )
     meta.write(meta_path)
     if warn and meta.tuning_warning:
