@@ -235,11 +235,13 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
         line = f"- {engine_label(tvm_engine(kind))}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance
         if prov:
-            tuned_for = prov.get("tuned_for_target", {})
-            line += (f"; records for {prov['isa']} from {meta.trials} tuning trials "
-                     f"(tuned on {prov.get('tuned_on_cpu')}, "
-                     f"LLVM CPU {tuned_for.get('mcpu')}, {tuned_for.get('num_cores')} cores, "
-                     f"{prov.get('tuning_seconds', 0) / 60:.0f} min of tuning)")
+            origins = [f"{cpu}, LLVM CPU {target.get('mcpu')}, {target.get('num_cores')} cores"
+                       + (f", {seconds / 60:.0f} min" if len(meta.tuning_origins) > 1 else "")
+                       for cpu, target, seconds in meta.tuning_origins]
+            total = prov.get("tuning_seconds", 0) / 60
+            in_all = f", {total:.0f} min of tuning)" if len(origins) == 1 else f"; {total:.0f} min of tuning in all)"
+            line += f"; records for {prov['isa']} from {meta.trials} tuning trials (tuned on {'; '.join(origins)}"
+            line += in_all
             if meta.records_ranked_by:
                 line += f", a kernel's records measured on `{meta.records_ranked_by}` preferred"
         if meta.tuning_warning:

@@ -104,6 +104,25 @@ class LibraryMetadata:
         return TargetSpec.from_dict(self.target)
 
     @property
+    def tuning_origins(self) -> list[tuple[str, dict, float]]:
+        """Where the records' tuning ran: (CPU name, LLVM target, seconds), one entry per CPU and target in
+        the order they first tuned the set. The run that started it is the provenance's total less the
+        continuations it lists; a set continued elsewhere holds records of several CPUs, so all are named."""
+        prov = self.records_provenance
+        if not prov:
+            return []
+        continued = prov.get("continued", [])
+        first = prov.get("tuning_seconds", 0.0) - sum(c.get("seconds", 0.0) for c in continued)
+        runs = [(prov.get("tuned_on_cpu"), prov.get("tuned_for_target", {}), first),
+                *((c.get("cpu"), c.get("target", {}), c.get("seconds", 0.0)) for c in continued)]
+        merged: dict[tuple, tuple[str, dict, float]] = {}
+        for cpu, target, seconds in runs:
+            key = (cpu, target.get("mcpu"), target.get("num_cores"))
+            before = merged.get(key, (cpu, target, 0.0))[2]
+            merged[key] = (cpu, target, before + max(seconds, 0.0))
+        return [origin for origin in merged.values() if origin[2] > 0.5] or [runs[0]]
+
+    @property
     def tuning_warning(self) -> str | None:
         """'partially tuned: ...' when some kernels of a tuned library have no record, else None."""
         if self.kind != "tuned" or not self.untuned_kernels:

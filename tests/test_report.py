@@ -149,3 +149,19 @@ def test_the_libraries_section_says_where_the_records_came_from_and_whose_record
             "10 min of tuning), a kernel's records measured on `znver4` preferred") in line
     assert "partially tuned: 1 of 70 kernels without a record" in line
     assert "preferred" not in libraries_section({"tuned": older})[2]
+
+
+def test_the_libraries_section_names_every_cpu_a_continued_record_set_was_tuned_on():
+    from benchmark.report import libraries_section
+
+    intel = {"mcpu": "rocketlake", "num_cores": 2}
+    provenance = {"isa": "x86-64-v4", "tuned_on_cpu": "AMD EPYC", "tuning_seconds": 1500,
+                  "tuned_for_target": {"mcpu": "znver5", "num_cores": 2},
+                  "continued": [{"cpu": "Intel Xeon", "target": intel, "seconds": 240, "model": MODEL},
+                                {"cpu": "AMD EPYC", "target": {"mcpu": "znver4", "num_cores": 2}, "seconds": 300},
+                                {"cpu": "Intel Xeon", "target": intel, "seconds": 360, "model": MODEL}]}
+    tuned = {"kind": "tuned", "model": MODEL, "model_sha256": "ab", "target": TARGET, "tvm_version": "0.27.0",
+             "trials": 900, "records_provenance": provenance, "kernels": 70}
+    line, = [x for x in libraries_section({"tuned": tuned}) if x.startswith("- ")]
+    assert ("(tuned on AMD EPYC, LLVM CPU znver5, 2 cores, 10 min; Intel Xeon, LLVM CPU rocketlake, 2 cores, "
+            "10 min; AMD EPYC, LLVM CPU znver4, 2 cores, 5 min; 25 min of tuning in all)") in line
