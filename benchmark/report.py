@@ -235,9 +235,10 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
         line = f"- {engine_label(tvm_engine(kind))}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance
         if prov:
+            tuned_on = meta.tuning_origins
             origins = [f"{cpu}, LLVM CPU {target.get('mcpu')}, {target.get('num_cores')} cores"
-                       + (f", {seconds / 60:.0f} min" if len(meta.tuning_origins) > 1 else "")
-                       for cpu, target, seconds in meta.tuning_origins]
+                       + (f", {seconds / 60:.0f} min" if len(tuned_on) > 1 else "")
+                       for cpu, target, seconds in tuned_on]
             total = prov.get("tuning_seconds", 0) / 60
             in_all = f", {total:.0f} min of tuning)" if len(origins) == 1 else f"; {total:.0f} min of tuning in all)"
             line += f"; records for {prov['isa']} from {meta.trials} tuning trials (tuned on {'; '.join(origins)}"
