@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.acquire import ALL
-from runtime.artifacts import results_root
+from runtime.artifacts import first_run_seconds, results_root
 from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED
 from runtime.registry import registry
 from runtime.target import TargetSpec, host_target
@@ -58,7 +58,7 @@ def _tuning(run: SavedRun) -> dict:
     continued = prov.get("continued", [])
     # The run that started the set is not listed under `continued`, and its model is known only when
     # the set has one model; a model tuned later is known to have had at least its `continued` runs.
-    first_run = prov.get("tuning_seconds", 0.0) - sum(c.get("seconds", 0.0) for c in continued)
+    first_run = first_run_seconds(prov)
     own = sum(c.get("seconds", 0.0) for c in continued if c.get("model") == run.model)
     only_model = models == [run.model]
     model_minutes = (own + (first_run if only_model else 0.0)) / 60

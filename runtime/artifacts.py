@@ -112,8 +112,7 @@ class LibraryMetadata:
         if not prov:
             return []
         continued = prov.get("continued", [])
-        first = prov.get("tuning_seconds", 0.0) - sum(c.get("seconds", 0.0) for c in continued)
-        runs = [(prov.get("tuned_on_cpu"), prov.get("tuned_for_target", {}), first),
+        runs = [(prov.get("tuned_on_cpu"), prov.get("tuned_for_target", {}), first_run_seconds(prov)),
                 *((c.get("cpu"), c.get("target", {}), c.get("seconds", 0.0)) for c in continued)]
         merged: dict[tuple, tuple[str, dict, float]] = {}
         for cpu, target, seconds in runs:
@@ -130,6 +129,12 @@ class LibraryMetadata:
         share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
         return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
                 "(they run as naive loops)")
+
+
+def first_run_seconds(provenance: dict) -> float:
+    """Seconds of the run that started a record set: provenance lists only the runs that continued it."""
+    continued = provenance.get("continued", [])
+    return provenance.get("tuning_seconds", 0.0) - sum(c.get("seconds", 0.0) for c in continued)
 
 
 def _rebuild(raw: dict) -> str:
