@@ -2,8 +2,10 @@
 
 - The *reply lane* (one thread) runs the answering engine plus pre/post-processing and encoding.
 - The *timing lane* (one thread at the lowest CPU priority) times the other engines on the same photo
-  afterwards, and only while the reply lane is idle: new requests always go first. When its backlog is
-  too long, a photo gets the benchmark's p50 for those engines instead of a measurement.
+  afterwards, and only while the reply lane is idle: new requests always go first. An engine's timing is
+  the median of as many runs as fit a short budget, so a moment's contention on a busy host (a single run
+  at the lowest priority can take twice its time) does not make the figure. When its backlog is too long,
+  a photo gets the benchmark's p50 for those engines instead of a measurement.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +24,18 @@ import numpy as np
 from .timings import Result, Timing, TimingReport
 
 log = logging.getLogger(__name__)
+RUNS_BUDGET_MS = 600.0  # one engine's background timing: as many runs as fit in this...
+MAX_RUNS = 5  # ...up to this many; a run slower than the budget is timed once
+
+
+def timing_runs(warm_ms: float) -> int:
+    """Runs of one engine's background timing, from its warm-up inference time."""
+    return max(1, min(MAX_RUNS, int(RUNS_BUDGET_MS // max(warm_ms, 1.0))))
+
+
+def timing_cost_ms(warm_ms: float) -> float:
+    """What one engine's background timing adds to the timing lane's backlog."""
+    return warm_ms * timing_runs(warm_ms)
 
 
 def _lowest_priority() -> None:
@@ -89,7 +104,7 @@ class Lanes:
         """Decide, per slower engine, between timing it on this photo and quoting the benchmark."""
         budget = self.backlog_s() * 1000
         for name in report.engines.order[1:]:
-            estimate = report.engines.warm_ms.get(name, 0.0)
+            estimate = timing_cost_ms(report.engines.warm_ms.get(name, 0.0))
             with self._lock:
                 fits = self._backlog_ms + estimate <= budget
                 if fits:
@@ -105,33 +120,40 @@ class Lanes:
         """The reply was not delivered: give back the planned timing work."""
         for name in report.measuring():
             with self._lock:
-                self._backlog_ms = max(0.0, self._backlog_ms - report.engines.warm_ms.get(name, 0.0))
+                self._backlog_ms = max(0.0, self._backlog_ms - timing_cost_ms(report.engines.warm_ms.get(name, 0.0)))
             report.timings[name] = Timing(state="skipped")
 
     def _time_engines(self, report: TimingReport, rgb: np.ndarray) -> None:
-        """Timing lane: each engine still to measure, each run started only while no reply is due."""
+        """Timing lane: each engine still to measure, each run started only while no reply is due. A reply
+        that comes in after the first run ends the engine's series there (new requests go first)."""
         for name in report.measuring():
-            estimate = report.engines.warm_ms.get(name, 0.0)
+            warm = report.engines.warm_ms.get(name, 0.0)
             try:
-                with self._lock:
-                    while self._replying and not self._closing:
-                        self._lock.wait(0.5)
-                    if self._closing:
-                        report.timings[name] = Timing(state="skipped")
-                        continue
-                    starts = self._reply_starts
-                try:
-                    ms = report.engines.segment(name, rgb).timings.inference_ms
-                except Exception:
-                    log.exception("background timing of %s failed", name)
-                    report.timings[name] = Timing(state="failed")
-                    continue
-                with self._lock:
-                    contended = self._replying > 0 or self._reply_starts != starts
-                report.timings[name] = Timing(ms, "measured", contended)
+                report.timings[name] = self._time_engine(report, name, rgb, timing_runs(warm))
             finally:
                 with self._lock:
-                    self._backlog_ms = max(0.0, self._backlog_ms - estimate)
+                    self._backlog_ms = max(0.0, self._backlog_ms - timing_cost_ms(warm))
+
+    def _time_engine(self, report: TimingReport, name: str, rgb: np.ndarray, runs: int) -> Timing:
+        samples: list[float] = []
+        contended = False
+        while len(samples) < runs:
+            with self._lock:
+                if samples and (self._replying or self._closing):
+                    break
+                while self._replying and not self._closing:
+                    self._lock.wait(0.5)
+                if self._closing:
+                    return Timing(state="skipped")
+                starts = self._reply_starts
+            try:
+                samples.append(report.engines.segment(name, rgb).timings.inference_ms)
+            except Exception:
+                log.exception("background timing of %s failed", name)
+                return Timing(state="failed")
+            with self._lock:
+                contended = contended or self._replying > 0 or self._reply_starts != starts
+        return Timing(statistics.median(samples), "measured", contended, runs=len(samples))
 
     async def time_others(self, result: Result) -> bool:
         """Time the slower engines on the result's photo (background, lower priority). True if any was timed."""

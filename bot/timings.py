@@ -22,6 +22,7 @@ class Timing:
     ms: float | None = None  # measured inference time on this photo
     state: TimingState = "measured"
     contended: bool = False  # another request ran during the measurement
+    runs: int = 1  # ms is the median of this many runs
 
 
 @dataclass
@@ -48,7 +49,8 @@ class TimingReport:
         for name, t in self.timings.items():
             label = engine_label(name)
             if t.state == "measured":
-                parts.append(f"{label} {t.ms:.0f} ms" + (" (while busy)" if t.contended else ""))
+                notes = [f"median of {t.runs}"] * (t.runs > 1) + ["while busy"] * t.contended
+                parts.append(f"{label} {t.ms:.0f} ms" + (f" ({', '.join(notes)})" if notes else ""))
             elif t.state == "measuring":
                 parts.append(f"{label} … (timing it now)")
             elif t.state == "published":

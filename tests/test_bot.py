@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import logging
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from bot.app import create_bot, create_dispatcher
 from bot.service import SegmentationService
 from bot.settings import BotSettings
+from bot.timings import Timing, TimingReport
 from runtime.acquire import resolve_model
 from runtime.target import host_target
 from tuning.build import export
@@ -1166,12 +1168,13 @@ def test_redact_token_withholds_a_traceback_that_holds_the_token(capsys):
 
 def test_background_work_given_back_when_a_reply_is_not_delivered(twin_tvm_service):
     """The planned timing of the slow engine counts against the backlog until it is dropped."""
-    from bot.lanes import Lanes
+    from bot.lanes import Lanes, timing_cost_ms
     from bot.timings import Timing, TimingReport
 
     engines = twin_tvm_service.main
     slow = engines.order[1]
-    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: engines.warm_ms[slow] / 1000 * 1.5)  # room for one
+    cost_s = timing_cost_ms(engines.warm_ms[slow]) / 1000
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: cost_s * 1.5)  # room for one
 
     def planned() -> TimingReport:
         report = TimingReport(engines, 2, twin_tvm_service.published)
@@ -1188,6 +1191,82 @@ def test_background_work_given_back_when_a_reply_is_not_delivered(twin_tvm_servi
         assert planned().timings[slow].state == "measuring"  # its share was given back
     finally:
         lanes.close()
+
+
+def _fake_timing_report(warm_ms: float, segment) -> TimingReport:
+    """A report whose one slower engine ("tvm-tuned", warm-up `warm_ms`) is to be timed by `segment(name, rgb)`."""
+    from types import SimpleNamespace
+
+    from bot.published import PublishedLatency
+
+    names = ["litert", "tvm-tuned"]
+    engines = SimpleNamespace(order=names, warm_ms={"tvm-tuned": warm_ms}, segment=segment, unavailable={},
+                              spec=SimpleNamespace(name="m", synthetic_notice=None),
+                              segmenters={n: SimpleNamespace(engine=SimpleNamespace()) for n in names})
+    report = TimingReport(engines, 2, PublishedLatency({}, None, "cpu-id"))
+    report.timings = {"litert": Timing(40.0), "tvm-tuned": Timing(state="measuring")}
+    return report
+
+
+def _inference(ms: float):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(timings=SimpleNamespace(inference_ms=ms))
+
+
+def test_a_background_timing_is_the_median_of_the_runs_that_fit_its_budget():
+    """One run at the lowest priority can take twice its time when the host wakes (CI read 107 ms for a 57 ms
+    library): the figure is the median of several runs, and a seconds-long run is timed once."""
+    from bot.lanes import MAX_RUNS, Lanes, timing_runs
+
+    assert timing_runs(5000.0) == 1 and timing_runs(250.0) == 2 and timing_runs(57.0) == MAX_RUNS == 5
+    times = iter([120.0, 57.0, 59.0, 56.0, 58.0])
+    calls: list[str] = []
+
+    def segment(name, rgb):
+        calls.append(name)
+        return _inference(next(times))
+
+    report = _fake_timing_report(57.0, segment)
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    try:
+        lanes._time_engines(report, np.zeros((8, 8, 3), np.uint8))
+    finally:
+        lanes.close()
+    slow = report.timings["tvm-tuned"]
+    assert calls == ["tvm-tuned"] * 5
+    assert (slow.state, slow.ms, slow.runs, slow.contended) == ("measured", 58.0, 5, False)
+    assert "TVM tuned 58 ms (median of 5)" in report.text()
+
+
+def test_a_reply_that_comes_in_ends_the_timing_series_after_the_run_under_way():
+    from bot.lanes import Lanes
+
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    calls: list[float] = []
+
+    def segment(name, rgb):
+        calls.append(1)
+        if len(calls) == 2:  # a reply is started while the second run is under way
+            lanes._started()
+            with lanes._lock:
+                lanes._replying += 1
+        return _inference(50.0 + len(calls))
+
+    report = _fake_timing_report(57.0, segment)
+    series = lanes.timing.submit(lanes._time_engines, report, np.zeros((8, 8, 3), np.uint8))
+    try:
+        stopped = bool(concurrent.futures.wait([series], timeout=30).done)
+    finally:  # the reply ends: a series still waiting for it can finish
+        with lanes._lock:
+            lanes._replying = 0
+            lanes._lock.notify_all()
+        series.result(timeout=60)
+        lanes.close()
+    assert stopped, "the series waited for the reply to end instead of stopping"
+    slow = report.timings["tvm-tuned"]
+    assert len(calls) == 2 and (slow.ms, slow.runs, slow.contended) == (51.5, 2, True)
+    assert "TVM tuned 52 ms (median of 2, while busy)" in report.text()
 
 
 def test_close_says_false_while_a_job_still_runs():
