@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from runtime.acquire import resolve_model
-from runtime.artifacts import LibraryMetadata, results_root
+from runtime.artifacts import LibraryMetadata, describe_origins, results_root
 from runtime.engines import ENGINE_NAMES, TVM_TUNED, engine_label, tvm_engine
 from runtime.errors import SelfieTvmError
 from runtime.file_model import is_file_model_name
@@ -235,14 +235,11 @@ def libraries_section(libraries: dict[str, dict]) -> list[str]:
         line = f"- {engine_label(tvm_engine(kind))}: `{meta.target['id']}`, {graph}"
         prov = meta.records_provenance
         if prov:
-            tuned_on = meta.tuning_origins
-            origins = [f"{cpu}, LLVM CPU {target.get('mcpu')}, {target.get('num_cores')} cores"
-                       + (f", {seconds / 60:.0f} min" if len(tuned_on) > 1 else "")
-                       for cpu, target, seconds in tuned_on]
+            origins = meta.tuning_origins
             total = prov.get("tuning_seconds", 0) / 60
             in_all = f", {total:.0f} min of tuning)" if len(origins) == 1 else f"; {total:.0f} min of tuning in all)"
-            line += f"; records for {prov['isa']} from {meta.trials} tuning trials (tuned on {'; '.join(origins)}"
-            line += in_all
+            line += (f"; records for {prov['isa']} from {meta.trials} tuning trials (tuned on "
+                     f"{describe_origins(origins)}{in_all}")
             if meta.records_ranked_by:
                 line += f", a kernel's records measured on `{meta.records_ranked_by}` preferred"
         if meta.tuning_warning:

@@ -105,21 +105,8 @@ class LibraryMetadata:
 
     @property
     def tuning_origins(self) -> list[tuple[str, dict, float]]:
-        """Where the records' tuning ran: (CPU name, LLVM target, seconds), one entry per CPU and target in
-        the order they first tuned the set. The run that started it is the provenance's total less the
-        continuations it lists; a set continued elsewhere holds records of several CPUs, so all are named."""
-        prov = self.records_provenance
-        if not prov:
-            return []
-        continued = prov.get("continued", [])
-        runs = [(prov.get("tuned_on_cpu"), prov.get("tuned_for_target", {}), first_run_seconds(prov)),
-                *((c.get("cpu"), c.get("target", {}), c.get("seconds", 0.0)) for c in continued)]
-        merged: dict[tuple, tuple[str, dict, float]] = {}
-        for cpu, target, seconds in runs:
-            key = (cpu, target.get("mcpu"), target.get("num_cores"))
-            before = merged.get(key, (cpu, target, 0.0))[2]
-            merged[key] = (cpu, target, before + max(seconds, 0.0))
-        return [origin for origin in merged.values() if origin[2] > 0.5] or [runs[0]]
+        """Where the records' tuning ran (`tuning_origins`); none without records."""
+        return tuning_origins(self.records_provenance) if self.records_provenance else []
 
     @property
     def tuning_warning(self) -> str | None:
@@ -129,6 +116,27 @@ class LibraryMetadata:
         share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
         return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
                 "(they run as naive loops)")
+
+
+def tuning_origins(provenance: dict) -> list[tuple[str, dict, float]]:
+    """Where a record set's tuning ran: (CPU name, LLVM target, seconds), one entry per CPU and target in
+    the order they first tuned the set. The run that started it is the provenance's total less the
+    continuations it lists; a set continued elsewhere holds records of several CPUs, so all are named."""
+    continued = provenance.get("continued", [])
+    runs = [(provenance.get("tuned_on_cpu"), provenance.get("tuned_for_target", {}), first_run_seconds(provenance)),
+            *((c.get("cpu"), c.get("target", {}), c.get("seconds", 0.0)) for c in continued)]
+    merged: dict[tuple, tuple[str, dict, float]] = {}
+    for cpu, target, seconds in runs:
+        key = (cpu, target.get("mcpu"), target.get("num_cores"))
+        before = merged.get(key, (cpu, target, 0.0))[2]
+        merged[key] = (cpu, target, before + max(seconds, 0.0))
+    return [origin for origin in merged.values() if origin[2] > 0.5] or [runs[0]]
+
+
+def describe_origins(origins: list[tuple[str, dict, float]]) -> str:
+    """'CPU, LLVM CPU x, N cores' per origin, joined by '; ', with each one's minutes when there are several."""
+    return "; ".join(f"{cpu}, LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores"
+                     + (f", {seconds / 60:.0f} min" if len(origins) > 1 else "") for cpu, target, seconds in origins)
 
 
 def first_run_seconds(provenance: dict) -> float:

@@ -87,3 +87,4 @@ def test_cli_verbs_of_other_packages_come_from_entry_points():
     found = commands()
     assert set(BUILTIN) == {"segment", "hair", "background", "models"}
     assert found["compile"].__name__ == "tuning.cli.compile" and found["tune"].__name__ == "tuning.cli.tune"
+    assert found["records"].__name__ == "tuning.cli.records"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.artifacts import build_root, results_root
+from runtime.artifacts import build_root, describe_origins, results_root, tuning_origins
 from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec, cpu_model_name
 
@@ -78,11 +78,11 @@ class RecordSet:
 
     def summary(self) -> str:
         p = self.provenance
-        target = p.tuned_for_target
         behind = f" (best of {p.trials_measured} trials)" if p.trials_measured > self.trials else ""
         shared = f", one per {p.module_equality} group" if p.module_equality != STRUCTURAL else ""
-        return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} (tuned on {p.tuned_on_cpu}, "
-                f"LLVM CPU {target.get('mcpu', '?')}, {target.get('num_cores', '?')} cores, {p.updated_at[:10]})")
+        origins = describe_origins(tuning_origins(asdict(p)))
+        return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} "
+                f"(tuned on {origins}, {p.updated_at[:10]})")
 
     def notes_for(self, target: TargetSpec, ranked_by: str | None = None) -> list[str]:
         """What a user of these records on `target` should know (none when it is where they were made);
