@@ -122,10 +122,17 @@ def _gflop(run: SavedRun) -> tuple[float, str]:
     return NAN, ""
 
 
+def _paired(pairs: pd.DataFrame, threads: int) -> float:
+    """Median of tuned / LiteRT over pairs of adjacent runs (summary.paired_ratios); NaN without pairs."""
+    ratios = summary.paired_ratios(pairs, TVM_TUNED, LITERT, threads)
+    return float(np.median(ratios)) if ratios.size else NAN
+
+
 def rows(run: SavedRun) -> list[dict]:
     """One leaderboard row per thread count of a saved run; numbers as measured (NaN: not measured)."""
     samples, _ = run.samples()
     table = summary.summarise(samples[samples["kind"] == "inference"])
+    pairs = run.pairs()
     gflop, gflop_source = _gflop(run)
     dprob, iou, agreement_engine = _agreement(run)
     env = run.environment
@@ -141,7 +148,8 @@ def rows(run: SavedRun) -> list[dict]:
             "litert_p50": litert, "litert_ci_low": litert_low, "litert_ci_high": litert_high,
             "default_p50": _p50(table, TVM_DEFAULT, n)[0],
             "tuned_p50": tuned, "tuned_ci_low": tuned_low, "tuned_ci_high": tuned_high,
-            "tuned_vs_litert": tuned / litert, "tuned_gflops": gflop / tuned * 1e3,
+            "tuned_vs_litert": tuned / litert, "tuned_vs_litert_paired": _paired(pairs, n),
+            "tuned_gflops": gflop / tuned * 1e3,
             **_tuning(run), "max_abs_dprob": dprob, "worst_iou": iou, "agreement_engine": agreement_engine,
             "isa": _isa(run.target), "target": run.target["id"], "host": f"{env.cpu}, {env.cores} cores",
             "date": env.date, "tuned_note": not_measured.get(TVM_TUNED, ""),
@@ -177,6 +185,7 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "TVM tuned p50 (95% CI)": [note or _with_ci(*v) for *v, note in zip(
             frame["tuned_p50"], frame["tuned_ci_low"], frame["tuned_ci_high"], frame["tuned_note"], strict=True)],
         "tuned / LiteRT": frame["tuned_vs_litert"].map(lambda v: "-" if pd.isna(v) else f"**{v:.2f}**"),
+        "tuned / LiteRT, paired": frame["tuned_vs_litert_paired"].map(_num),
         "tuned GFLOP/s": frame["tuned_gflops"].map(lambda v: _num(v, ".0f")),
         "max abs Δprob": frame["max_abs_dprob"].map(lambda v: _num(v, ".1e")),
         "worst IoU": frame["worst_iou"].map(lambda v: _num(v, ".4f")),
@@ -217,7 +226,10 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "## Inference", "",
         "One inference, same protocol as each model's report (`results/<model>/<target>/report.md`). GFLOP: TVM's "
         "FLOP estimate of every kernel of the tuned module per image (†: of the default graph's kernels, where "
-        "the tuned module was not profiled); tuned GFLOP/s = GFLOP / tuned p50. "
+        "the tuned module was not profiled); tuned GFLOP/s = GFLOP / tuned p50. tuned / LiteRT: the ratio of "
+        "the two p50s; paired: the median over pairs of adjacent runs (each timed run and the other engine's run "
+        "just before it, both ways), which drift of the machine between the engines' blocks does not move "
+        "(\"-\" for runs saved before the pairs were timed). "
         "Agreement: the tuned module (the untuned one where there is no tuned) against LiteRT on real photos "
         "(seeded synthetic inputs for the twin), worst over inputs and classes.", "",
         inference.to_markdown(index=False, disable_numparse=True), "",

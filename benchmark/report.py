@@ -42,6 +42,21 @@ def latency_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown[["engine", "threads", "runs", "min", "p50", ci, "p90", "p99", "mean", "std", "iqr"]]
 
 
+def paired_section(paired: pd.DataFrame) -> list[str]:
+    """Speed-ups from adjacent pairs of runs (summary.paired_speed_ups); nothing for runs saved without them."""
+    if paired.empty:
+        return []
+    ci = f"{summary.CONFIDENCE:.0%} CI"
+    shown = paired.assign(**{ci: [_ci(lo, hi) for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)]})
+    return ["## Speed-ups, paired (drift between the engines' blocks cancels)", "",
+            "Each timed run of an engine follows one run of each other fast engine, timed as well, both from an "
+            "idle process: the two make a pair. Per pair, the slower engine's time over the faster one's (> 1: "
+            "the second engine of the label is faster); pairs of both directions pooled, their median with its "
+            "confidence interval. The ratio of medians above compares blocks of runs seconds or minutes apart, "
+            "which a drifting machine moves; this one does not.", "",
+            _md(shown[["speed-up", "threads", "pairs", "median", ci]], floatfmt=".3f"), ""]
+
+
 def _names(engines) -> str:
     return ", ".join(engine_label(e) for e in engines) or "none"
 
@@ -52,7 +67,7 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
     rows = pd.DataFrame({
         "engine": inf["engine"].map(engine_label), "threads": inf["threads"].astype(int),
         "timed runs": inf["runs"].astype(int), "warm-up runs": inf["warmup"].fillna(0).astype(int),
-        "each timed run follows one untimed run of": [_names(w or []) for w in inf["interleaved_with"]],
+        "each timed run follows one run of": [_names(w or []) for w in inf["interleaved_with"]],
     })
     protocols = set(inf["protocol"].dropna())
     order = [e for e in ENGINE_NAMES if e in set(inf["engine"])]
@@ -62,9 +77,10 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
         threshold = inf["slow_ms"].dropna()
         over = f"over {threshold.iloc[0]:.0f} ms" if len(threshold) else "slow"
         text = (f"Quick protocol (the default of `nox -s benchmark`). Fast engines ({_names(fast)}) are interleaved "
-                "round by round: before every timed run of one, each other fast engine runs once, untimed, so slow "
+                "round by round: before every timed run of one, each other fast engine runs once (not among its own "
+                "samples; it pairs with the run after it, see the paired speed-ups), so slow "
                 f"drifts of the machine hit them alike. Slow engines (first run {over}: {_names(slow)}) get a few "
-                "timed runs, each after one untimed run of every fast engine, and never run between the fast "
+                "timed runs, each after one run of every fast engine, and never run between the fast "
                 "engines' rounds. `nox -s benchmark -- --full` runs the long protocol: every engine equally often, "
                 "each timed run after one untimed run of every other engine.")
     elif protocols == {"full"}:
@@ -141,6 +157,7 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
         *libraries_section(run.libraries),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
         "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
+        *paired_section(summary.paired_speed_ups(run.pairs())),
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "
         "Memory: growth of the process's resident set over load and first run, and the process's peak "

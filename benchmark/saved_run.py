@@ -103,6 +103,20 @@ class SavedRun:
                 "protocol", "slow", "warmup", "interleaved_with", "slow_ms", "idle_wait")})
         return pd.DataFrame(samples), pd.DataFrame(info)
 
+    def pairs(self) -> pd.DataFrame:
+        """Each timed run with the run of each other engine just before it (`partner_ms`; runs saved before
+        partners were timed have none): threads, engine, partner, engine_ms, partner_ms."""
+        rows = []
+        for b in self.data["benchmarks"]:
+            extra = b.get("extra_info", {})
+            if extra.get("kind") != "inference":
+                continue
+            timed = [seconds * 1e3 for seconds in b["stats"].get("data") or []]
+            for partner, before in (extra.get("partner_ms") or {}).items():
+                rows += [{"threads": extra["threads"], "engine": extra["engine"], "partner": partner, "engine_ms": t,
+                          "partner_ms": p} for t, p in zip(timed, before, strict=False)]
+        return pd.DataFrame(rows, columns=["threads", "engine", "partner", "engine_ms", "partner_ms"])
+
     def slow_engines(self) -> set[str]:
         """Engines measured as slow (the quick protocol's few runs) at any thread count."""
         return {b["extra_info"]["engine"] for b in self.data["benchmarks"]

@@ -55,3 +55,30 @@ def ratios(table: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     out["threads"] = out["threads"].astype(int)
     return out
+
+
+def paired_ratios(pairs: pd.DataFrame, numerator: str, denominator: str, threads: int) -> np.ndarray:
+    """`numerator`'s time over `denominator`'s in each pair of their adjacent runs at `threads` (SavedRun.pairs),
+    both directions: the one timed after the other, and the other way round."""
+    ratios = []
+    for timed, partner in ((numerator, denominator), (denominator, numerator)):
+        these = pairs[(pairs["threads"] == threads) & (pairs["engine"] == timed) & (pairs["partner"] == partner)]
+        ms = {timed: these["engine_ms"].to_numpy(), partner: these["partner_ms"].to_numpy()}
+        ratios.append(ms[numerator] / ms[denominator])
+    return np.concatenate(ratios)
+
+
+def paired_speed_ups(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Speed-ups from pairs of adjacent runs (SavedRun.pairs), both directions pooled: for each SPEED_UPS
+    label, the slower engine's time over the faster one's in each pair; the median of those ratios and its
+    confidence interval, per thread count. Drift of the machine between the engines' blocks of runs,
+    which moves a ratio of medians, cancels in each pair."""
+    rows = []
+    for label, slower, faster in SPEED_UPS:
+        for threads in sorted(set(pairs["threads"])):
+            ratios = paired_ratios(pairs, slower, faster, threads)
+            if ratios.size:
+                low, high = median_ci(ratios)
+                rows.append({"speed-up": label, "threads": int(threads), "pairs": int(ratios.size),
+                             "median": float(np.median(ratios)), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["speed-up", "threads", "pairs", "median", "ci_low", "ci_high"])

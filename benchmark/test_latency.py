@@ -2,17 +2,19 @@
 
 Quick protocol (default): the fast engines (LiteRT and the tuned module, the comparison that matters)
 are interleaved round by round: before every timed run of one, each other fast engine runs once
-(pytest-benchmark's untimed `setup`), so slow drifts of the machine hit them alike; then the timed run waits
-until the other engines' pool threads are idle (benchmark/idle.py), so none runs beside a spinning pool. A slow engine
-(first run over --slow-ms: the untuned module, ~5.5 s) gets --slow-runs runs, each after one untimed
-run of every fast engine, and never runs between the fast engines' rounds. `--full`: every engine
-gets --runs runs, each after one untimed run of every other engine.
+(pytest-benchmark's `setup`, timed here and saved as `partner_ms`: each makes a pair with the timed run
+after it, benchmark/summary.py: paired_speed_ups), so slow drifts of the machine hit them alike; every
+run waits until the other engines' pool threads are idle (benchmark/idle.py), so none runs beside a
+spinning pool. A slow engine (first run over --slow-ms: the untuned module, ~5.5 s) gets --slow-runs
+runs, each after one run of every fast engine, and never runs between the fast engines' rounds.
+`--full`: every engine gets --runs runs, each after one run of every other engine.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import time
 
 import numpy as np
 
@@ -26,11 +28,17 @@ def test_inference(benchmark, bench, engine_name, threads):
     this = bench.get(engine_name, threads)
     partners = [bench.get(name, threads) for name in plan.interleaved_with]
     waits: list[IdleWait] = []
+    partner_ms: dict[str, list[float]] = {name: [] for name in plan.interleaved_with}
 
     def interleave():
         # A TVM engine sizes its thread's pool itself when it differs (all engines here share `threads`).
-        for other in partners:
+        # Each partner run is timed too, from an idle process as the timed run is: it and the timed run
+        # that follows make a pair whose ratio no drift of the machine between the engines' blocks moves.
+        for name, other in zip(plan.interleaved_with, partners, strict=True):
+            wait_until_idle()
+            t0 = time.perf_counter()
             other.engine.run(bench.x)
+            partner_ms[name].append((time.perf_counter() - t0) * 1e3)
         waits.append(wait_until_idle())
         return (bench.x,), {}
 
@@ -46,6 +54,8 @@ def test_inference(benchmark, bench, engine_name, threads):
     out = benchmark.pedantic(this.engine.run, setup=interleave, rounds=plan.rounds, warmup_rounds=plan.warmup,
                              iterations=1)
     benchmark.extra_info["idle_wait"] = summarise(waits)
+    # The partners' runs before each timed round (warm-up rounds left out), in the order of the timed runs.
+    benchmark.extra_info["partner_ms"] = {name: ms[len(ms) - plan.rounds:] for name, ms in partner_ms.items()}
     # Peak resident memory of the whole benchmark process so far (all engines loaded up to now).
     benchmark.extra_info["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if hasattr(this.engine, "actual_threads"):  # TVM: the pool the timed runs really used

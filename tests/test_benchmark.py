@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,49 @@ def test_ratios_are_ratios_of_medians():
     assert r["tuned vs default"] == pytest.approx(110 / 22)
     assert r["tuned vs LiteRT"] == pytest.approx(11 / 22)
     assert r["threads"] == 2
+
+
+def test_paired_speed_ups_are_not_moved_by_drift_between_the_engines_blocks():
+    """LiteRT's 20 timed runs fell in a slow spell of the host (2x), the tuned module's in a quiet one: the
+    ratio of medians says 2.2x; each pair (a timed run and the other engine's run just before it) says 1.1."""
+    drift = np.linspace(1.0, 1.2, 20)
+    pairs = pd.DataFrame(
+        [{"threads": 2, "engine": "tvm-tuned", "partner": "litert", "engine_ms": 50 * d, "partner_ms": 55 * d}
+         for d in drift]
+        + [{"threads": 2, "engine": "litert", "partner": "tvm-tuned", "engine_ms": 110 * d, "partner_ms": 100 * d}
+           for d in drift])
+    samples = pd.DataFrame({"engine": ["tvm-tuned"] * 20 + ["litert"] * 20, "threads": 2,
+                            "latency_ms": [*(50 * drift), *(110 * drift)]})
+    assert summary.ratios(summary.summarise(samples)).iloc[0]["tuned vs LiteRT"] == pytest.approx(2.2)
+    paired = summary.paired_speed_ups(pairs).set_index("speed-up")
+    row = paired.loc["tuned vs LiteRT"]
+    assert (row["threads"], row["pairs"]) == (2, 40)
+    assert row["median"] == pytest.approx(1.1) and row["ci_low"] == pytest.approx(1.1)
+    assert set(paired.index) == {"tuned vs LiteRT"}  # no pairs of the other labels' engines
+
+
+def test_a_saved_run_pairs_each_timed_run_with_the_partner_run_before_it(tmp_path):
+    from benchmark.report import paired_section
+    from benchmark.saved_run import SavedRun
+
+    def bench(engine, partner, timed_s, partner_ms):
+        extra = {"kind": "inference", "engine": engine, "threads": 1}
+        if partner_ms is not None:
+            extra["partner_ms"] = {partner: partner_ms}
+        return {"extra_info": extra, "stats": {"data": timed_s}}
+
+    run = SavedRun(tmp_path / "run.json", {"benchmarks": [
+        bench("litert", "tvm-tuned", [0.010, 0.030], [20.0, 40.0]),
+        bench("tvm-tuned", "litert", [0.020], [10.0])]})
+    pairs = run.pairs()
+    assert pairs.to_dict("records") == [
+        {"threads": 1, "engine": "litert", "partner": "tvm-tuned", "engine_ms": 10.0, "partner_ms": 20.0},
+        {"threads": 1, "engine": "litert", "partner": "tvm-tuned", "engine_ms": 30.0, "partner_ms": 40.0},
+        {"threads": 1, "engine": "tvm-tuned", "partner": "litert", "engine_ms": 20.0, "partner_ms": 10.0}]
+    assert summary.paired_speed_ups(pairs).iloc[0]["median"] == pytest.approx(0.5)
+    # A run saved before partners were timed has no pairs, and its report no paired section.
+    old = SavedRun(tmp_path / "old.json", {"benchmarks": [bench("litert", "tvm-tuned", [0.01], None)]})
+    assert old.pairs().empty and paired_section(summary.paired_speed_ups(old.pairs())) == []
 
 
 # First runs of the twin on a 2-core machine (ms): the untuned module is slow, the others fast.
@@ -149,6 +193,9 @@ def test_quick_run_saves_pytest_benchmark_json(quick_run):
     assert inference["litert"]["extra_info"]["interleaved_with"] == ["tvm-default"]
     assert inference["tvm-default"]["extra_info"]["interleaved_with"] == ["litert"]
     assert all(b["extra_info"]["load_ms"] > 0 and b["extra_info"]["first_run_ms"] > 0 for b in inference.values())
+    # The partner's run before each timed round (the warm-up round's left out) is timed for the pairs.
+    assert {e: {p: len(ms) for p, ms in b["extra_info"]["partner_ms"].items()} for e, b in inference.items()} == {
+        "litert": {"tvm-default": 3}, "tvm-default": {"litert": 3}}
     # Every run (the warm-up one too) waited for the other engine's threads to go idle, and they did.
     assert all(b["extra_info"]["idle_wait"]["runs"] == 4 and b["extra_info"]["idle_wait"]["timed_out"] == 0
                for b in inference.values())
@@ -164,6 +211,8 @@ def test_report_from_quick_run(quick_run):
     assert "Each timed run starts once the process's other threads are idle" in text
     assert "0 waits timed out" in text
     assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
+    assert "## Speed-ups, paired" in text
+    assert re.search(r"\| default vs LiteRT \|\s+1 \|\s+6 \|", text)  # 3 pairs each way, pooled
     stats = pd.read_csv(out / "report" / "latency_stats.csv").set_index("engine")
     assert set(stats.index) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
     # The statistics are those of the runs pytest-benchmark saved (seconds there, ms here), engine by engine.

@@ -79,6 +79,22 @@ def _samples(run: dict, engine: str, threads: int) -> list[float]:
             and b["extra_info"]["threads"] == threads]
 
 
+def _paired_ratios(run: dict, threads: int) -> list[float]:
+    """tuned / LiteRT for each timed run of one and the other's run just before it (`partner_ms`), both ways."""
+    ratios = []
+    for b in run["benchmarks"]:
+        extra = b["extra_info"]
+        if extra.get("kind") != "inference" or extra["threads"] != threads:
+            continue
+        timed = [x * 1e3 for x in b["stats"]["data"]]
+        if extra["engine"] == "tvm-tuned":
+            ratios += [t / p for t, p in zip(timed, extra["partner_ms"]["litert"], strict=True)]
+        elif extra["engine"] == "litert":
+            ratios += [p / t for t, p in zip(timed, extra["partner_ms"]["tvm-tuned"], strict=True)]
+    assert len(ratios) == 12  # --runs 6, each way
+    return ratios
+
+
 def _markdown_rows(text: str, heading: str) -> list[dict[str, str]]:
     """The first table under `## heading`, one dict per row."""
     block = text.split(f"## {heading}\n", 1)[1]
@@ -124,6 +140,7 @@ def test_inference_numbers_are_the_saved_runs(measured, rendered):
         assert row["default_p50"] == pytest.approx(np.median(_samples(twin, "tvm-default", n)), rel=1e-5)
         assert row["litert_ci_low"] <= litert <= row["litert_ci_high"]
         assert row["tuned_vs_litert"] == pytest.approx(tuned / litert, rel=1e-5)
+        assert row["tuned_vs_litert_paired"] == pytest.approx(np.median(_paired_ratios(twin, n)), rel=1e-5)
         assert row["gflop"] == pytest.approx(gflop, rel=1e-5)
         assert row["tuned_gflops"] == pytest.approx(gflop / tuned * 1e3, rel=1e-5)
         assert row["max_abs_dprob"] == pytest.approx(agreement["max_abs_dprob"].max(), rel=1e-5)
@@ -136,6 +153,7 @@ def test_inference_numbers_are_the_saved_runs(measured, rendered):
         assert float(md["LiteRT p50 (95% CI)"].split()[0]) == pytest.approx(litert, abs=0.006)
         assert float(md["TVM tuned p50 (95% CI)"].split()[0]) == pytest.approx(tuned, abs=0.006)
         assert float(md["tuned / LiteRT"].strip("*")) == pytest.approx(tuned / litert, abs=0.006)
+        assert float(md["tuned / LiteRT, paired"]) == pytest.approx(row["tuned_vs_litert_paired"], abs=0.006)
     # Without a profile, GFLOP is counted from the graph (benchmark.profile.graph_flop): the same count.
     from benchmark.profile import graph_flop
     from runtime.acquire import resolve_model
