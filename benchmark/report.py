@@ -30,8 +30,8 @@ def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return df.to_markdown(index=False, floatfmt=floatfmt)
 
 
-def _ci(low: float, high: float) -> str:
-    return "n/a (< 6 runs)" if pd.isna(low) else f"{low:.2f} - {high:.2f}"
+def _ci(low: float, high: float, fmt: str = ".2f") -> str:
+    return "n/a (< 6 runs)" if pd.isna(low) else f"{low:{fmt}} - {high:{fmt}}"
 
 
 def latency_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +47,8 @@ def paired_section(paired: pd.DataFrame) -> list[str]:
     if paired.empty:
         return []
     ci = f"{summary.CONFIDENCE:.0%} CI"
-    shown = paired.assign(**{ci: [_ci(lo, hi) for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)]})
+    bounds = zip(paired["ci_low"], paired["ci_high"], strict=True)
+    shown = paired.assign(**{ci: [_ci(lo, hi, ".3f") for lo, hi in bounds]})
     return ["## Speed-ups, paired (drift between the engines' blocks cancels)", "",
             "Each timed run of an engine follows one run of each other fast engine, timed as well, both from an "
             "idle process: the two make a pair. Per pair, the slower engine's time over the faster one's (> 1: "
