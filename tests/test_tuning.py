@@ -447,7 +447,8 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     assert main([*anchor_run, "--time-limit", "0.000001"]) == 0 and count_records(work) == 0
     assert json.loads((work / "provenance.json").read_text())["module_equality"] == ANCHOR_BLOCK
     assert main(anchor_run) == 0
-    assert "1 of 1 kernels improved" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "1 of 1 kernels improved" in out_text and "records merge" not in out_text  # they cannot join
     assert len({r.shash for r in read_records(work)}) == 1
     provenance = resolve_records(model.spec.name, target, work).provenance  # marked before tuning, then this run's
     assert provenance.module_equality == ANCHOR_BLOCK and provenance.trials_measured >= 4 and not provenance.continued
@@ -470,3 +471,7 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     # The two kinds of records never share a database.
     assert main([*common, "--work-dir", str(work)]) == 2
     assert "were tuned with --module-equality anchor-block" in capsys.readouterr().err
+    # Structural records of a directory of one's own: the run says how they join the committed set.
+    own = tmp_path / "own"
+    assert main([*common, "--budget", "8", "--work-dir", str(own), "--out", str(tmp_path / "own_lib")]) == 0
+    assert f"`selfie-tvm records merge {own}`" in capsys.readouterr().out

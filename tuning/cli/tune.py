@@ -271,5 +271,7 @@ def tune_model(args, model, rpc, device) -> None:
               f"(tuned/LiteRT {after_ms / litert_ms:.2f})")
     else:
         print("  measured on the RPC devices only: run `./nox -s benchmark` there for model latencies")
+    if committed is None and args.module_equality == STRUCTURAL:
+        print(f"to add these records to the committed set of {isa}: `selfie-tvm records merge {work_dir}`")
     if model.spec.synthetic_notice:
         print(f"note: {model.spec.synthetic_notice}")
