@@ -157,7 +157,7 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
         "",
         *libraries_section(run.libraries),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
-        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
+        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio.astype({"threads": "object"})), "",
         *paired_section(summary.paired_speed_ups(run.pairs())),
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "

@@ -212,6 +212,8 @@ def test_report_from_quick_run(quick_run):
     assert "0 waits timed out" in text
     assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
     assert "## Speed-ups, paired" in text
+    speed_ups = text.split("## Speed-ups (ratio of medians", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"\n\|\s+1 \|", speed_ups), speed_ups  # a thread count, not 1.00
     assert re.search(r"\| default vs LiteRT \|\s+1 \|\s+6 \|", text)  # 3 pairs each way, pooled
     stats = pd.read_csv(out / "report" / "latency_stats.csv").set_index("engine")
     assert set(stats.index) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
