@@ -27,7 +27,9 @@ from .saved_run import SavedRun
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    return df.to_markdown(index=False, floatfmt=floatfmt)
+    # Integer columns as objects: in an all-numeric table tabulate would format them with floatfmt (1.00).
+    ints = {c: "object" for c in df.columns if pd.api.types.is_integer_dtype(df[c])}
+    return df.astype(ints).to_markdown(index=False, floatfmt=floatfmt)
 
 
 def _ci(low: float, high: float, fmt: str = ".2f") -> str:
@@ -157,7 +159,7 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
         "",
         *libraries_section(run.libraries),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
-        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio.astype({"threads": "object"})), "",
+        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
         *paired_section(summary.paired_speed_ups(run.pairs())),
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "

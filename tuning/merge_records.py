@@ -7,7 +7,6 @@ provenance lists the run it came from, so reports keep naming every origin.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from runtime.target import TargetSpec
 
 from . import STRUCTURAL
 from .database import KEEP_PER_CPU, Record, count_records, prune, read_records, write_database
-from .records import PROVENANCE, Provenance, RecordSet, isa_level, read_provenance, records_root
+from .records import PROVENANCE, Provenance, RecordSet, isa_level, read_provenance, records_root, save_provenance
 
 
 @dataclass(frozen=True)
@@ -106,5 +105,5 @@ def merge_into_committed(source: Path, root: Path | None = None) -> MergeResult:
         prov.trials_measured += sum(r["trials"] for r in runs)
         prov.models = sorted({*prov.models, *(source_prov.models if source_prov else [])})
         prov.updated_at = now
-    (committed / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
+    save_provenance(committed, prov)
     return MergeResult(RecordSet(committed, prov), len(new), kept, faster)

@@ -58,6 +58,11 @@ class Provenance:
         return GraphOptions(**self.graph)
 
     @property
+    def origins(self) -> list[tuple[str, dict, float]]:
+        """Where the set's tuning ran (`runtime.artifacts.tuning_origins`)."""
+        return tuning_origins(asdict(self))
+
+    @property
     def cores(self) -> int | None:
         return self.tuned_for_target.get("num_cores")
 
@@ -80,7 +85,7 @@ class RecordSet:
         p = self.provenance
         behind = f" (best of {p.trials_measured} trials)" if p.trials_measured > self.trials else ""
         shared = f", one per {p.module_equality} group" if p.module_equality != STRUCTURAL else ""
-        origins = describe_origins(tuning_origins(asdict(p)))
+        origins = describe_origins(p.origins)
         return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} "
                 f"(tuned on {origins}, {p.updated_at[:10]})")
 
@@ -170,8 +175,13 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
         if tuning_seconds:
             prov.continued.append({"target": target.as_dict(), "cpu": cpu, "at": now,
                                    "seconds": round(tuning_seconds, 1), "model": model, "trials": trials})
-    (path / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
+    save_provenance(path, prov)
     return prov
+
+
+def save_provenance(path: Path, prov: Provenance) -> None:
+    """Write `provenance.json` beside a set's records."""
+    (Path(path) / PROVENANCE).write_text(json.dumps(asdict(prov), indent=2) + "\n")
 
 
 def resolve_records(model: str, target: TargetSpec, explicit: Path | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 
@@ -24,7 +23,7 @@ def run(args) -> int:
 
 
 def show() -> int:
-    from runtime.artifacts import describe_origins, tuning_origins
+    from runtime.artifacts import describe_origins
     from tuning.database import is_generic_cpu, read_records
     from tuning.records import available_levels, read_provenance, records_root
 
@@ -43,7 +42,7 @@ def show() -> int:
         unknown = " (portable, CPU not recorded)"
         print("  records measured on: " + ", ".join(f"{cpu}{unknown if is_generic_cpu(cpu) else ''} {n}"
                                                     for cpu, n in cpus.most_common()))
-        print(f"  tuned on: {describe_origins(tuning_origins(asdict(prov)))}")
+        print(f"  tuned on: {describe_origins(prov.origins)}")
         if prov.models:
             print(f"  models: {', '.join(prov.models)}")
     return 0
