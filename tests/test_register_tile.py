@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import tempfile
+import types
 
 import numpy as np
 import pytest
 import tvm
 from tvm import s_tir, te, topi
+from tvm.s_tir import meta_schedule as ms
 
 from runtime.acquire import ResolvedModel
 from runtime.registry import InputSpec, registry
@@ -22,11 +26,13 @@ from tuning.register_tile import (
     TILE_ANNOTATION,
     TILES,
     register_tile_designs,
+    skip_reason,
     tile_pointwise_conv,
     wants_register_tiles,
 )
 from tuning.scheduler import MIN_FIRST_BATCH, register_tile_batch
-from tuning.tune import tune
+from tuning.tasks import TaskPlan
+from tuning.tune import tune, untried_register_tile_tasks
 
 TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3", "num-cores": 2})
 
@@ -129,3 +135,30 @@ def test_a_tune_with_the_tiles_leaves_records_that_a_build_replays(tmp_path, cap
         vm = tvm.relax.VirtualMachine(ex, tvm.cpu())
         results.append(vm["main"](tvm.runtime.tensor(x)).numpy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
+
+
+def squeeze_excite(channels: int = 16, size: int = 8) -> tvm.IRModule:
+    """selfie_segmenter's SE kernel: a 1x1 conv on the pooled 1x1 map, its sigmoid broadcast over the map."""
+    pooled = te.placeholder((1, 1, 1, channels), name="pooled")
+    weight = te.placeholder((1, 1, channels, channels), name="weight")
+    fmap = te.placeholder((1, size, size, channels), name="fmap")
+    excite = topi.sigmoid(topi.nn.conv2d_nhwc(pooled, weight, 1, 0, 1))
+    out = topi.multiply(fmap, excite)
+    return tvm.IRModule({"main": te.create_prim_func([pooled, weight, fmap, out])})
+
+
+def test_a_broadcast_epilogue_is_skipped_with_its_reason_not_a_crash():
+    sch = s_tir.Schedule(squeeze_excite())
+    assert "broadcast" in skip_reason(sch) and "1x8x8x16" in skip_reason(sch)
+    assert register_tile_designs(sch) == []
+    assert skip_reason(s_tir.Schedule(conv_bias_relu())) is None
+
+
+def test_the_tuner_leaves_an_untileable_kernel_to_the_default_space(caplog):
+    plan = TaskPlan(tasks=[types.SimpleNamespace(task_name="fused_se", dispatched=[squeeze_excite()]),
+                           types.SimpleNamespace(task_name="fused_pw", dispatched=[conv_bias_relu()])],
+                    skipped=[])
+    with tempfile.TemporaryDirectory() as work_dir, caplog.at_level(logging.INFO, logger="tuning.tune"):
+        db = ms.database.JSONDatabase(work_dir=work_dir)
+        assert untried_register_tile_tasks(db, plan) == [1]
+    assert "fused_se skipped: its epilogue block" in caplog.text

@@ -10,7 +10,11 @@ invariant over K.
 
 from __future__ import annotations
 
+import logging
+
 from tvm import s_tir
+
+log = logging.getLogger(__name__)
 
 CONV_BLOCK = "conv2d_nhwc"
 # Tile channels -> pixel counts: 2 ymm per pixel, 8-12 accumulators + 2 weight vectors + 1 broadcast
@@ -71,9 +75,10 @@ def tile_pointwise_conv(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, *, 
 
 def register_tile_designs(sch: s_tir.Schedule) -> list[s_tir.Schedule]:
     """The design spaces of a kernel whose anchor is a 1x1 NHWC conv: one per channel width of the
-    tile, its pixel count sampled (TILES); none for any other kernel. A MetaSchedule ScheduleFn."""
+    tile, its pixel count sampled (TILES); none for any other kernel, nor for one the tile does not
+    fit (`skip_reason`). A MetaSchedule ScheduleFn: it never raises."""
     conv = _pointwise_conv_block(sch)
-    if conv is None:
+    if conv is None or skip_reason(sch) is not None:
         return []
     channels = int(sch.get(sch.get_loops(conv)[3]).extent)
     designs = []
@@ -87,6 +92,55 @@ def register_tile_designs(sch: s_tir.Schedule) -> list[s_tir.Schedule]:
         tile_pointwise_conv(design, block, px=px, ch=ch, k_unroll=k_unroll)
         designs.append(design)
     return designs
+
+
+def skip_reason(sch: s_tir.Schedule) -> str | None:
+    """Why the register tile cannot schedule this 1x1-conv kernel, or None when it can.
+
+    The tile folds the epilogue into the accumulators' write-back, so every consumer of the conv must
+    be elementwise over the conv's own output. A squeeze-and-excite kernel (a 1x1 conv on a 1x1 map
+    whose result is broadcast over the full feature map, `x * s + r`) is not: its epilogue writes a
+    larger tensor than the conv does. Anything else the schedule primitives refuse is reported too.
+    """
+    conv = _pointwise_conv_block(sch)
+    if conv is None:
+        return "not a 1x1 NHWC convolution"
+    out_shape = _shape(sch, conv)
+    for consumer in _all_consumers(sch, conv):
+        if _shape(sch, consumer) != out_shape:
+            return (f"its epilogue block {sch.get(consumer).name_hint!r} writes a {_fmt(_shape(sch, consumer))} "
+                    f"tensor from the {_fmt(out_shape)} conv output (a broadcast, not elementwise)")
+    trial = sch.copy()
+    try:
+        tile_pointwise_conv(trial, trial.get_sblock(CONV_BLOCK), px=4, ch=next(iter(TILES)), channel_tiles=1)
+    except (s_tir.ScheduleError, RuntimeError) as error:  # tvm.error.InternalError is a RuntimeError
+        return f"the schedule does not apply: {str(error).strip().splitlines()[-1][:200]}"
+    return None
+
+
+def _all_consumers(sch: s_tir.Schedule, block) -> list:
+    seen, todo, found = set(), [block], []
+    while todo:
+        for consumer in sch.get_consumers(todo.pop()):
+            name = sch.get(consumer).name_hint
+            if name not in seen:
+                seen.add(name)
+                found.append(consumer)
+                todo.append(consumer)
+    return found
+
+
+def _shape(sch: s_tir.Schedule, block) -> tuple[int, ...]:
+    return tuple(int(d) for d in sch.get(block).writes[0].source.shape)
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def is_pointwise_conv_kernel(sch: s_tir.Schedule) -> bool:
+    """The kernel's anchor is a 1x1 NHWC conv (whether or not the tile fits it: `skip_reason`)."""
+    return _pointwise_conv_block(sch) is not None
 
 
 def _pointwise_conv_block(sch: s_tir.Schedule) -> s_tir.schedule.SBlockRV | None:

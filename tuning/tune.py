@@ -20,7 +20,14 @@ from .build_fn import build_candidate
 from .database import KEEP_PER_CPU, PROGRESS, count_records, measured_on
 from .farm import RpcSpec
 from .measure import measuring
-from .register_tile import TILE_ANNOTATION, register_tile_designs, register_tile_space, wants_register_tiles
+from .register_tile import (
+    TILE_ANNOTATION,
+    is_pointwise_conv_kernel,
+    register_tile_designs,
+    register_tile_space,
+    skip_reason,
+    wants_register_tiles,
+)
 from .scheduler import (
     InterruptibleScheduler,
     ProgressCallback,
@@ -285,11 +292,16 @@ def measure_here(picks: list[tuple[int, object]], plan: TaskPlan, target: tvm.ta
 
 
 def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
-    """Tasks with register-tile designs (1x1 convs) and no record from them yet."""
+    """Tasks with register-tile designs (1x1 convs) and no record from them yet. A 1x1-conv kernel the
+    tile cannot schedule is left to the default space, with its reason in the log."""
     tasks = []
     for i, task in enumerate(plan.tasks):
         mod = task.dispatched[0]
-        if not register_tile_designs(s_tir.Schedule(mod)):
+        sch = s_tir.Schedule(mod)
+        if not is_pointwise_conv_kernel(sch):
+            continue
+        if (reason := skip_reason(sch)) is not None:
+            log.info("register tiles: %s skipped: %s", task.task_name, reason)
             continue
         records = db.get_top_k(db.commit_workload(mod), len(db)) if db.has_workload(mod) else []
         if not any(TILE_ANNOTATION in str(r.trace) for r in records):
