@@ -13,6 +13,9 @@ SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 REAL_MODELS = ("selfie_segmenter", "selfie_segmenter_landscape", "deeplab_v3", "hair_segmentation")
 # Skips CI accepts: reason -> why. Empty: in CI every test runs.
 ALLOWED_CI_SKIPS: dict[str, str] = {}
+# No test may hang CI (pytest-timeout): the slowest take about 2 min on a busy 2-core host; a test that
+# needs another deadline says so with @pytest.mark.timeout(seconds). Tests of benchmark/ are not limited.
+TEST_TIMEOUT_S = 600
 
 
 def in_ci() -> bool:
@@ -43,6 +46,12 @@ def pytest_configure(config):
             "CI=true but the real models and reference graph are missing: " + ", ".join(missing)
             + ". Put the shared/ directory (models/, reference/) beside the checkout, or point "
             "SELFIE_TVM_MODELS_DIR at the models; outside CI those tests are skipped instead.")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
+
+import pytest
 
 from runtime.target import TargetSpec, host_target, portable_target
 from tuning.database import (
+    COMMIT,
     RECORDS,
     WORKLOADS,
     Record,
@@ -14,6 +18,7 @@ from tuning.database import (
     count_records,
     is_compressed,
     merge,
+    new_records,
     prune,
     read_records,
     select_for,
@@ -120,3 +125,83 @@ def test_committed_record_sets_are_pruned_and_small():
             assert f.stat().st_size <= 5 * 2**20, f"{f} is over 5 MB"
         records = read_records(level)
         assert len(prune(records)) == len(records), f"{level} holds records that pruning would drop"
+
+
+def _writer(directory: Path, stop_at: int, compressed: bool, pipe) -> None:
+    """In a forked child: write the new database, pausing before its `stop_at`-th rename or unlink to say so on
+    `pipe` and wait there to be killed (0: no pause; it says how many steps the write took)."""
+    import os
+
+    import tuning.database as database
+
+    calls = [0]
+
+    def pausing(step):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == stop_at:
+                pipe.send(f"paused before {step.__name__} {args[0]}")
+                pipe.recv()  # never answered: killed here
+            return step(*args, **kwargs)
+        return call
+
+    os.replace, os.unlink = pausing(os.replace), pausing(os.unlink)
+    database.write_database(directory, NEW, compressed=compressed)
+    pipe.send(f"done {calls[0]}")
+
+
+def _run_writer(directory: Path, stop_at: int, compressed: bool) -> str:
+    """Fork a writer of the new database that pauses before its `stop_at`-th step and says so on a pipe; SIGKILL
+    it there (no clean-up runs). Returns what it said."""
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    writer = context.Process(target=_writer, args=(directory, stop_at, compressed, theirs), daemon=True)
+    writer.start()
+    try:
+        assert ours.poll(60), "the writer neither paused nor finished"
+        return ours.recv()
+    finally:
+        writer.kill()
+        writer.join(30)
+
+
+OLD = [record("k1", 5.0, "znver3", trace="old"), record("k2", 6.0, "znver3", trace="old")]
+NEW = [record(k, 1.0, "znver3", trace="new") for k in ("k3", "k2", "k1")]
+
+
+@pytest.mark.parametrize("form", ["plain", "gz"])
+def test_a_writer_killed_at_any_step_leaves_the_old_database_or_the_new_one(tmp_path, form):
+    """The new database indexes its workloads in another order than the old one: a mix of the two files
+    would give records the wrong kernels (what replacing one file after the other did)."""
+    compressed = form == "gz"
+    old_view, new_view = sorted(costs_and_traces(OLD)), sorted(costs_and_traces(NEW))
+    write_database(tmp_path / "probe", OLD, compressed=compressed)
+    said = _run_writer(tmp_path / "probe", 0, compressed)  # no pause: how many steps a whole write takes
+    steps = int(said.split()[1])
+    assert steps >= 3, said  # the commit, and a move for each of the two files at least
+    seen = []
+    for stop_at in range(1, steps + 1):
+        directory = tmp_path / f"killed-{stop_at}"
+        write_database(directory, OLD, compressed=compressed)
+        said = _run_writer(directory, stop_at, compressed)
+        assert said.startswith("paused before"), said
+        found = sorted(costs_and_traces(read_records(directory)))
+        assert found in (old_view, new_view), f"{said}: a mix of the two databases: {found}"
+        seen.append(found == new_view)
+        assert not (directory / COMMIT).exists() and is_compressed(directory) == compressed
+    # Killed before its commit point the write left the old database, after it the new one: both happen.
+    assert seen[0] is False and seen[-1] is True and seen == sorted(seen), seen
+
+
+def costs_and_traces(records: list[Record]) -> list[tuple[str, str, float]]:
+    """What a reader gets from each record: its kernel, schedule and cost (a mix shows as a kernel's schedule
+    under another kernel)."""
+    return [(r.shash, json.dumps(r.body[0]), r.cost_s) for r in records]
+
+
+def test_one_merge_for_the_working_database_and_the_committed_set():
+    known = [record("k1", 1.0, "znver3")]
+    first = known[0]
+    again = Record(first.shash, first.workload_line, [first.body[0], [7.0], *first.body[2:]])  # measured again
+    other = record("k1", 1.0, "znver3", trace="other")
+    assert new_records(known, [again, other, other]) == [other]

@@ -3,6 +3,7 @@ with their history in its provenance; what cannot join is refused and the set is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from runtime.target import SEED_TRIPLE, TargetSpec
 from tuning.database import RECORDS, read_records, write_database
 from tuning.importer import TUNED_GRAPH
 from tuning.merge_records import merge_into_committed
-from tuning.records import PROVENANCE, find_records, write_provenance
+from tuning.records import PROVENANCE, Provenance, find_records, save_provenance, seed_working, write_provenance
 
 from .test_database import record
 
@@ -79,7 +80,8 @@ def test_a_faster_record_for_a_kernel_and_cpu_the_set_has_counts_as_faster(tmp_p
     committed_set(tmp_path / "results")
     source = tmp_path / "zen5"
     write_database(source, [record("k1", 0.5, "znver5", trace="new"), record("k1", 9.0, "znver5", trace="slow")],
-                   compressed=False)  # no provenance: a bare database
+                   compressed=False)
+    save_provenance(source, Provenance(isa="x86-64-v4"))  # only the mark written before a first run
     result = merge_into_committed(source, tmp_path / "results")
     assert (result.added, result.kept, result.faster) == (2, 1, {"znver5": 1})
     prov = json.loads((tmp_path / "results" / "tuning" / "x86-64-v4" / PROVENANCE).read_text())
@@ -100,6 +102,8 @@ def test_into_an_empty_level_the_source_history_becomes_the_sets(tmp_path):
     ("mixed", "mixes records of several ISA levels (1 x86-64-v3, 1 x86-64-v4)"),
     ("anchor", "tuned with --module-equality anchor-block: the committed sets hold structural records only"),
     ("graph", "were tuned on the graph"),
+    ("working database of another graph", "were tuned on the graph"),
+    ("bare", "has no provenance.json, so the graph its records were tuned on is unknown"),
 ])
 def test_what_cannot_join_is_refused_and_the_set_is_left_as_it_was(tmp_path, case, message):
     level = committed_set(tmp_path / "results")
@@ -114,6 +118,14 @@ def test_what_cannot_join_is_refused_and_the_set_is_left_as_it_was(tmp_path, cas
         zen4_run(source)
         prov = json.loads((source / PROVENANCE).read_text())
         (source / PROVENANCE).write_text(json.dumps({**prov, "graph": {**prov["graph"], "weight_prepack": False}}))
+    elif case == "working database of another graph":  # seeded from a set of another graph, then tuned into
+        other = tmp_path / "other-graph"
+        write_database(other, [record("k9", 1.0, "znver4")], compressed=True)
+        write_provenance(other, ZEN4, "selfie_segmenter", dataclasses.replace(TUNED_GRAPH, weight_prepack=False))
+        seed_working(other, source)
+        write_database(source, [*read_records(source), record("k9", 0.5, "znver4", trace="new")], compressed=False)
+    elif case == "bare":  # records without the provenance every database tuning writes into has
+        write_database(source, [record("k1", 0.5, "znver5", trace="new")], compressed=False)
     with pytest.raises(SelfieTvmError, match=message.replace("(", r"\(").replace(")", r"\)")):
         merge_into_committed(source, tmp_path / "results")
     assert snapshot(level) == before

@@ -16,8 +16,10 @@ Two kinds live on disk:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from .tasks import mean_run_seconds
 RECORDS = "database_tuning_record.json"
 WORKLOADS = "database_workload.json"
 PROGRESS = "progress.jsonl"
+COMMIT = "database.commit"  # write_database's journal: present only while a write is past its commit point
 # The best record builds the library; two more per kernel and CPU keep the evolutionary search's
 # seeds (and a fallback if the best one fails elsewhere) at ~1/15 of the working database's size.
 KEEP_PER_CPU = 3
@@ -103,17 +106,39 @@ def _lines(path: Path) -> Iterator[str]:
                 yield line.rstrip("\n")
 
 
+def finish_interrupted_write(directory: Path) -> bool:
+    """Complete a write_database that was stopped after its commit point (its journal, COMMIT, is there):
+    the new pair replaces the old one before anything reads the directory. A write stopped before that
+    point left only `.part` files, which nothing reads: the old pair stands. True when it finished one."""
+    journal = Path(directory) / COMMIT
+    try:
+        steps = json.loads(journal.read_text())
+    except FileNotFoundError:
+        return False
+    for part, final in steps["replace"]:
+        with contextlib.suppress(FileNotFoundError):  # moved before the interruption
+            os.replace(journal.parent / part, journal.parent / final)
+    for name in steps["remove"]:
+        (journal.parent / name).unlink(missing_ok=True)
+    _sync_dir(journal.parent)
+    journal.unlink(missing_ok=True)
+    return True
+
+
 def is_compressed(directory: Path) -> bool:
+    finish_interrupted_write(directory)
     return (Path(directory) / (RECORDS + ".gz")).is_file() and not (Path(directory) / RECORDS).is_file()
 
 
 def count_records(directory: Path) -> int:
+    finish_interrupted_write(directory)
     return sum(1 for _ in _lines(Path(directory) / RECORDS))
 
 
 def read_records(directory: Path) -> list[Record]:
     """Every record of a database directory (plain or compressed), in the order measured."""
     directory = Path(directory)
+    finish_interrupted_write(directory)
     workloads = list(_lines(directory / WORKLOADS))
     shashes = [json.loads(line)[0] for line in workloads]
     records = []
@@ -123,13 +148,39 @@ def read_records(directory: Path) -> list[Record]:
     return records
 
 
-def write_database(directory: Path, records: Iterable[Record], *, compressed: bool) -> None:
-    """Write records (and only the workloads they use) as a JSONDatabase pair, atomically.
+def _write_synced(path: Path, data: bytes, *, compressed: bool) -> None:
+    with path.open("wb") as raw:
+        if compressed:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                f.write(data)
+        else:
+            raw.write(data)
+        raw.flush()
+        os.fsync(raw.fileno())
 
-    Compressed files carry no name or time stamp, so the same records give the same bytes.
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_database(directory: Path, records: Iterable[Record], *, compressed: bool) -> None:
+    """Write records (and only the workloads they use) as a JSONDatabase pair: a reader finds the old pair
+    or the new one, whenever the writer is killed (one writer at a time).
+
+    The two files cannot be replaced in one step, and records index the workload list, so a mix would
+    point records at the wrong kernels. The new pair is written beside the old as `.part` files; one
+    atomic rename of a journal (COMMIT) naming the moves is the commit point; then the moves are done and
+    the journal removed. Every reader here first finishes a write that passed its commit point
+    (`finish_interrupted_write`). Compressed files carry no name or time stamp, so the same records give
+    the same bytes.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    finish_interrupted_write(directory)
     index: dict[str, int] = {}
     workload_lines, record_lines = [], []
     for r in records:
@@ -137,25 +188,36 @@ def write_database(directory: Path, records: Iterable[Record], *, compressed: bo
             index[r.shash] = len(workload_lines)
             workload_lines.append(r.workload_line)
         record_lines.append(json.dumps([index[r.shash], r.body], separators=(",", ":")))
+    replace, remove = [], []
     for name, lines in ((WORKLOADS, workload_lines), (RECORDS, record_lines)):
-        text = "".join(line + "\n" for line in lines).encode()
-        final = directory / (name + ".gz" if compressed else name)
-        part = final.with_name(final.name + ".part")
-        if compressed:
-            with part.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
-                f.write(text)
-        else:
-            part.write_bytes(text)
-        part.replace(final)
-        stale = directory / (name if compressed else name + ".gz")
-        stale.unlink(missing_ok=True)
+        final = name + ".gz" if compressed else name
+        _write_synced(directory / (final + ".part"), "".join(line + "\n" for line in lines).encode(),
+                      compressed=compressed)
+        replace.append((final + ".part", final))
+        remove.append(name if compressed else name + ".gz")  # the other form of the same file
+    journal = directory / (COMMIT + ".part")
+    _write_synced(journal, json.dumps({"replace": replace, "remove": remove}).encode(), compressed=False)
+    _sync_dir(directory)
+    os.replace(journal, directory / COMMIT)  # the commit point
+    finish_interrupted_write(directory)
+
+
+def new_records(known: Iterable[Record], incoming: Iterable[Record]) -> list[Record]:
+    """The records of `incoming` that `known` does not hold (same kernel, schedule and target), each once:
+    what a merge adds. Measured latencies do not count: a schedule measured twice is one record."""
+    seen = {r.identity for r in known}
+    new = []
+    for r in incoming:
+        if r.identity not in seen:
+            seen.add(r.identity)
+            new.append(r)
+    return new
 
 
 def merge(source: Path, destination: Path) -> int:
     """Add to `destination` (plain) the records of `source` it does not have; returns how many."""
     known = read_records(destination)
-    seen = {r.identity for r in known}
-    new = [r for r in read_records(source) if r.identity not in seen]
+    new = new_records(known, read_records(source))
     if new:
         write_database(destination, [*known, *new], compressed=False)
     return len(new)

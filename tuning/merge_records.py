@@ -17,7 +17,7 @@ from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec
 
 from . import STRUCTURAL
-from .database import KEEP_PER_CPU, Record, count_records, prune, read_records, write_database
+from .database import KEEP_PER_CPU, Record, count_records, new_records, prune, read_records, write_database
 from .records import PROVENANCE, Provenance, RecordSet, isa_level, read_provenance, records_root, save_provenance
 
 
@@ -44,11 +44,9 @@ def _best(records: list[Record]) -> dict[tuple[str, str | None], float]:
     return best
 
 
-def _runs(source: Path, prov: Provenance | None, records: int, now: str) -> list[dict]:
-    """Provenance entries for what the source brings: each run of its own history, when it has one."""
+def _runs(source: Path, prov: Provenance, records: int, now: str) -> list[dict]:
+    """Provenance entries for what the source brings: each run of its own history."""
     tag = {"merged_from": str(source), "merged_at": now}
-    if prov is None:
-        return [{"at": now, "trials": records, **tag}]
     first = {"target": prov.tuned_for_target, "cpu": prov.tuned_on_cpu, "at": prov.updated_at,
              "seconds": round(first_run_seconds(asdict(prov)), 1), "model": ", ".join(prov.models),
              "trials": max(0, (prov.trials_measured or records) - sum(c.get("trials", 0) for c in prov.continued))}
@@ -71,22 +69,27 @@ def merge_into_committed(source: Path, root: Path | None = None) -> MergeResult:
                              + "): each level has a set of its own; split them first")
     (isa,) = levels
     committed = records_root(root) / isa
-    source_prov = read_provenance(source, isa) if (source / PROVENANCE).is_file() else None
+    # The graph decides the kernels, and nothing in the records says which graph they were tuned on: a
+    # database without its provenance cannot be checked (tuning writes one into every database it measures into).
+    if not (source / PROVENANCE).is_file():
+        raise SelfieTvmError(f"{source} has no {PROVENANCE}, so the graph its records were tuned on is unknown: "
+                             "they cannot be checked against the committed set (every database `selfie-tvm tune` "
+                             "measures into has one; copy it with the records)")
+    source_prov = read_provenance(source, isa)
     prov = read_provenance(committed, isa) if (committed / PROVENANCE).is_file() else None
-    if source_prov is not None:
-        if source_prov.module_equality != STRUCTURAL:
-            raise SelfieTvmError(f"the records in {source} were tuned with --module-equality "
-                                 f"{source_prov.module_equality}: the committed sets hold {STRUCTURAL} records only")
-        if prov is not None and source_prov.graph != prov.graph:
-            raise SelfieTvmError(f"the records in {source} were tuned on the graph {source_prov.graph}, those in "
-                                 f"{committed} on {prov.graph}: their kernels differ, so they cannot share a set")
+    if source_prov.module_equality != STRUCTURAL:
+        raise SelfieTvmError(f"the records in {source} were tuned with --module-equality "
+                             f"{source_prov.module_equality}: the committed sets hold {STRUCTURAL} records only")
+    if prov is not None and source_prov.graph != prov.graph:
+        raise SelfieTvmError(f"the records in {source} were tuned on the graph {source_prov.graph}, those in "
+                             f"{committed} on {prov.graph}: their kernels differ, so they cannot share a set")
 
     known = read_records(committed) if count_records(committed) else []
-    seen = {r.identity for r in known}
-    new = [r for r in incoming if r.identity not in seen]
+    new = new_records(known, incoming)
+    joining = {r.identity for r in new}
     before = _best(known)
     merged = prune([*known, *new], KEEP_PER_CPU)
-    kept = sum(r.identity not in seen for r in merged)
+    kept = sum(r.identity in joining for r in merged)
     faster = Counter(cpu for (shash, cpu), cost in _best(merged).items()
                      if cost < before.get((shash, cpu), float("inf")))
     if not kept:  # nothing new, or nothing that beats what the set keeps: it is left as it was
@@ -95,15 +98,16 @@ def merge_into_committed(source: Path, root: Path | None = None) -> MergeResult:
     write_database(committed, merged, compressed=True)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if prov is None:  # an empty set: the source's history becomes the set's
-        prov = source_prov or Provenance(isa=isa, trials_measured=len(incoming))
+        prov = source_prov
         prov.isa = isa
+        prov.trials_measured = prov.trials_measured or len(incoming)  # a database marked before its first run
         prov.updated_at = now
     else:
         runs = _runs(source, source_prov, len(incoming), now)
         prov.continued += runs
         prov.tuning_seconds += sum(r.get("seconds", 0.0) for r in runs)
         prov.trials_measured += sum(r["trials"] for r in runs)
-        prov.models = sorted({*prov.models, *(source_prov.models if source_prov else [])})
+        prov.models = sorted({*prov.models, *source_prov.models})
         prov.updated_at = now
     save_provenance(committed, prov)
     return MergeResult(RecordSet(committed, prov), len(new), kept, faster)

@@ -213,10 +213,16 @@ def describe_use(records: RecordSet, target: TargetSpec, ranked_by: str | None =
     return [f"using {records.summary()}", *(f"note: {n}" for n in records.notes_for(target, ranked_by))]
 
 
-
 def seed_working(committed: Path, working: Path) -> int:
-    """Bring the committed records into the working database (a fresh clone starts from them)."""
-    return merge(committed, working) if count_records(committed) else 0
+    """Bring the committed records into the working database (a fresh clone starts from them), and mark it
+    with the graph and module equality they were tuned with (`records merge` of this database checks them)."""
+    added = merge(committed, working) if count_records(committed) else 0
+    if not (Path(working) / PROVENANCE).is_file():
+        origin = read_provenance(committed, Path(committed).name)
+        Path(working).mkdir(parents=True, exist_ok=True)
+        save_provenance(working, Provenance(isa=origin.isa, graph=origin.graph,
+                                            module_equality=origin.module_equality))
+    return added
 
 
 def publish(working: Path, committed: Path, target: TargetSpec, model: str, options: GraphOptions,

@@ -178,8 +178,9 @@ def tune_model(args, model, rpc, device) -> None:
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
     check_module_equality(kept_in, provenance, args.module_equality)
-    if args.module_equality != STRUCTURAL and not (work_dir / PROVENANCE).is_file():
-        # Records without provenance count as structural: mark the directory before a record lands.
+    if not (work_dir / PROVENANCE).is_file():
+        # Mark the directory before a record lands: its graph and module equality (records without provenance
+        # would count as structural), which `records merge` checks, also after a run that was killed.
         work_dir.mkdir(parents=True, exist_ok=True)
         provenance = write_provenance(work_dir, target, model.spec.name, provenance.graph_options,
                                       module_equality=args.module_equality)
