@@ -29,11 +29,14 @@ from runtime.acquire import AUTO
 from runtime.engines.litert_isa import AVX2, ISA_LEVELS, NATIVE
 from runtime.errors import SelfieTvmError
 from runtime.processing import to_probabilities
+from runtime.ratios import in_words
 from runtime.registry import ModelSpec
 
 # Max |delta probability| a variant may differ from LiteRT by (what benchmark/test_latency.py allows).
 TOLERANCE = 1e-3
 SAMPLES = "ablation_samples.csv"
+SUMMARY = "ablation_latency.csv"
+PAGE = "ablation_latency.md"
 SAMPLE_COLUMNS = ["variant", "threads", "round", "position", "ms", "busy_before", "waited_ms", "idle"]
 
 
@@ -106,7 +109,8 @@ def run_ablation(model_name: str, variants: list[Variant], threads: list[int], r
 
 
 def summarise(samples: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
-    """p50 with its 95 % interval per variant and thread count; vs_litert against the first variant."""
+    """p50 with its 95 % interval per variant and thread count; vs_litert: its p50 over the first variant's (LiteRT)
+    at the same thread count, below 1 the variant is faster."""
     rows = []
     for n_threads, at in samples.groupby("threads", sort=True):
         for name in variants:
@@ -174,20 +178,43 @@ def main(argv: list[str] | None = None) -> int:
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    df = summarise(samples, [v.name for v in variants])
     args.out.mkdir(parents=True, exist_ok=True)
     samples.to_csv(args.out / SAMPLES, index=False, float_format="%.4f")
-    df.to_csv(args.out / "ablation_latency.csv", index=False, float_format="%.3f")
-    table = df.assign(p50_ci95=df.apply(lambda r: f"{r.p50_ci95_low:.1f}-{r.p50_ci95_high:.1f}", axis=1))
-    table = table[["variant", "threads", "runs", "p50_ms", "p50_ci95", "min_ms", "vs_litert"]]
-    markdown = table.to_markdown(index=False, floatfmt=".2f")
-    (args.out / "ablation_latency.md").write_text(
-        f"Interleaved run, {args.rounds} rounds, model {model}, inference only, ms; "
-        "vs_litert = p50 / LiteRT p50 at the same thread count."
-        + (" LiteRT limited to its AVX2 kernels on this host (runtime/engines/litert_isa.py)."
-           if args.litert_isa == AVX2 else "") + "\n\n" + markdown + "\n")
-    print(markdown)
+    write_summary(summarise(samples, [v.name for v in variants]), args.out)
+    print(render_page(args.out, model))
     return 0
+
+
+def write_summary(summary: pd.DataFrame, out: Path) -> None:
+    summary.to_csv(out / SUMMARY, index=False, float_format="%.3f")
+
+
+def page_text(summary: pd.DataFrame, model: str) -> str:
+    """ablation_latency.md from the summary (ablation_latency.csv): every number, and the rounds and the LiteRT
+    variant's kernels, read from it, so a page rendered again from the saved summary says the same."""
+    table = summary.assign(
+        p50_ci95=summary.apply(lambda r: f"{r.p50_ci95_low:.1f}-{r.p50_ci95_high:.1f}", axis=1),
+        **{"in words": [in_words(r, "", "LiteRT").lstrip() if name != summary["variant"].iloc[0] else ""
+                        for name, r in zip(summary["variant"], summary["vs_litert"], strict=True)]})
+    table = table[["variant", "threads", "runs", "p50_ms", "p50_ci95", "min_ms", "vs_litert", "in words"]]
+    table = table.rename(columns={"vs_litert": "variant / LiteRT"})
+    avx2_only = "AVX2 kernels only" in summary["variant"].iloc[0]
+    return (f"Interleaved run, {int(summary['runs'].max())} rounds, model {model}, inference only, ms; "
+            "variant / LiteRT = the variant's p50 over LiteRT's at the same thread count: below 1, the variant is "
+            "faster (0.91: it takes 0.91x LiteRT's time, 9 % faster)."
+            + (" LiteRT limited to its AVX2 kernels on this host (runtime/engines/litert_isa.py)."
+               if avx2_only else "") + "\n\n" + table.to_markdown(index=False, floatfmt=".2f") + "\n")
+
+
+def render_page(out: Path, model: str) -> str:
+    """Render ablation_latency.md again from the summary saved beside it (and that summary from the timed runs,
+    where they were saved); returns the page's text."""
+    if (out / SAMPLES).is_file():
+        samples = pd.read_csv(out / SAMPLES)
+        write_summary(summarise(samples, list(dict.fromkeys(samples["variant"]))), out)
+    text = page_text(pd.read_csv(out / SUMMARY), model)
+    (out / PAGE).write_text(text)
+    return text
 
 
 if __name__ == "__main__":

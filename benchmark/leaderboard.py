@@ -12,6 +12,7 @@ saved runs on this host's target (`--target` another's) are used.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,9 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
             frame["tuned_p50"], frame["tuned_ci_low"], frame["tuned_ci_high"], frame["tuned_note"], strict=True)],
         "tuned / LiteRT": frame["tuned_vs_litert"].map(lambda v: "-" if pd.isna(v) else f"**{v:.2f}**"),
         "tuned / LiteRT, paired": frame["tuned_vs_litert_paired"].map(_num),
+        "in words": [summary.ratio_in_words("tuned / LiteRT", paired if not pd.isna(paired) else medians)
+                     for medians, paired in zip(frame["tuned_vs_litert"], frame["tuned_vs_litert_paired"],
+                                                strict=True)],
         "tuned GFLOP/s": frame["tuned_gflops"].map(lambda v: _num(v, ".0f")),
         "max abs Δprob": frame["max_abs_dprob"].map(lambda v: _num(v, ".1e")),
         "worst IoU": frame["worst_iou"].map(lambda v: _num(v, ".4f")),
@@ -226,10 +230,12 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "## Inference", "",
         "One inference, same protocol as each model's report (`results/<model>/<target>/report.md`). GFLOP: TVM's "
         "FLOP estimate of every kernel of the tuned module per image (†: of the default graph's kernels, where "
-        "the tuned module was not profiled); tuned GFLOP/s = GFLOP / tuned p50. tuned / LiteRT: the ratio of "
-        "the two p50s; paired: the median over pairs of adjacent runs (each timed run and the other engine's run "
+        "the tuned module was not profiled); tuned GFLOP/s = GFLOP / tuned p50. tuned / LiteRT: the tuned p50 "
+        "over LiteRT's, below 1 the tuned module is faster (0.91: tuned takes 0.91x LiteRT's time, 9 % faster); "
+        "paired: the median over pairs of adjacent runs (each timed run and the other engine's run "
         "just before it, both ways), which drift of the machine between the engines' blocks does not move "
-        "(\"-\" for runs saved before the pairs were timed). "
+        "(\"-\" for runs saved before the pairs were timed); in words: the paired ratio, else the ratio of the "
+        "p50s. "
         "Agreement: the tuned module (the untuned one where there is no tuned) against LiteRT on real photos "
         "(seeded synthetic inputs for the twin), worst over inputs and classes.", "",
         inference.to_markdown(index=False, disable_numparse=True), "",
@@ -307,6 +313,25 @@ def saved_runs(target_id: str | None = None, notes: dict[str, str] | None = None
     return found, missing
 
 
+INPUTS = "leaderboard_runs.json"  # which saved runs a leaderboard shows, and why the others are missing
+
+
+def save_inputs(paths: list[Path], out: Path, missing: list[str]) -> None:
+    """What the page is rendered from besides the runs themselves, so it can be rendered again exactly
+    (`python -m benchmark.rerender`): the runs, relative to the page where they lie under it, and the notes."""
+    def where(p: Path) -> str:
+        p = Path(p).resolve()
+        return str(p.relative_to(out.resolve())) if p.is_relative_to(out.resolve()) else str(p)
+
+    (out / INPUTS).write_text(json.dumps({"runs": [where(p) for p in paths], "missing": missing}, indent=2) + "\n")
+
+
+def saved_inputs(out: Path) -> tuple[list[Path], list[str]]:
+    """The runs and notes a leaderboard in `out` was rendered from (save_inputs)."""
+    saved = json.loads((out / INPUTS).read_text())
+    return [out / p for p in saved["runs"]], saved["missing"]
+
+
 def write_leaderboard(paths: list[Path], out: Path | None = None, missing: list[str] | None = None) -> Path:
     """Render results/leaderboard.md, .csv and .png from saved runs; `missing`: the models without one, and why
     (saved_runs)."""
@@ -315,6 +340,7 @@ def write_leaderboard(paths: list[Path], out: Path | None = None, missing: list[
     frame = table([SavedRun.read(p) for p in paths])
     out = out or results_root()
     out.mkdir(parents=True, exist_ok=True)
+    save_inputs(paths, out, missing or [])
     frame.to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
     plot(frame, out / "leaderboard.png")
     report = out / "leaderboard.md"

@@ -44,20 +44,32 @@ def latency_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown[["engine", "threads", "runs", "min", "p50", ci, "p90", "p99", "mean", "std", "iqr"]]
 
 
+def ratios_section(ratio: pd.DataFrame) -> list[str]:
+    """Ratios of medians (summary.ratios), each said in words per thread count."""
+    words = [f"- {n} thread{'s' if n != 1 else ''}: " + "; ".join(
+        summary.ratio_in_words(label, row[label]) for label in ratio.columns if label != "threads")
+        for n, (_, row) in zip(ratio["threads"], ratio.iterrows(), strict=True)]
+    return ["## Ratios of medians (measured in the same run)", "",
+            "Each column is the first engine's p50 over the second's at the same thread count: below 1, the "
+            "first engine is faster.", "", _md(ratio), "", *words, ""]
+
+
 def paired_section(paired: pd.DataFrame) -> list[str]:
-    """Speed-ups from adjacent pairs of runs (summary.paired_speed_ups); nothing for runs saved without them."""
+    """Ratios from adjacent pairs of runs (summary.paired_ratio_table); nothing for runs saved without them."""
     if paired.empty:
         return []
     ci = f"{summary.CONFIDENCE:.0%} CI"
     bounds = zip(paired["ci_low"], paired["ci_high"], strict=True)
-    shown = paired.assign(**{ci: [_ci(lo, hi, ".3f") for lo, hi in bounds]})
-    return ["## Speed-ups, paired (drift between the engines' blocks cancels)", "",
+    shown = paired.assign(**{ci: [_ci(lo, hi, ".3f") for lo, hi in bounds]},
+                          **{"in words": [summary.ratio_in_words(label, m)
+                                          for label, m in zip(paired["ratio"], paired["median"], strict=True)]})
+    return ["## Ratios, paired (drift between the engines' blocks cancels)", "",
             "Each timed run of an engine follows one run of each other fast engine, timed as well, both from an "
-            "idle process: the two make a pair. Per pair, the slower engine's time over the faster one's (> 1: "
-            "the second engine of the label is faster); pairs of both directions pooled, their median with its "
+            "idle process: the two make a pair. Per pair, the first engine's time over the second's (below 1: "
+            "the first engine of the label is faster); pairs of both directions pooled, their median with its "
             "confidence interval. The ratio of medians above compares blocks of runs seconds or minutes apart, "
             "which a drifting machine moves; this one does not.", "",
-            _md(shown[["speed-up", "threads", "pairs", "median", ci]], floatfmt=".3f"), ""]
+            _md(shown[["ratio", "threads", "pairs", "median", ci, "in words"]], floatfmt=".3f"), ""]
 
 
 def _names(engines) -> str:
@@ -81,7 +93,7 @@ def protocol_section(info: pd.DataFrame) -> list[str]:
         over = f"over {threshold.iloc[0]:.0f} ms" if len(threshold) else "slow"
         text = (f"Quick protocol (the default of `nox -s benchmark`). Fast engines ({_names(fast)}) are interleaved "
                 "round by round: before every timed run of one, each other fast engine runs once (not among its own "
-                "samples; it pairs with the run after it, see the paired speed-ups), so slow "
+                "samples; it pairs with the run after it, see the paired ratios), so slow "
                 f"drifts of the machine hit them alike. Slow engines (first run {over}: {_names(slow)}) get a few "
                 "timed runs, each after one run of every fast engine, and never run between the fast "
                 "engines' rounds. `nox -s benchmark -- --full` runs the long protocol: every engine equally often, "
@@ -159,8 +171,8 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
         "",
         *libraries_section(run.libraries),
         "## Latency", "", "Inference alone, in ms (protocol below).", "", _md(latency_table(table)), "",
-        "## Speed-ups (ratio of medians, measured in the same run)", "", _md(ratio), "",
-        *paired_section(summary.paired_speed_ups(run.pairs())),
+        *ratios_section(ratio),
+        *paired_section(summary.paired_ratio_table(run.pairs())),
         "## Start-up", "",
         "Load: creating the engine (reading the model / library). First run: the first inference after it. "
         "Memory: growth of the process's resident set over load and first run, and the process's peak "

@@ -7,11 +7,14 @@ import pandas as pd
 from scipy import stats
 
 from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED
+from runtime.ratios import in_words
 
 CONFIDENCE = 0.95
-# label, engine whose p50 is divided, engine whose p50 divides (> 1: the second is faster)
-SPEED_UPS = (("tuned vs default", TVM_DEFAULT, TVM_TUNED), ("tuned vs LiteRT", LITERT, TVM_TUNED),
-             ("default vs LiteRT", LITERT, TVM_DEFAULT))
+# label, engine whose time is divided, engine whose time divides (runtime/ratios.py: below 1, the first is faster),
+# and the two engines' names as the ratio's words say them
+RATIOS = (("tuned / default", TVM_TUNED, TVM_DEFAULT), ("tuned / LiteRT", TVM_TUNED, LITERT),
+          ("default / LiteRT", TVM_DEFAULT, LITERT))
+SHORT_NAMES = {TVM_TUNED: "tuned", TVM_DEFAULT: "default", LITERT: "LiteRT"}
 COLUMNS = ["runs", "min", "p50", "p50_ci_low", "p50_ci_high", "p90", "p99", "mean", "std", "iqr"]
 
 
@@ -46,12 +49,13 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """Median speed-ups per thread count: default/tuned and LiteRT/tuned (>1 means tuned is faster)."""
+    """Ratios of medians per thread count: tuned / default, tuned / LiteRT, default / LiteRT (below 1: the first
+    engine is faster)."""
     p50 = table.pivot(index="threads", columns="engine", values="p50")
     out = pd.DataFrame(index=p50.index)
-    for label, slower, faster in SPEED_UPS:
-        if {slower, faster} <= set(p50.columns):
-            out[label] = p50[slower] / p50[faster]
+    for label, first, second in RATIOS:
+        if {first, second} <= set(p50.columns):
+            out[label] = p50[first] / p50[second]
     out = out.reset_index()
     out["threads"] = out["threads"].astype(int)
     return out
@@ -68,17 +72,23 @@ def paired_ratios(pairs: pd.DataFrame, numerator: str, denominator: str, threads
     return np.concatenate(ratios)
 
 
-def paired_speed_ups(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Speed-ups from pairs of adjacent runs (SavedRun.pairs), both directions pooled: for each SPEED_UPS
-    label, the slower engine's time over the faster one's in each pair; the median of those ratios and its
-    confidence interval, per thread count. Drift of the machine between the engines' blocks of runs,
-    which moves a ratio of medians, cancels in each pair."""
+def paired_ratio_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Ratios from pairs of adjacent runs (SavedRun.pairs), both directions pooled: for each RATIOS label,
+    the first engine's time over the second's in each pair (below 1: the first is faster); the median of
+    those ratios and its confidence interval, per thread count. Drift of the machine between the
+    engines' blocks of runs, which moves a ratio of medians, cancels in each pair."""
     rows = []
-    for label, slower, faster in SPEED_UPS:
+    for label, first, second in RATIOS:
         for threads in sorted(set(pairs["threads"])):
-            ratios = paired_ratios(pairs, slower, faster, threads)
+            ratios = paired_ratios(pairs, first, second, threads)
             if ratios.size:
                 low, high = median_ci(ratios)
-                rows.append({"speed-up": label, "threads": int(threads), "pairs": int(ratios.size),
+                rows.append({"ratio": label, "threads": int(threads), "pairs": int(ratios.size),
                              "median": float(np.median(ratios)), "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=["speed-up", "threads", "pairs", "median", "ci_low", "ci_high"])
+    return pd.DataFrame(rows, columns=["ratio", "threads", "pairs", "median", "ci_low", "ci_high"])
+
+
+def ratio_in_words(label: str, ratio: float) -> str:
+    """A RATIOS label's value in words (runtime/ratios.py): `tuned takes 0.91x LiteRT's time: 9 % faster`."""
+    _, first, second = next(r for r in RATIOS if r[0] == label)
+    return in_words(ratio, SHORT_NAMES[first], SHORT_NAMES[second])

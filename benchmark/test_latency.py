@@ -3,7 +3,7 @@
 Quick protocol (default): the fast engines (LiteRT and the tuned module, the comparison that matters)
 are interleaved round by round: before every timed run of one, each other fast engine runs once
 (pytest-benchmark's `setup`, timed here and saved as `partner_ms`: each makes a pair with the timed run
-after it, benchmark/summary.py: paired_speed_ups), so slow drifts of the machine hit them alike; every
+after it, benchmark/summary.py: paired_ratio_table), so slow drifts of the machine hit them alike; every
 run waits until the other engines' pool threads are idle (benchmark/idle.py), so none runs beside a
 spinning pool. A slow engine (first run over --slow-ms: the untuned module, ~5.5 s) gets --slow-runs
 runs, each after one run of every fast engine, and never runs between the fast engines' rounds.

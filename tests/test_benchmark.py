@@ -70,14 +70,17 @@ def test_ratios_are_ratios_of_medians():
     })
     table = summary.summarise(samples)
     r = summary.ratios(table).iloc[0]
-    assert r["tuned vs default"] == pytest.approx(110 / 22)
-    assert r["tuned vs LiteRT"] == pytest.approx(11 / 22)
+    # One direction everywhere: the first engine's time over the second's, below 1 the first is faster.
+    assert r["tuned / default"] == pytest.approx(22 / 110)
+    assert r["tuned / LiteRT"] == pytest.approx(22 / 11)
+    assert r["default / LiteRT"] == pytest.approx(110 / 11)
     assert r["threads"] == 2
 
 
-def test_paired_speed_ups_are_not_moved_by_drift_between_the_engines_blocks():
+def test_paired_ratios_are_not_moved_by_drift_between_the_engines_blocks():
     """LiteRT's 20 timed runs fell in a slow spell of the host (2x), the tuned module's in a quiet one: the
-    ratio of medians says 2.2x; each pair (a timed run and the other engine's run just before it) says 1.1."""
+    ratio of medians says tuned / LiteRT = 1 / 2.2; each pair (a timed run and the other engine's run just
+    before it) says 1 / 1.1."""
     drift = np.linspace(1.0, 1.2, 20)
     pairs = pd.DataFrame(
         [{"threads": 2, "engine": "tvm-tuned", "partner": "litert", "engine_ms": 50 * d, "partner_ms": 55 * d}
@@ -86,12 +89,13 @@ def test_paired_speed_ups_are_not_moved_by_drift_between_the_engines_blocks():
            for d in drift])
     samples = pd.DataFrame({"engine": ["tvm-tuned"] * 20 + ["litert"] * 20, "threads": 2,
                             "latency_ms": [*(50 * drift), *(110 * drift)]})
-    assert summary.ratios(summary.summarise(samples)).iloc[0]["tuned vs LiteRT"] == pytest.approx(2.2)
-    paired = summary.paired_speed_ups(pairs).set_index("speed-up")
-    row = paired.loc["tuned vs LiteRT"]
+    assert summary.ratios(summary.summarise(samples)).iloc[0]["tuned / LiteRT"] == pytest.approx(1 / 2.2)
+    paired = summary.paired_ratio_table(pairs).set_index("ratio")
+    row = paired.loc["tuned / LiteRT"]
     assert (row["threads"], row["pairs"]) == (2, 40)
-    assert row["median"] == pytest.approx(1.1) and row["ci_low"] == pytest.approx(1.1)
-    assert set(paired.index) == {"tuned vs LiteRT"}  # no pairs of the other labels' engines
+    assert row["median"] == pytest.approx(1 / 1.1) and row["ci_high"] == pytest.approx(1 / 1.1)
+    assert set(paired.index) == {"tuned / LiteRT"}  # no pairs of the other labels' engines
+    assert summary.ratio_in_words("tuned / LiteRT", row["median"]) == "tuned takes 0.91x LiteRT's time: 9 % faster"
 
 
 def test_a_saved_run_pairs_each_timed_run_with_the_partner_run_before_it(tmp_path):
@@ -112,10 +116,10 @@ def test_a_saved_run_pairs_each_timed_run_with_the_partner_run_before_it(tmp_pat
         {"threads": 1, "engine": "litert", "partner": "tvm-tuned", "engine_ms": 10.0, "partner_ms": 20.0},
         {"threads": 1, "engine": "litert", "partner": "tvm-tuned", "engine_ms": 30.0, "partner_ms": 40.0},
         {"threads": 1, "engine": "tvm-tuned", "partner": "litert", "engine_ms": 20.0, "partner_ms": 10.0}]
-    assert summary.paired_speed_ups(pairs).iloc[0]["median"] == pytest.approx(0.5)
+    assert summary.paired_ratio_table(pairs).iloc[0]["median"] == pytest.approx(2.0)  # tuned / LiteRT: 2, 4/3, 2
     # A run saved before partners were timed has no pairs, and its report no paired section.
     old = SavedRun(tmp_path / "old.json", {"benchmarks": [bench("litert", "tvm-tuned", [0.01], None)]})
-    assert old.pairs().empty and paired_section(summary.paired_speed_ups(old.pairs())) == []
+    assert old.pairs().empty and paired_section(summary.paired_ratio_table(old.pairs())) == []
 
 
 # First runs of the twin on a 2-core machine (ms): the untuned module is slow, the others fast.
@@ -205,16 +209,17 @@ def test_quick_run_saves_pytest_benchmark_json(quick_run):
 def test_report_from_quick_run(quick_run):
     _, out = quick_run
     text = (out / "report" / "report.md").read_text()
-    for heading in ("## Latency", "## Speed-ups", "## Start-up", "## Protocol", "## Agreement with LiteRT",
+    for heading in ("## Latency", "## Ratios of medians", "## Start-up", "## Protocol", "## Agreement with LiteRT",
                     "## Figures"):
         assert heading in text
     assert "Each timed run starts once the process's other threads are idle" in text
     assert "0 waits timed out" in text
     assert "p50 95% CI" in text and "n/a (< 6 runs)" in text  # 3 runs: too few for a 95 % interval
-    assert "## Speed-ups, paired" in text
-    speed_ups = text.split("## Speed-ups (ratio of medians", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"\n\|\s+1 \|", speed_ups), speed_ups  # a thread count, not 1.00
-    assert re.search(r"\| default vs LiteRT \|\s+1 \|\s+6 \|", text)  # 3 pairs each way, pooled
+    assert "## Ratios, paired" in text
+    ratios = text.split("## Ratios of medians", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"\n\|\s+1 \|", ratios), ratios  # a thread count, not 1.00
+    assert re.search(r"- 1 thread: default takes [0-9.]+x LiteRT's time: ", ratios), ratios  # said in words
+    assert re.search(r"\| default / LiteRT \|\s+1 \|\s+6 \|", text)  # 3 pairs each way, pooled
     stats = pd.read_csv(out / "report" / "latency_stats.csv").set_index("engine")
     assert set(stats.index) == {"litert", "tvm-default"} and (stats["runs"] == 3).all()
     # The statistics are those of the runs pytest-benchmark saved (seconds there, ms here), engine by engine.
@@ -335,7 +340,8 @@ def test_ablation_times_every_variant_in_one_interleaved_run(ablation_libraries,
     assert list(df.index) == variants and (df["runs"] == 6).all() and (df["threads"] == 2).all()
     for name, runs in samples.groupby("variant")["ms"]:
         assert df.loc[name, "p50_ms"] == pytest.approx(np.median(runs), abs=1e-3)
-    assert "vs_litert" in (tmp_path / "ablation_latency.md").read_text()
+    page = (tmp_path / "ablation_latency.md").read_text()
+    assert "variant / LiteRT" in page and "x LiteRT's time: " in page
 
 
 def test_ablation_refuses_a_variant_that_computes_something_else(ablation_libraries, tmp_path, monkeypatch, capsys):
