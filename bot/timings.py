@@ -7,7 +7,8 @@ from typing import Literal
 
 import numpy as np
 
-from runtime.engines import TVM_DEFAULT, TVM_TUNED, engine_label
+from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED, engine_label
+from runtime.ratios import in_words
 
 from .engines import EngineSet
 from .published import PublishedLatency
@@ -64,8 +65,9 @@ class TimingReport:
         lines = [f"{self.engines.spec.name}, {self.threads} threads each: " + " · ".join(parts),
                  f"(answered by {engine_label(first)}, the fastest here)"]
         ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms}
-        if TVM_TUNED in ms and TVM_DEFAULT in ms:
-            lines.append(f"TVM tuned is {ms[TVM_DEFAULT] / ms[TVM_TUNED]:.1f}x faster than TVM default")
+        for other in (LITERT, TVM_DEFAULT):  # one direction, as in the reports: tuned / other, said in words
+            if TVM_TUNED in ms and other in ms:
+                lines.append(in_words(ms[TVM_TUNED] / ms[other], engine_label(TVM_TUNED), engine_label(other)))
         for name in self.timings:
             meta = getattr(self.engines.segmenters[name].engine, "metadata", None)
             if warning := getattr(meta, "tuning_warning", None):

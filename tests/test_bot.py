@@ -1025,6 +1025,10 @@ def test_reply_names_a_partially_tuned_library_and_missing_engines():
     assert "m, 2 threads each: TFLite (LiteRT) 47 ms · TVM tuned 120 ms (while busy)" in text
     assert "TVM tuned: partially tuned: 3 of 76 kernels" in text and "(TVM default not available here)" in text
     assert "benchmark p50 (cpu-id, 2026-11-25): TVM tuned 115 ms" in text
+    # The same direction as every report: tuned / LiteRT, said in words.
+    assert "TVM tuned takes 2.6x TFLite (LiteRT)'s time: slower" in text
+    report.timings["litert"] = Timing(150.0)
+    assert "TVM tuned takes 0.80x TFLite (LiteRT)'s time: 20 % faster" in report.text()
     report.timings["tvm-tuned"] = Timing(state="published")
     assert "TVM tuned ~115 ms (benchmark p50 of 2026-11-25; too many photos queued" in report.text()
 
