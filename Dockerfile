@@ -48,7 +48,12 @@ ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/home
     SELFIE_TVM_RESULTS_DIR=/app/results \
     SELFIE_TVM_CACHE_DIR=/app/cache/models \
     SELFIE_TVM_OFFLINE=1 \
-    SELFIE_BOT_THREADS=2
+    SELFIE_BOT_THREADS=2 \
+    SELFIE_BOT_WEBHOOK_HOST=0.0.0.0 \
+    SELFIE_BOT_WEBHOOK_PORT=8080
 USER bot
+# The webhook server (when SELFIE_BOT_WEBHOOK_URL is set; long polling listens on nothing). Put a TLS
+# proxy in front: Telegram posts only to HTTPS.
+EXPOSE 8080
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot"]

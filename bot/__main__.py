@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -29,20 +30,35 @@ class RedactToken(logging.Filter):
         return True
 
 
+def _problem(error: dict) -> str:
+    """One validation error as `setting: message` (our validators' messages name the variable already)."""
+    message = error["msg"].removeprefix("Value error, ")
+    where = ".".join(str(p) for p in error["loc"]) or "settings"
+    return message if message.startswith(("SELFIE_", "TELEGRAM_")) else f"{where}: {message}"
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiohttp's access log would print request URLs, which contain the token.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    from .settings import BotSettings
+    from pydantic_settings import SettingsError
+
+    from .settings import ENV_FILE, BotSettings
 
     try:
         settings = BotSettings()
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                             for err in e.errors())
+        problems = "; ".join(_problem(err) for err in e.errors())
         hint = " Put TELEGRAM_BOT_TOKEN in .env (see .env.example)." if "token" in problems.lower() else ""
         print(f"error: bot settings are invalid ({problems}).{hint}", file=sys.stderr)
         return 2
+    except SettingsError as e:  # a value pydantic-settings could not even parse (e.g. malformed JSON)
+        print(f"error: bot settings are invalid ({e}{': ' + str(e.__cause__) if e.__cause__ else ''}).",
+              file=sys.stderr)
+        return 2
+    env_file = Path(ENV_FILE).resolve()
+    logging.getLogger(__name__).info("settings: from the environment, then %s", env_file if env_file.is_file()
+                                     else f"no {ENV_FILE} file (looked in {env_file.parent})")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(settings.token.get_secret_value()))
     from .app import run_polling, run_webhook

@@ -14,7 +14,6 @@ from .service import SegmentationService
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
-WEBHOOK_PATH = "/webhook"
 # At shutdown: requests being answered get this long, the lanes a second more (`python -m bot`): 3 s in all.
 SHUTDOWN_REQUESTS_S = 2.0
 
@@ -82,7 +81,7 @@ def webhook_secret(settings: BotSettings) -> str:
 
 
 def create_webhook_app(settings: BotSettings, service: SegmentationService):
-    """An aiohttp app receiving updates at WEBHOOK_PATH; registers settings.webhook_url with a secret token on
+    """An aiohttp app receiving updates at settings.webhook_path; registers settings.webhook_url with a secret token on
     start, and answers 401 to any request without it."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
     from aiohttp import web
@@ -96,7 +95,7 @@ def create_webhook_app(settings: BotSettings, service: SegmentationService):
         await bot.set_webhook(settings.webhook_url, secret_token=secret)
 
     app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=WEBHOOK_PATH)
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=settings.webhook_path)
     setup_application(app, dp, bot=bot)
     return app
 

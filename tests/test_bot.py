@@ -360,6 +360,26 @@ def test_an_unknown_model_is_refused_at_start_with_the_known_names(tmp_path):
     assert all(name in proc.stderr for name in ("deeplab_v3", "selfie_segmenter", "hair_segmentation"))
 
 
+def test_engines_setting_takes_the_clis_comma_syntax_or_json(monkeypatch):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    for value in ("litert,tvm-tuned", " litert , tvm-tuned ", '["litert", "tvm-tuned"]'):
+        monkeypatch.setenv("SELFIE_BOT_ENGINES", value)
+        assert BotSettings().engines == ["litert", "tvm-tuned"], value
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("litert,tvm-fast", "unknown engine tvm-fast"), ('["litert", ', "is not a JSON list"), (",", "no engine given")])
+def test_a_bad_engines_setting_is_one_line_naming_it_and_the_engines(tmp_path, value, problem):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TELEGRAM_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
+           "SELFIE_BOT_ENGINES": value}
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: bot settings are invalid (SELFIE_BOT_ENGINES")
+    assert problem in line and "litert, tvm-default, tvm-tuned" in line, line
+
+
 def test_twin_album_has_one_mask_per_class_and_says_synthetic(twin_service, astronaut):
     async def scenario(tg: FakeTelegram):
         await tg.send_text(3, "/segmentation")
@@ -821,7 +841,7 @@ def test_webhook_mode_requires_the_secret_token(twin_service, astronaut):
     import aiohttp
     from aiohttp import web
 
-    from bot.app import WEBHOOK_PATH, create_webhook_app
+    from bot.app import create_webhook_app
 
     async def main():
         telegram = FakeTelegram(TOKEN)
@@ -835,8 +855,10 @@ def test_webhook_mode_requires_the_secret_token(twin_service, astronaut):
             await site.start()
             port = site._server.sockets[0].getsockname()[1]
             await probe.cleanup()
+            # A path of one's own (SELFIE_BOT_WEBHOOK_PATH): updates are received there and nowhere else.
             settings = twin_service.settings.model_copy(update={
-                "api_server": url, "webhook_url": f"http://127.0.0.1:{port}{WEBHOOK_PATH}"})
+                "api_server": url, "webhook_path": "/tg/updates-7",
+                "webhook_url": f"http://127.0.0.1:{port}/tg/updates-7"})
             runner = web.AppRunner(create_webhook_app(settings, twin_service))
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -847,6 +869,9 @@ def test_webhook_mode_requires_the_secret_token(twin_service, astronaut):
                 for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
                     async with session.post(settings.webhook_url, json=forged, headers=headers) as resp:
                         assert resp.status == 401
+                async with session.post(f"http://127.0.0.1:{port}/webhook", json=forged,
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": telegram.webhook_secret}) as resp:
+                    assert resp.status == 404  # the default path is not served when another is set
             await telegram.send_text(77, "/segmentation")
             await telegram.replies(77, 1)
             await telegram.send_photo(77, jpeg(astronaut))
@@ -906,7 +931,7 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
     import redis
     from aiohttp import web
 
-    from bot.app import WEBHOOK_PATH, create_webhook_app
+    from bot.app import create_webhook_app
 
     async def main():
         tg = FakeTelegram(TOKEN)
@@ -914,7 +939,7 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
         (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
         monkeypatch.setenv("SELFIE_BOT_REDIS_PASSWORD_FILE", str(tmp_path / "redis_password"))
         settings = BotSettings(**{**selfie_service.settings.model_dump(exclude={"redis_password"}),
-                                  "api_server": url, "redis_url": redis_url, "webhook_url": f"https://bot.example{WEBHOOK_PATH}",
+                                  "api_server": url, "redis_url": redis_url, "webhook_url": "https://bot.example/webhook",
                                   "webhook_secret": SecretStr("shared-secret_1")})
         assert settings.redis_password.get_secret_value() == REDIS_PASSWORD  # from the secret file
         runners, urls = [], []
@@ -927,7 +952,7 @@ def test_two_webhook_replicas_share_one_conversation_through_redis(selfie_servic
                 site = web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()
                 runners.append(runner)
-                urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{WEBHOOK_PATH}")
+                urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{settings.webhook_path}")
             assert tg.webhook_secret == "shared-secret_1"
             headers = {"X-Telegram-Bot-Api-Secret-Token": "shared-secret_1"}
             async with aiohttp.ClientSession() as http:
