@@ -20,6 +20,18 @@ from types import ModuleType, SimpleNamespace
 from ..errors import CommandUnavailableError, SelfieTvmError
 from . import background, hair, models, segment
 
+DESCRIPTION = ("Segment portraits with MediaPipe's selfie models (masks, hair colour, background) on LiteRT or on "
+               "TVM libraries compiled and tuned for this CPU; compile and tune those libraries.")
+EPILOG = """examples:
+  selfie-tvm models                                 which models there are, and which are here
+  selfie-tvm segment photo.jpg --out out/           a mask per class and an overlay, with LiteRT
+  selfie-tvm segment photo.jpg --engine tvm-tuned   the same with the tuned TVM library (compile it first)
+  selfie-tvm compile --tuned                        build the TVM libraries from the committed tuning records
+  selfie-tvm hair photo.jpg --color '#8e44ad'       recolour the hair
+  selfie-tvm background photo.jpg --background beach.jpg
+
+Models are found in SELFIE_TVM_MODELS_DIR, then the cache, then downloaded (SELFIE_TVM_OFFLINE=1:
+never). `selfie-tvm COMMAND --help` explains a command's options."""
 ENTRY_POINT_GROUP = "selfie_tvm.commands"
 BUILTIN = {"segment": segment, "hair": hair, "background": background, "models": models}
 
@@ -57,9 +69,11 @@ def commands() -> dict[str, ModuleType | SimpleNamespace]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfie-tvm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="selfie-tvm", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log more (INFO level), and show the traceback of a file-system error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in commands().values():
         command.register(sub)
     return parser

@@ -11,10 +11,13 @@ from .common import add_model_options, report
 
 
 def register(sub) -> None:
-    p = sub.add_parser("background", help="replace the background of a portrait")
-    p.add_argument("photo", type=Path)
-    p.add_argument("--background", type=Path, required=True, help="the new background photo")
-    p.add_argument("--out", type=Path, default=None, help="output file (default: PHOTO.background.png)")
+    p = sub.add_parser("background", help="replace the background of a portrait",
+                       description="Replace the background of a portrait: the person (every class but the "
+                                   "background) is blended onto another photo, scaled to cover it.")
+    p.add_argument("photo", type=Path, help="a JPEG, PNG or WebP portrait")
+    p.add_argument("--background", type=Path, required=True, metavar="PHOTO", help="the new background photo")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="output file (default: PHOTO.background.png)")
     add_model_options(p)
     p.set_defaults(run=run)
 

@@ -21,11 +21,18 @@ def positive_int(text: str) -> int:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="registry model name (default: the registry default); see `selfie-tvm models`")
-    p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
-    p.add_argument("--engine", default=LITERT, choices=ENGINE_NAMES, help="inference engine")
-    p.add_argument("--threads", type=positive_int, default=1, help="inference threads")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="a model of `selfie-tvm models`, `auto` (the default model if it can be had, else its "
+                        "twin) or a .tflite file (default: the registry's default model)")
+    p.add_argument("--model-path", type=Path, default=None, metavar="FILE",
+                   help="a .tflite file to run: alone, any segmentation model (a registry model's file is "
+                        "recognised by its name); with --model, that model's file instead of the one it would "
+                        "look up")
+    p.add_argument("--engine", default=LITERT, choices=ENGINE_NAMES,
+                   help="what runs the model: litert (TFLite/XNNPACK, needs nothing else; the default), "
+                        "tvm-tuned or tvm-default (the TVM libraries `selfie-tvm compile` built for this CPU)")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="threads for inference (default: 1)")
 
 
 def report(seg: Segmentation, label: str = "") -> None:

@@ -14,10 +14,12 @@ from .common import add_model_options, report
 
 
 def register(sub) -> None:
-    p = sub.add_parser("hair", help="recolour the hair in a photo")
-    p.add_argument("photo", type=Path)
-    p.add_argument("--color", required=True, help="#RRGGBB, RRGGBB, #RGB or a colour name")
-    p.add_argument("--out", type=Path, default=None, help="output file (default: PHOTO.hair.png)")
+    p = sub.add_parser("hair", help="recolour the hair in a photo",
+                       description="Recolour the hair in a photo, with the hair class of a model that has one "
+                                   "(--model if it has a hair class, else the registry's hair model).")
+    p.add_argument("photo", type=Path, help="a JPEG, PNG or WebP photo")
+    p.add_argument("--color", required=True, help="the new colour: #RRGGBB, RRGGBB, #RGB or a name (e.g. purple)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="output file (default: PHOTO.hair.png)")
     add_model_options(p)
     p.set_defaults(run=run)
 

@@ -8,8 +8,11 @@ from ..registry import registry
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list registered models and their availability")
-    p.add_argument("--fetch", metavar="NAME", help="download (or generate) one model into the cache")
+    p = sub.add_parser("models", help="list registered models and their availability",
+                       description="List the registered models: classes, input size, licence, and whether each "
+                                   "is here (SELFIE_TVM_MODELS_DIR or the cache) or would be downloaded.")
+    p.add_argument("--fetch", metavar="NAME",
+                   help="download (or, for a twin, generate) one model into the cache, e.g. before going offline")
     p.set_defaults(run=run)
 
 

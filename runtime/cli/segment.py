@@ -11,9 +11,12 @@ from .common import add_model_options, report
 
 
 def register(sub) -> None:
-    p = sub.add_parser("segment", help="segment a photo into per-class masks and an overlay")
-    p.add_argument("photo", type=Path)
-    p.add_argument("--out", type=Path, default=Path("out"), help="output directory")
+    p = sub.add_parser("segment", help="segment a photo into per-class masks and an overlay",
+                       description="Segment a photo: one greyscale mask per class (PHOTO.mask.CLASS.png) and a "
+                                   "coloured overlay with a legend (PHOTO.overlay.png), and the time each step took.")
+    p.add_argument("photo", type=Path, help="a JPEG, PNG or WebP photo")
+    p.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                   help="directory to write the masks and the overlay to (default: out/)")
     add_model_options(p)
     p.set_defaults(run=run)
 

@@ -24,7 +24,9 @@ def add_model_option(p: argparse.ArgumentParser, all_models: bool = False) -> No
     p.add_argument("--model", default=AUTO,
                    help=f"registry model name (default {AUTO}: the registry default if it can be had, else its "
                         f"twin{every})")
-    p.add_argument("--model-path", type=Path, default=None, help="explicit .tflite file for --model")
+    p.add_argument("--model-path", type=Path, default=None, metavar="FILE",
+                   help="a .tflite file: alone, any segmentation model (a registry model's file is recognised by "
+                        "its name); with --model, that model's file instead of the one it would look up")
 
 
 def rpc_tracker(text: str) -> str:

@@ -62,7 +62,9 @@ def register(sub) -> None:
                         "(default: on for AVX2 targets without AVX-512, e.g. --portable)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
-    p.add_argument("--rpc-key", default=None, help="device key at the RPC tracker")
+    p.add_argument("--rpc-key", default=None, metavar="KEY",
+                   help="the devices' key at the tracker: the --key their RPC servers registered with (`./nox -s "
+                        "farm -- --key farm`, compose's SELFIE_RPC_KEY, default farm)")
     p.add_argument("--rpc-devices", type=positive_int, default=None, metavar="N",
                    help="measure on at most N devices of the key at once (default: every one the tracker has)")
     p.add_argument("--out", type=Path, default=None, help="library directory (default: tvm_model/<model>/<target>)")
