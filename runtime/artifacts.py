@@ -56,10 +56,12 @@ class LibraryMetadata:
     # Where the records came from (ISA level, CPU and target they were tuned on, graph options).
     records_provenance: dict | None = None
     graph: dict | None = None
-    # Kernels of the tuned library that found no record run as naive loops: never silently.
+    # Kernels of the tuned library that found no record run with the default schedule (parallel,
+    # vectorised, not tuned), those it cannot schedule as naive loops: never silently.
     kernels: int | None = None
     untuned_kernels: list[str] = field(default_factory=list)
     untuned_flop_share: float | None = None
+    naive_kernels: list[str] = field(default_factory=list)
     # Kernels given a hand-written schedule (tuning/hand_schedules.py) instead of their record.
     hand_scheduled_kernels: list[str] = field(default_factory=list)
     # sha256 of the records' hand_schedules.json it was built with ("" without one): a new choice rebuilds it.
@@ -114,8 +116,10 @@ class LibraryMetadata:
         if self.kind != "tuned" or not self.untuned_kernels:
             return None
         share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
+        naive = (f"; {len(self.naive_kernels)} of them as naive loops ({', '.join(self.naive_kernels)})"
+                 if self.naive_kernels else "")
         return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
-                "(they run as naive loops)")
+                f"(they run with the default schedule: parallel and vectorised, not tuned{naive})")
 
 
 def tuning_origins(provenance: dict) -> list[tuple[str, dict, float]]:

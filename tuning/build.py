@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import tvm
+from tvm import s_tir
 
 from runtime.acquire import ResolvedModel
 from runtime.artifacts import LibraryMetadata, build_dir, library_paths
@@ -17,6 +18,7 @@ from runtime.target import TargetSpec
 
 from . import STRUCTURAL
 from .database import build_cpu, read_records, select_for, write_database
+from .default_schedule import default_database, default_schedule
 from .errors import MissingRecordsError
 from .hand_schedules import HandChoice, ahead_of, applied, choices_digest, read_choices
 from .importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions, finalize, import_tflite, optimize
@@ -38,6 +40,7 @@ class Coverage:
     kernels: int
     untuned: list[str]
     untuned_flop_share: float
+    naive: list[str] = ()  # untuned kernels the default schedule refuses too: naive loops
 
 
 @contextmanager
@@ -59,14 +62,17 @@ def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path, module_equal
 
     plan = plan_tasks(mod, target.to_tvm())
     db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True, module_equality=module_equality)
-    untuned, flops_missing, flops_total = [], 0.0, 0.0
+    untuned, naive, flops_missing, flops_total = [], [], 0.0, 0.0
+    cores = int(target.to_tvm().attrs.get("num-cores", 1))
     for task in plan.tasks:
         flops = task_flops(task) * int(task.weight)
         flops_total += flops
         if not db.has_workload(task.dispatched[0]):
             untuned.append(task.task_name)
             flops_missing += flops
-    return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0)
+            if not default_schedule(s_tir.Schedule(task.dispatched[0]), cores):
+                naive.append(task.task_name)
+    return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0, naive)
 
 
 def record_coverage(mod: tvm.IRModule, target: TargetSpec, records: RecordSet) -> Coverage:
@@ -100,7 +106,8 @@ def compile_module(model: ResolvedModel, target: TargetSpec, records: Path | Non
 def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
                   module_equality: str = STRUCTURAL, hand: list[HandChoice] = ()) -> tvm.IRModule:
     """Replace every kernel that has a record in `database` (a plain JSONDatabase) with its best schedule,
-    except the kernels `hand` schedules (tuning/hand_schedules.py): they get the hand schedule.
+    except the kernels `hand` schedules (tuning/hand_schedules.py): they get the hand schedule. Every
+    other kernel gets the default schedule (tuning/default_schedule.py: parallel, vectorised).
 
     With anchor-block records the database finds a kernel's group record by its anchor block, and
     the pass replays the anchor's trace on the kernel (MetaSchedule's ScheduleUsingAnchorTrace)."""
@@ -109,7 +116,10 @@ def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
 
     # Opened here rather than by path in the pass, which announces "Creating JSONDatabase" on stderr.
     db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False, module_equality=module_equality)
-    with target, ahead_of(db, list(hand)), tvm.transform.PassContext(opt_level=3):
+    cores = int(target.attrs.get("num-cores", 1))
+    # Kernels without a record (nor a hand schedule) get the default schedule, not naive loops.
+    with (target, ms.database.OrderedUnionDatabase(ahead_of(db, list(hand)), default_database(cores)),
+          tvm.transform.PassContext(opt_level=3)):
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
 
 
@@ -146,6 +156,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         records_provenance=asdict(records.provenance) if tuned else None,
         kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],
         untuned_flop_share=cover.untuned_flop_share if cover else None,
+        naive_kernels=list(cover.naive) if cover else [],
         hand_scheduled_kernels=hand_kernels,
         hand_schedules_sha256=choices_digest(records.path) if tuned else "",
         records_ranked_by=ranked_by,
