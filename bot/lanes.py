@@ -5,7 +5,8 @@
   afterwards, and only while the reply lane is idle: new requests always go first. An engine's timing is
   the median of as many runs as fit a short budget, so a moment's contention on a busy host (a single run
   at the lowest priority can take twice its time) does not make the figure. When its backlog is too long,
-  a photo gets the benchmark's p50 for those engines instead of a measurement.
+  a photo gets the benchmark's p50 for those engines instead of a measurement. Each run starts once the
+  process's other threads are idle, as the benchmark's and the tuner's do (runtime/idle.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from runtime.idle import wait_until_idle
 
 from .timings import Result, Timing, TimingReport
 
@@ -146,6 +149,9 @@ class Lanes:
                 if self._closing:
                     return Timing(state="skipped")
                 starts = self._reply_starts
+            # The protocol of every timing here (runtime/idle.py): the answering engine's pool, which ran just
+            # before, still spins for up to ~0.1 s, and a run beside it would be timed at up to twice its time.
+            wait_until_idle()
             try:
                 samples.append(report.engines.segment(name, rgb).timings.inference_ms)
             except Exception:

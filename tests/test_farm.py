@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -14,25 +15,27 @@ import pytest
 from tvm.s_tir import meta_schedule as ms
 
 from runtime.target import host_target
+from tuning import measure
 from tuning.build import tuning_module
 from tuning.cli.options import target_from
 from tuning.database import RECORDS, count_records, read_records, write_database
 from tuning.errors import DeviceUnresponsiveError, FarmError, NoDeviceError
 from tuning.farm import RpcSpec, connect_device, request_device
 from tuning.importer import TUNED_GRAPH
-from tuning.local_farm import LocalFarm, free_port, wait_for
+from tuning.local_farm import LocalFarm
 from tuning.records import read_provenance, write_provenance
 from tuning.tasks import FAILED_RUN_S
 from tuning.tune import tune
 
+from .farm_helpers import free_port, sessions_in_progress, sessions_started, wait_for
 from .tiny_models import tiny_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 # One kernel of the tiny model is tuned: its first batch reaches the database after one search
 # (~40 s on a busy 2-core host) instead of two, and a run of 3 batches measures before and after a kill.
 ONLY = ["fused_conv2d_add_relu"]
-BUDGET = 12
 KEY = "farm-cpu"
+TUNE_DEADLINE_S = 400  # no batch starts later (pytest-timeout ends a test that hangs all the same)
 
 
 @pytest.fixture(scope="module")
@@ -66,30 +69,39 @@ def _shape(line: str):
 
 
 @pytest.mark.slow
-def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny_mod, target, tmp_path, capfd):
+def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny_mod, target, tmp_path, capfd,
+                                                                            monkeypatch):
+    # Each measurement keeps its device >= 0.3 s (min_repeat_ms), so looking at device 0's log every 50 ms finds it
+    # measuring; one batch of 4 on 2 devices is enough.
+    monkeypatch.setattr(measure, "EVALUATOR", measure.EVALUATOR._replace(min_repeat_ms=300))
     work = tmp_path / "records"
     with LocalFarm(2, KEY) as farm:
+        in_flight_when_killed: list[int] = []
+
         def kill_device_0_while_it_measures():
-            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
-            # A session lasts ~0.2 s: polled every 0.2 s, a kill fell between two sessions about half the
-            # time, and then no measurement in flight was lost (the repeat went untested).
-            wait_for(lambda: farm.sessions_in_progress(0) > 0, 900, "device 0 to be measuring", interval_s=0.002)
+            wait_for(lambda: sessions_in_progress(farm, 0) > 0, 300, "device 0 to be measuring", interval_s=0.05)
             farm.kill_device(0)
+            in_flight_when_killed.append(sessions_in_progress(farm, 0))
 
         killer, errors = _in_background(kill_device_0_while_it_measures)
         try:
-            result = tune(tiny_mod, target.to_tvm(), work, budget=BUDGET, per_iter=4, rpc=farm.spec, only=ONLY)
+            result = tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, rpc=farm.spec, only=ONLY,
+                          register_tiles=False, time_limit_s=TUNE_DEADLINE_S)
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors
         assert farm.servers[0].poll() is not None and farm.servers[1].poll() is None
-    assert result.trials_run >= BUDGET
+        sessions = sessions_started(farm, 0) + sessions_started(farm, 1)
+    assert in_flight_when_killed == [1]  # device 0 died with a measurement under way
+    assert result.trials_run >= 4
     err = capfd.readouterr().err
     assert "2 devices measuring" in err and "1 device measuring" in err  # the progress line follows the farm
     assert err.count("stopped answering") == 1
-    # The killed device's in-flight measurement was repeated on the other: no failed record.
+    # The killed device's in-flight measurement was repeated on the other: one session more than measurements,
+    # and no failed record.
     lines = (work / RECORDS).read_text().splitlines()
     assert all(max(json.loads(line)[1][1]) < FAILED_RUN_S / 10 for line in lines)  # failures: FAILED_RUN_S
+    assert sessions == len(lines) + 1
     # The same JSON database a local run writes (the committed records were tuned locally).
     committed = read_records(ROOT / "results" / "tuning" / "x86-64-v3")[0]
     local = json.dumps([0, committed.body])
@@ -101,13 +113,41 @@ def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny
 
 
 @pytest.mark.slow
+def test_a_broken_measurement_call_stops_the_run_and_stores_no_record(tiny_mod, target, tmp_path, monkeypatch):
+    """A call TVM no longer accepts (here a wrong argument) says nothing about the candidate: stored as its
+    failure, it would rule the schedule out for good. The run stops in one sentence, the records untouched."""
+    work = _records_dir(tmp_path)
+    before = (work / RECORDS).read_bytes()
+    monkeypatch.setattr(measure, "EVALUATOR", measure.EVALUATOR._replace(number="three"))
+    with LocalFarm(1, KEY) as farm, pytest.raises(FarmError, match=r"^measuring on the farm failed in a way that "
+                                                                   r"says nothing about the candidate \(\w+Error"):
+        tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, rpc=farm.spec, progress=False, only=ONLY,
+             register_tiles=False, time_limit_s=TUNE_DEADLINE_S)
+    assert (work / RECORDS).read_bytes() == before
+
+
+def test_the_tvm_steps_a_measurement_calls_take_the_arguments_the_farm_passes():
+    """The farm measures with TVM's public RPC steps (tuning/farm.py `_measure_once`): a TVM whose steps take
+    other arguments fails here, not in the records."""
+    from tvm.s_tir.meta_schedule.runner import rpc_runner
+
+    passed = {"default_upload_module": ["session", "local_path", "remote_path"],
+              "default_alloc_argument": ["session", "device", "args_info", "alloc_repeat"],
+              "default_run_evaluator": ["session", "rt_mod", "device", "evaluator_config", "repeated_args"],
+              "default_cleanup": ["session", "remote_path"]}
+    for name, arguments in passed.items():
+        assert list(inspect.signature(getattr(rpc_runner, name)).parameters) == arguments, name
+    assert measure.EVALUATOR._fields == ("number", "repeat", "min_repeat_ms", "enable_cpu_cache_flush")
+
+
+@pytest.mark.slow
 def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, target, tmp_path):
     work = tmp_path / "records"
     with LocalFarm(1, KEY) as farm:
         saved_at_kill: list[int] = []
 
         def kill_tracker_after_first_batch():
-            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
+            wait_for(lambda: count_records(work) >= 4, 300, "the first batch to reach the database")
             saved_at_kill.append(count_records(work))
             farm.kill_tracker()
 
@@ -116,7 +156,7 @@ def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, 
             one_sentence = rf"^cannot reach the RPC tracker at {farm.tracker} \([^\n]*\)[^\n]*$"
             with pytest.raises(FarmError, match=one_sentence):
                 tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False,
-                     only=ONLY)
+                     only=ONLY, time_limit_s=TUNE_DEADLINE_S)
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors
@@ -132,9 +172,9 @@ def test_every_device_gone_stops_the_run_in_one_sentence_and_keeps_the_records(t
         saved_at_kill: list[int] = []
 
         def kill_the_only_device_while_it_measures():
-            wait_for(lambda: count_records(work) >= 4, 900, "the first batch to reach the database")
-            started = farm.sessions_started(0)
-            wait_for(lambda: farm.sessions_started(0) > started, 900, "the device to start a measurement")
+            wait_for(lambda: count_records(work) >= 4, 300, "the first batch to reach the database")
+            started = sessions_started(farm, 0)
+            wait_for(lambda: sessions_started(farm, 0) > started, 300, "the device to start a measurement")
             saved_at_kill.append(count_records(work))
             farm.kill_device(0)
 
@@ -143,7 +183,7 @@ def test_every_device_gone_stops_the_run_in_one_sentence_and_keeps_the_records(t
             one_sentence = f"^every device of key '{KEY}' at {farm.tracker} stopped answering[^\n]*$"
             with pytest.raises(FarmError, match=one_sentence):
                 tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False,
-                     only=ONLY)
+                     only=ONLY, time_limit_s=TUNE_DEADLINE_S)
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors

@@ -1,14 +1,15 @@
-"""benchmark/idle.py: a timed run starts only once the process's other threads are idle."""
+"""runtime/idle.py: a timed run starts only once the process's other threads are idle."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from benchmark.idle import busy_threads, summarise, wait_until_idle
+from runtime.idle import busy_threads, summarise, wait_until_idle
 
 
 @pytest.fixture
@@ -76,7 +77,40 @@ def test_tvm_pool_workers_spin_after_a_run_and_the_wait_outlasts_them():
 
 
 def test_summary_counts_busy_and_timed_out_waits():
-    from benchmark.idle import IdleWait
+    from runtime.idle import IdleWait
 
     waits = [IdleWait(0, 0.1, True), IdleWait(2, 80.0, True), IdleWait(1, 2000.0, False)]
     assert summarise(waits) == {"runs": 3, "busy_before": 2, "timed_out": 1, "max_wait_ms": 2000.0}
+
+
+class _PoolLikeEngine:
+    """An engine whose worker keeps spinning for a while after each run returns, as TVM's pool does."""
+
+    spinners: list[int] = []  # native ids of every engine's spinning workers
+
+    def __init__(self, spin_s: float) -> None:
+        self.spin_s = spin_s
+        self.spinning_at_start: list[int] = []  # per run: how many workers were still spinning when it began
+
+    def run(self, x) -> None:
+        self.spinning_at_start.append(len(set(busy_threads()) & set(self.spinners)))
+        stop = time.monotonic() + self.spin_s
+        block = bytes(1 << 20)
+
+        def spin():
+            self.spinners.append(threading.get_native_id())
+            while time.monotonic() < stop:
+                hashlib.sha256(block).digest()
+
+        threading.Thread(target=spin, daemon=True).start()
+
+
+def test_the_tuner_times_each_engine_once_the_other_ones_pool_is_idle():
+    """tuning/cli/tune.py's before/after figures follow the benchmark's protocol (runtime/idle.py): the
+    tuned/LiteRT ratio it prints is not one engine timed beside the other's spinning pool."""
+    from tuning.cli.tune import _medians_ms
+
+    engines = {"a": _PoolLikeEngine(0.05), "b": _PoolLikeEngine(0.05)}
+    _medians_ms(engines, None, rounds=3)
+    timed = [n for e in engines.values() for n in e.spinning_at_start[1:]]  # after each engine's warm-up run
+    assert timed == [0] * 6, {n: e.spinning_at_start for n, e in engines.items()}

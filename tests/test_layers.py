@@ -1,4 +1,5 @@
-"""Dependencies point one way: runtime <- tuning, benchmark; runtime <- bot. Checked statically.
+"""Dependencies point one way: runtime <- tuning, benchmark; runtime <- bot; tests use them all, and no
+product module imports tests. Checked statically.
 
 Every module of every package is parsed (ast) and each import, including function-local ones and
 relative ones, is resolved to the top-level package it names.
@@ -13,12 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("runtime", "tuning", "benchmark", "bot")
-# package -> project packages it must never import
+# package -> project packages it must never import; no product module imports the tests (not packaged).
 FORBIDDEN = {
-    "runtime": {"tuning", "benchmark", "bot"},
-    "tuning": {"benchmark", "bot"},
-    "bot": {"tuning", "benchmark"},
-    "benchmark": {"bot"},
+    "runtime": {"tuning", "benchmark", "bot", "tests"},
+    "tuning": {"benchmark", "bot", "tests"},
+    "bot": {"tuning", "benchmark", "tests"},
+    "benchmark": {"bot", "tests"},
 }
 
 

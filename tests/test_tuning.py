@@ -24,10 +24,10 @@ from tuning.build import export, tuning_module
 from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_records
 from tuning.errors import MissingRecordsError, TuningBudgetError
 from tuning.farm import RpcSpec
-from tuning.local_farm import wait_for
 from tuning.records import isa_level, record_set_dir, resolve_records, working_dir
 from tuning.tune import tune
 
+from .farm_helpers import wait_for
 from .tiny_models import tiny_file_model, tiny_segmenter, tiny_shared_anchor
 
 pytestmark = pytest.mark.slow

@@ -6,12 +6,19 @@ stopped answering on another device, and turns a tracker that cannot be reached,
 device left, into one FarmError sentence instead of a hang. Every wait on the tracker and on a
 device's handshake has a deadline: TVM's own protocols would wait for a device of an unknown key, or
 for a device whose server lost its tracker, forever.
+
+Only a measured failure of a candidate becomes its record (MetaSchedule never retries a failed schedule):
+errors are told apart by type (`_measure`), and one that says nothing about the candidate (a broken
+call, a lost farm) stops the run with the records measured so far kept. A measurement is TVM's public
+RPC steps (`rpc_runner.default_upload_module`, ...; tests/test_farm.py pins their signatures).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import select
 import socket
 import struct
@@ -19,10 +26,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import TextIO
 
 from tqdm import tqdm
+from tvm import error as tvm_error
 from tvm.ir.utils import derived_object
 from tvm.rpc import base as rpc_base
 from tvm.s_tir import meta_schedule as ms
@@ -225,57 +232,117 @@ def describe_device(spec: RpcSpec) -> Device:
     return Device(str(cpu), int(threads), count)
 
 
+# How one measurement ended (`_measure`): measured costs; a failure of the candidate that becomes its record
+# (a session timeout: too slow; an error of the candidate's run on two devices in a row); a FarmError that
+# stops the run; or an error that says nothing about the candidate (a broken call, e.g. after a TVM
+# upgrade): that stops the run too, so that no failure it did not measure is stored as the candidate's.
+MEASURED, CANDIDATE_FAILED, FARM_FAILED, BROKEN = "measured", "candidate failed", "farm failed", "broken"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    costs: list[float] | None = None
+    error: str = ""  # why it failed (the record's error message, or the run's)
+    device_failed: bool = False  # a device stopped answering on the way (the runner follows the farm)
+    farm_error: FarmError | None = None
+
+
+# Errors of a session on a device: the device stopped answering, dropped the connection, or the candidate's
+# run raised or crashed it (the two cannot be told apart from here; a repeat on another device can).
+SESSION_ERRORS = (tvm_error.RPCError, ConnectionError, EOFError)
+ATTEMPTS = 4  # devices one measurement may try before the farm counts as unable to measure
+
+
+class _NoSession(Exception):
+    """No session could be opened on the device the tracker handed out: it is gone, not the candidate."""
+
+
 def _measure(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path: str, device_type: str,
-             args_info: tuple) -> tuple[list[float] | None, bool, FarmError | None]:
-    """In a pool worker: measure one candidate on a free device. When the session fails (the
-    device died, or the candidate crashed it), measure it once more on whichever device is free.
-    Returns the costs, whether a device failed on the way, and why the farm cannot measure at all
-    (returned, not raised: the pool would replace a raised error's sentence with its traceback)."""
-    create = partial(_session_for_worker, spec)
-    failed = False
-    for attempt in range(2):
+             args_info: tuple) -> Outcome:
+    """In a pool worker: measure one candidate on a free device, with TVM's public steps of an RPC
+    measurement. A device that cannot be reached is replaced by another; a session that fails during the
+    candidate's measurement is repeated once on another device, and a second failure is the candidate's.
+    Returns, never raises (the pool would replace an error's sentence with its traceback)."""
+    device_failed, failed_sessions = False, 0
+    for _ in range(ATTEMPTS):
         try:
-            costs = rpc_runner._worker_func(create, None, None, None, None, None, evaluator, 1,
-                                            artifact_path, device_type, args_info)
-            return costs, failed, None
+            return Outcome(MEASURED, costs=_measure_once(spec, evaluator, artifact_path, device_type, args_info),
+                           device_failed=device_failed)
         except FarmError as e:
-            return None, failed, e
-        except Exception as e:
-            if attempt == 1 or "RPCSessionTimeoutError" in str(e):  # too slow: slow again elsewhere
-                raise
-            failed = True
-    raise AssertionError("unreachable")
+            return Outcome(FARM_FAILED, error=str(e), device_failed=device_failed, farm_error=e)
+        except _NoSession:
+            device_failed = True
+        except tvm_error.RPCSessionTimeoutError as e:  # too slow: slow again elsewhere
+            return Outcome(CANDIDATE_FAILED, error=f"farm: {e}", device_failed=device_failed)
+        except SESSION_ERRORS as e:
+            device_failed, failed_sessions = True, failed_sessions + 1
+            if failed_sessions == 2:
+                return Outcome(CANDIDATE_FAILED, error=f"farm: its run failed on two devices: {e}",
+                               device_failed=True)
+        except Exception as e:  # not a failure of the candidate: stop the run, store nothing
+            return Outcome(BROKEN, error=f"{type(e).__name__}: {e}", device_failed=device_failed)
+    error = FarmError(f"no device of key {spec.key!r} at {spec.tracker} could take a measurement in {ATTEMPTS} "
+                      "attempts: the records measured so far are kept")
+    return Outcome(FARM_FAILED, error=str(error), device_failed=True, farm_error=error)
 
 
-def _session_for_worker(spec: RpcSpec, _rpc_config):
-    return open_session(spec, wait_s=spec.session_timeout_s)
+def _measure_once(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path: str, device_type: str,
+                  args_info: tuple) -> list[float]:
+    """Upload the candidate to a free device of the farm, allocate its arguments and time it there."""
+    try:
+        session = open_session(spec, wait_s=spec.session_timeout_s)
+    except FarmError:
+        raise
+    except Exception as e:  # whatever the connect raised, no candidate ran: at worst the run ends unmeasured
+        raise _NoSession(f"{type(e).__name__}: {e}") from e
+    remote_path = None
+    try:
+        device = session.device(device_type, 0)
+        remote_path = os.path.basename(artifact_path)
+        module = rpc_runner.default_upload_module(session, artifact_path, remote_path)
+        args = rpc_runner.default_alloc_argument(session, device, args_info, 1)
+        return rpc_runner.default_run_evaluator(session, module, device, evaluator, args)
+    finally:
+        with contextlib.suppress(*SESSION_ERRORS):  # a session that is gone has nothing left to clean
+            rpc_runner.default_cleanup(session, remote_path)
 
 
 @derived_object
 class _FarmFuture(ms.runner.PyRunnerFuture):
-    def __init__(self, runner: FarmRunner, future) -> None:
+    def __init__(self, runner: FarmRunner, future, measurement: tuple) -> None:
         super().__init__()
         self.runner = runner
         self.future = future
+        self.measurement = measurement  # _measure's arguments: measured again if its device went meanwhile
 
     def done(self) -> bool:
         return self.future.done()
 
     def result(self) -> ms.runner.RunnerResult:
-        try:
-            costs, device_failed, farm_error = self.future.result()
-        except TimeoutError:
-            return ms.runner.RunnerResult(None, error_msg="farm: measurement timed out")
-        except Exception as e:
-            return ms.runner.RunnerResult(None, error_msg=f"farm: {e}")
-        if isinstance(farm_error, NoDeviceError):  # the last device went while this measurement waited
-            self.runner.check_devices()  # fails the run, unless a device came back meanwhile
-            return ms.runner.RunnerResult(None, error_msg="farm: no device was left for this measurement")
-        if farm_error is not None:
-            raise self.runner.fail(farm_error)
-        if device_failed:
-            self.runner.check_devices()
-        return ms.runner.RunnerResult(costs, None)
+        while True:
+            try:
+                outcome = self.future.result()
+            except TimeoutError as e:
+                raise self.runner.fail(FarmError(
+                    f"a measurement on the farm at {self.runner.spec.tracker} did not end within its "
+                    f"{self.runner.pool_timeout_s:.0f} s: the records measured so far are kept")) from e
+            except Exception as e:  # the pool's worker died: nothing was measured
+                raise self.runner.fail(self.runner.broken(f"{type(e).__name__}: {e}")) from e
+            if outcome.kind == FARM_FAILED and isinstance(outcome.farm_error, NoDeviceError):
+                # The last device went while this measurement waited; fails the run unless one came back.
+                self.runner.check_devices()
+                self.future = self.runner.pool.submit(_measure, *self.measurement)
+                continue
+            if outcome.kind == FARM_FAILED:
+                raise self.runner.fail(outcome.farm_error)
+            if outcome.kind == BROKEN:
+                raise self.runner.fail(self.runner.broken(outcome.error))
+            if outcome.device_failed:
+                self.runner.check_devices()
+            if outcome.kind == CANDIDATE_FAILED:
+                return ms.runner.RunnerResult(None, error_msg=outcome.error)
+            return ms.runner.RunnerResult(outcome.costs, None)
 
 
 @derived_object
@@ -294,7 +361,8 @@ class FarmRunner(ms.runner.PyRunner):
         self.in_use = usable_devices(spec)
         # One worker per device; a worker whose device is gone queues at the tracker for another.
         self.pool_size = self.in_use
-        self.pool = PopenPoolExecutor(max_workers=self.pool_size, timeout=3 * spec.session_timeout_s + 30)
+        self.pool_timeout_s = 3 * spec.session_timeout_s + 30
+        self.pool = PopenPoolExecutor(max_workers=self.pool_size, timeout=self.pool_timeout_s)
         self.measuring_s = 0.0  # wall time with a batch on the farm: what more devices can shorten
         self._lock = threading.Lock()
         self._show()
@@ -308,6 +376,11 @@ class FarmRunner(ms.runner.PyRunner):
         """Remember why the farm cannot go on; the caller raises it through MetaSchedule's C++."""
         self.failure = error
         return error
+
+    def broken(self, error: str) -> FarmError:
+        return FarmError(f"measuring on the farm failed in a way that says nothing about the candidate ({error}): "
+                         "the run stops so that no failure it did not measure is stored as a record (the "
+                         "records measured so far are kept); is TVM the version pyproject.toml pins?")
 
     def check_devices(self) -> None:
         """Follow the devices the tracker still has; say once when fewer measure, fail when none."""
@@ -328,9 +401,9 @@ class FarmRunner(ms.runner.PyRunner):
     def run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
         self.check_devices()
         start = time.monotonic()
-        futures = [self.pool.submit(_measure, self.spec, self.evaluator, str(inp.artifact_path),
-                                    str(inp.device_type), tuple(arg.as_json() for arg in inp.args_info))
-                   for inp in runner_inputs]
+        measurements = [(self.spec, self.evaluator, str(inp.artifact_path), str(inp.device_type),
+                         tuple(arg.as_json() for arg in inp.args_info)) for inp in runner_inputs]
+        futures = [self.pool.submit(_measure, *m) for m in measurements]
         pending = [len(futures)]
 
         def finished(_future) -> None:
@@ -341,9 +414,10 @@ class FarmRunner(ms.runner.PyRunner):
 
         for future in futures:
             future.add_done_callback(finished)
-        return [_FarmFuture(self, future) for future in futures]
+        return [_FarmFuture(self, future, m) for future, m in zip(futures, measurements, strict=True)]
 
     def close(self) -> None:
         """Stop the pool's worker processes (a measurement still running is abandoned)."""
         self.pool.shutdown(wait=True)
-        log.info("farm: batches were on the devices for %.1f s in all", self.measuring_s)
+        log.info("farm: batches were on the devices for %.1f s in all", self.measuring_s,
+                 extra={"measuring_s": self.measuring_s})  # the figure itself, for benchmark/farm_scale.py

@@ -1,7 +1,7 @@
 """A farm on this machine: a TVM RPC tracker and N RPC servers on 127.0.0.1, each pinned to its own core.
 
-Used by the tests, the scale measurement (benchmark/farm_scale.py) and `./nox -s farm`; on other
-machines, one device is `python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY`.
+`./nox -s farm` runs one until Ctrl-C; the scale measurement (benchmark/farm_scale.py) and the tests start
+their own. On other machines, one device is `python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY`.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from .farm import RpcSpec, registered_keys
 START_TIMEOUT_S = 120  # a server imports all of TVM before it registers: ~5 s idle, more on a busy box
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
-             proc: subprocess.Popen | None = None, interval_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
+def _wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen | None = None) -> None:
+    """Start-up: until the tracker or the servers are up (they write no other signal), START_TIMEOUT_S at most."""
+    deadline = time.monotonic() + START_TIMEOUT_S
     while not condition():
         if proc is not None and proc.poll() is not None:
             raise FarmError(f"{what}: the process exited with {proc.returncode}")
         if time.monotonic() > deadline:
-            raise FarmError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)  # polling interval, not a synchronisation delay
+            raise FarmError(f"timed out after {START_TIMEOUT_S} s waiting for {what}")
+        time.sleep(0.2)  # the interval between looks, not a synchronisation delay
 
 
 class LocalFarm:
@@ -78,33 +78,23 @@ class LocalFarm:
         return self
 
     def _start_all(self) -> None:
-        start = self.port or free_port()
+        start = self.port or _free_port()
         log = self.log_dir / "tracker.log"
         self.tracker_proc = self._start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(start),
                                          "--port-end", str(start + 50)], log, dict(os.environ), [])
         bound = re.compile(r"bind to 127\.0\.0\.1:(\d+)")
-        wait_for(lambda: bound.search(log.read_text()) is not None, START_TIMEOUT_S, "the RPC tracker",
-                 self.tracker_proc)
+        _wait_until(lambda: bound.search(log.read_text()) is not None, "the RPC tracker", self.tracker_proc)
         self.port = int(bound.search(log.read_text()).group(1))
         cores = sorted(os.sched_getaffinity(0))
         for i in range(self.devices):
             env = {**os.environ, "TVM_NUM_THREADS": str(self.threads)}
-            first = free_port()
+            first = _free_port()
             pin = ["taskset", "-c", str(cores[i % len(cores)])] if self.pin else []
             self.servers.append(self._start(
                 ["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(first), "--port-end", str(first + 100),
                  "--tracker", self.tracker, "--key", self.key], self.log_dir / f"server{i}.log", env, pin))
-        wait_for(lambda: registered_keys(self.spec).get(self.key, 0) == self.devices, START_TIMEOUT_S,
-                 f"{self.devices} RPC servers to register")
-
-    def sessions_started(self, device: int) -> int:
-        """How many measurement sessions a device has begun (from its log)."""
-        return (self.log_dir / f"server{device}.log").read_text().count("start serving")
-
-    def sessions_in_progress(self, device: int) -> int:
-        """Sessions a device has begun and not yet finished (from its log): a measurement in flight."""
-        text = (self.log_dir / f"server{device}.log").read_text()
-        return text.count("start serving") - text.count("finish serving")
+        _wait_until(lambda: registered_keys(self.spec).get(self.key, 0) == self.devices,
+                    f"{self.devices} RPC servers to register")
 
     def kill_device(self, device: int) -> None:
         _kill(self.servers[device])

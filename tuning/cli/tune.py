@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import time
 from pathlib import Path
 
 from runtime.acquire import ALL
@@ -72,15 +71,16 @@ def register(sub) -> None:
 
 
 def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
-    """Median latency of each engine, measured in interleaved rounds (these machines drift)."""
+    """Median latency of each engine, measured in interleaved rounds (these machines drift), each run once the
+    other engine's pool is idle (runtime/idle.py: the benchmark's and the bot's protocol)."""
+    from runtime.idle import timed_after_idle_ms
+
     for engine in engines.values():
         engine.run(x)
     times: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(rounds):
         for name, engine in engines.items():
-            t0 = time.perf_counter()
-            engine.run(x)
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            times[name].append(timed_after_idle_ms(lambda engine=engine: engine.run(x))[0])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
