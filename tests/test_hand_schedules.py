@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tvm
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from runtime.acquire import resolve_model
 from runtime.artifacts import LibraryMetadata
-from runtime.target import host_target
+from runtime.target import host_target, portable_target
 from tuning.build import apply_records, export, tuning_module
 from tuning.database import build_cpu
 from tuning.depthwise import PAD_BLOCK, DepthwiseShape, depthwise_shape, tiles
-from tuning.hand_schedules import HandChoice, KernelTiming, choose, hand_scheduled, measure, workload_key, write_choices
-from tuning.records import Provenance, RecordSet, isa_level
+from tuning.hand_schedules import (
+    HandChoice,
+    KernelTiming,
+    applied,
+    choose,
+    hand_scheduled,
+    measure,
+    read_choices,
+    workload_key,
+    write_choices,
+)
+from tuning.records import Provenance, RecordSet, isa_level, read_provenance
 from tuning.tasks import plan_tasks
 
 from .tiny_models import simple_records, tiny_depthwise
@@ -135,3 +148,32 @@ def test_measuring_times_the_record_and_every_tile_of_each_depthwise_kernel(mod,
     for t in timings:
         assert t.record_us > 0 and len(t.hand_us) == 4 and all(us > 0 for us in t.hand_us.values())
         assert t.key == workload_key(depthwise[t.kernel])
+
+
+COMMITTED_SETS = sorted(p.parent for p in (Path(__file__).resolve().parent.parent / "results" / "tuning")
+                        .glob("*/hand_schedules.json"))
+
+
+@pytest.mark.parametrize("records", COMMITTED_SETS, ids=lambda p: p.name)
+def test_every_committed_choice_schedules_a_kernel_of_the_twin_at_its_isa_level(records):
+    """Keys depend on the kernel's computation only: the choices of a set apply to the twin's build of
+    that ISA level for a generic CPU of the level and for this host's CPU (when it has that level)."""
+    choices = read_choices(records)
+    provenance = read_provenance(records, records.name)
+    twin = resolve_model("selfie_multiclass_twin")
+    host = host_target()
+    targets = [portable_target(level=records.name)] + ([host] if isa_level(host) == records.name else [])
+    for target in targets:
+        twin_mod = tuning_module(twin, target, provenance.graph_options)
+        keys = {workload_key(t.dispatched[0]) for t in plan_tasks(twin_mod, target.to_tvm()).tasks}
+        unmatched = sorted(c.kernel for c in choices if c.key not in keys)
+        assert not unmatched, f"{records.name} choices match no kernel of the twin built for {target.mcpu}: {unmatched}"
+        assert len(applied(twin_mod, target.to_tvm(), choices)) == len(choices)
+
+
+def test_a_key_ignores_the_weight_prepack_attribute(mod):
+    kernel = next(t.dispatched[0] for t in plan_tasks(mod, host_target().to_tvm()).tasks
+                  if depthwise_shape(t.dispatched[0]["main"]) is not None)
+    marked = tvm.IRModule({"main": kernel["main"].with_attr("layout_free_buffers", [1])})
+    assert workload_key(marked) == workload_key(kernel)
+    assert workload_key(tvm.IRModule({"main": kernel["main"].with_attr("other", 1)})) != workload_key(kernel)

@@ -31,9 +31,20 @@ MARGIN = 0.95
 _TOLERANCE = 1e-4  # max abs difference from the unscheduled kernel, relative to the output's scale
 
 
+# Function attributes a graph option adds to a kernel without changing what it computes: weight prepacking
+# (GraphOptions.weight_prepack) marks the weight buffers layout-free. Keys leave them out, so a choice applies
+# to its kernel whatever the graph options or the CPU of the build that measured it.
+_BUILD_ATTRS = ("layout_free_buffers",)
+
+
 def workload_key(mod: tvm.IRModule) -> str:
-    """The kernel's structure (its PrimFunc `main`, without the module attributes a build adds)."""
-    return str(tvm_ffi.structural_hash(tvm.IRModule({"main": mod["main"]})))
+    """The kernel's computation: its PrimFunc `main`, without the module attributes a build adds and
+    without the attributes of `_BUILD_ATTRS`; the same on every CPU (a structural hash ignores names)."""
+    func = mod["main"]
+    for attr in _BUILD_ATTRS:
+        if func.attrs is not None and attr in func.attrs:
+            func = func.without_attr(attr)
+    return str(tvm_ffi.structural_hash(tvm.IRModule({"main": func})))
 
 
 @dataclass(frozen=True)
