@@ -25,6 +25,7 @@ from runtime.registry import registry
 from runtime.target import TargetSpec, host_target
 
 from . import summary
+from .load.section import leaderboard_section as throughput_section
 from .options import choose_models
 from .pipeline import MEDIAPIPE
 from .saved_run import SavedRun
@@ -344,7 +345,8 @@ def write_leaderboard(paths: list[Path], out: Path | None = None, missing: list[
     frame.to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
     plot(frame, out / "leaderboard.png")
     report = out / "leaderboard.md"
-    report.write_text(_markdown(frame, missing or []))
+    throughput = throughput_section([Path(p).parent for p in paths])  # each model's load run, where there is one
+    report.write_text(_markdown(frame, missing or []) + "\n".join(["", *throughput] if throughput else []))
     return report
 
 

@@ -23,6 +23,7 @@ from runtime.registry import registry
 from . import summary
 from .environment import Environment
 from .figures import plot
+from .load.section import report_section as throughput_section
 from .saved_run import SavedRun
 
 
@@ -193,7 +194,7 @@ def write_report(run_path: Path, out: Path | None = None) -> Path:
                   f"Inputs: {inputs}.{partial} Worst case over inputs and classes "
                   f"({measured['threads']} threads):", "", _md(worst, ".6f"), "",
                   "Per class in `agreement.csv`.", ""]
-    lines += [*prof_md, *pipeline_section(measured.get("pipeline")), "## Figures", ""]
+    lines += [*prof_md, *pipeline_section(measured.get("pipeline")), *throughput_section(out), "## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
     lines += ["", "Raw data: `benchmark.json` (pytest-benchmark, every thread count's process, with what the run "
               "measured on and after it), `latency_samples.csv`, `latency_stats.csv`."]

@@ -188,3 +188,27 @@ def test_a_file_that_is_not_a_loadgen_summary_is_refused(tmp_path):
     path.write_text("Scenario : Offline\n")
     with pytest.raises(SummaryError, match="no 'Samples per second' line"):
         read_summary(path)
+
+
+def test_the_model_report_and_the_leaderboard_show_the_load_run(litert_run, tmp_path):
+    """The hooks: report.md and leaderboard.md rendered from a saved benchmark run gain the throughput tables
+    of the load run saved beside it (here a committed benchmark run, with the tiny model's load run)."""
+    import shutil
+
+    from benchmark.leaderboard import write_leaderboard
+    from benchmark.report import write_report
+    from runtime.settings import PROJECT_ROOT
+
+    out, run = litert_run
+    directory = tmp_path / "selfie_segmenter"
+    shutil.copytree(next((PROJECT_ROOT / "results" / "selfie_segmenter").glob("*/")), directory)
+    before = write_report(directory / "benchmark.json", directory).read_text()
+    assert "## Throughput under load" not in before
+    shutil.copyfile(out / section.SAVED, directory / section.SAVED)
+    report = write_report(directory / "benchmark.json", directory).read_text()
+    offline = [f"{c['offline']['photos_per_s']:.1f}" for c in run["configurations"]]
+    shown = report[report.index("## Throughput under load"):report.index("## Figures")]
+    assert all(f"| {v} " in shown for v in offline)
+    board = write_leaderboard([directory / "benchmark.json"], tmp_path / "board").read_text()
+    shown = board[board.index("## Throughput under load"):]
+    assert all(f"| {v} " in shown for v in offline)
