@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[tune,benchmark,bot,dev]")
+    session.install("-e", ".[tune,benchmark,bot,dev,load]")
     session.run("pytest", *session.posargs, env=_env())
 
 
@@ -106,6 +106,18 @@ def leaderboard(session: nox.Session) -> None:
     """
     session.install("-e", ".[tune,benchmark]")
     session.run("python", "-m", "benchmark", "--model", "all", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """Photos per second at a p99 bound: MLPerf LoadGen's SingleStream, Offline and Server scenarios per engine
+    and layout (instances x threads), into results/<model>/<target>/throughput.md and the model's report.
+
+    `./nox -s load -- --model selfie_segmenter --engines litert,tvm-tuned --layouts 1x2,2x1`, `--p99-bound-ms 50`,
+    `--bot` (the bot's model, layout and reply); `./nox -s load -- --help` lists the options (benchmark/load/).
+    """
+    session.install("-e", ".[benchmark,load]")
+    session.run("python", "-m", "benchmark.load", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
