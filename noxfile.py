@@ -138,6 +138,18 @@ def bot(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml) into site/ in strict mode: a broken link or a missing
+    page fails. The settings table is generated from the settings classes as it builds (docs/hooks.py).
+    `./nox -s docs -- serve` previews it instead."""
+    session.install("-e", ".[docs]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+        return
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def container(session: nox.Session) -> None:
     """Build the bot's Docker image with podman and check it (root; installs podman when missing).
 
