@@ -248,9 +248,13 @@ class Outcome:
     farm_error: FarmError | None = None
 
 
-# Errors of a session on a device: the device stopped answering, dropped the connection, or the candidate's
-# run raised or crashed it (the two cannot be told apart from here; a repeat on another device can).
-SESSION_ERRORS = (tvm_error.RPCError, ConnectionError, EOFError)
+# Errors of Python code that cannot be the candidate's: a call TVM does not accept (e.g. after an upgrade).
+CALL_ERRORS = (TypeError, AttributeError, NameError, ImportError, LookupError, ValueError, NotImplementedError,
+               AssertionError)
+# Errors of a session on a device (TVM's runtime errors, a lost connection): the device stopped answering or
+# died (a killed device's session once ended in InternalError "code == RPCCode::kReturn"), or the candidate's
+# run raised or crashed it. The two cannot be told apart from here; a repeat on another device can.
+SESSION_ERRORS = (RuntimeError, OSError, EOFError)
 ATTEMPTS = 4  # devices one measurement may try before the farm counts as unable to measure
 
 
@@ -275,6 +279,8 @@ def _measure(spec: RpcSpec, evaluator: ms.runner.EvaluatorConfig, artifact_path:
             device_failed = True
         except tvm_error.RPCSessionTimeoutError as e:  # too slow: slow again elsewhere
             return Outcome(CANDIDATE_FAILED, error=f"farm: {e}", device_failed=device_failed)
+        except CALL_ERRORS as e:  # not a failure of the candidate: stop the run, store nothing
+            return Outcome(BROKEN, error=f"{type(e).__name__}: {e}", device_failed=device_failed)
         except SESSION_ERRORS as e:
             device_failed, failed_sessions = True, failed_sessions + 1
             if failed_sessions == 2:
