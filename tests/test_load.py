@@ -125,9 +125,9 @@ def test_singlestream_is_checked_against_the_benchmarks_latencies(litert_run, ti
     assert list(check["configuration"]) == ["TFLite (LiteRT), 2 instances x 1 thread"]  # the 1-thread engines
     ss = next(c for c in run["configurations"] if c["threads"] == 1)["singlestream"]
     assert check["p50 ratio"].iloc[0] == pytest.approx(ss["p50_ms"] / stats["p50"].iloc[0])
-    assert "## SingleStream against the benchmark" in section.markdown(run, stats, None, "logs")
+    assert "## SingleStream against the benchmark" in section.markdown(run, stats, None, "logs", "server.csv")
     assert "## SingleStream against the benchmark" not in section.markdown({**run, "work": "segment"}, stats, None,
-                                                                            "logs")
+                                                                            "logs", "server.csv")
 
 
 def test_tvm_pools_are_sized_per_instance_thread(tiny, tiny_library, tmp_path):
