@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.summary import median_ci
 from runtime.target import host_target
 
 from .conftest import need_model
@@ -138,7 +139,9 @@ def test_inference_numbers_are_the_saved_runs(measured, rendered):
         assert row["litert_p50"] == pytest.approx(litert, rel=1e-5)
         assert row["tuned_p50"] == pytest.approx(tuned, rel=1e-5)
         assert row["default_p50"] == pytest.approx(np.median(_samples(twin, "tvm-default", n)), rel=1e-5)
-        assert row["litert_ci_low"] <= litert <= row["litert_ci_high"]
+        # The CI is the one of the saved samples (benchmark.summary.median_ci), not any interval around the p50.
+        assert (row["litert_ci_low"], row["litert_ci_high"]) == pytest.approx(median_ci(_samples(twin, "litert", n)),
+                                                                            rel=1e-5)
         assert row["tuned_vs_litert"] == pytest.approx(tuned / litert, rel=1e-5)
         assert row["tuned_vs_litert_paired"] == pytest.approx(np.median(_paired_ratios(twin, n)), rel=1e-5)
         assert row["gflop"] == pytest.approx(gflop, rel=1e-5)

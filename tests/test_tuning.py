@@ -147,7 +147,7 @@ def test_statistics(tuned_dir, tiny_mod, target, tmp_path):
     assert measured[measured["flops"] == 0]["gflops"].isna().all()  # data movement: no GFLOP/s
     paths = stats.write(s, tmp_path, title="tiny")
     assert all(p.stat().st_size > 0 for p in paths)
-    assert "trials measured" in (tmp_path / "tuning_summary.md").read_text()
+    assert f"- trials measured: {count_records(tuned_dir)}\n" in (tmp_path / "tuning_summary.md").read_text()
 
 
 TUNE_SCRIPT = """
@@ -224,7 +224,8 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     runs = pd.read_csv(runs_csv)
     assert len(runs) == 1 and runs["trials"].iloc[0] == 8 and (runs[["tuned_ms", "litert_ms"]] > 0).all(axis=None)
     assert runs["litert_kernels"].iloc[0] == ("avx2" if isa_level(host_target()) == "x86-64-v3" else "native")
-    assert "Measured at the end of each run" in (runs_csv.parent / "tuning_summary.md").read_text()
+    summary_md = (runs_csv.parent / "tuning_summary.md").read_text()
+    assert f"{runs['tuned_ms'].iloc[0]:.2f}" in summary_md[summary_md.index("Measured at the end of each run"):]
 
     before = _tree_bytes(results)
     assert main([*common, "--budget", "8", "--time-limit", "0.000001"]) == 0
