@@ -167,9 +167,14 @@ def test_bot_layout_with_an_impossible_bound_holds_no_rate(tiny, tmp_path, capsy
     (["--layouts", "2x0"], "error: layout '2x0': write INSTANCESxTHREADS with both >= 1"),
     (["--engines", "litert,onnx"], "error: unknown engine 'onnx'"),
     (["--min-duration-s", "0"], "error: the minimum duration must be > 0 s, got 0.0"),
+    (["--scenarios", "singlestream,server"], "error: the Server search climbs up to the Offline throughput: add "
+                                             "the offline scenario, or give --rates"),
 ])
-def test_a_bad_option_is_one_clear_line(argv, message, capsys):
-    assert main(argv) == 2
+def test_a_bad_option_is_one_clear_line(argv, message, capsys, tiny, tmp_path):
+    # Short runs of the tiny model, should an option be let through: a test that fails does not measure for long.
+    quick = ["--model", str(tiny.path), "--engines", "litert", "--layouts", "1x1", "--min-duration-s", "0.2",
+             "--min-queries", "8", "--search-steps", "1", "--out", str(tmp_path)]
+    assert main(quick + argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
 

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from runtime.acquire import AUTO, resolve_model
+from runtime.acquire import ALL, AUTO, resolve_model
 from runtime.artifacts import report_dir
 from runtime.engines import ENGINE_NAMES, LITERT, TVM_TUNED, engine_label
 from runtime.errors import SelfieTvmError
 from runtime.target import host_target
 
+from ..options import choose_models
 from . import section
 from .configuration import Configuration, Request, measure_in_fresh_process
 from .options import (
@@ -64,7 +65,9 @@ def bot_layout() -> tuple[str, Layout]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark.load", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=AUTO, help=f"registry name, a .tflite file, or {AUTO} (default)")
+    p.add_argument("--model", default=AUTO,
+                   help=f"registry name, a .tflite file, {AUTO} (default), several names comma-separated, or {ALL}: "
+                        "every registry model available here")
     p.add_argument("--engines", default=f"{LITERT},{TVM_TUNED}",
                    help=f"comma-separated, from {', '.join(ENGINE_NAMES)} (default: %(default)s)")
     p.add_argument("--layouts", default=None,
@@ -138,45 +141,60 @@ def _bound_rule(given: float | None, bot: bool, synthetic: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmark.load", *(sys.argv[1:] if argv is None else argv)])
     try:
-        model_name, layouts = args.model, None
+        model_names, layouts = args.model, None
         if args.bot:
             bot_model, bot_layout_ = bot_layout()
-            model_name = bot_model if args.model == AUTO else args.model
+            model_names = bot_model if args.model == AUTO else args.model
             layouts = [bot_layout_]
-        if args.layouts:
-            layouts = parse_layouts(args.layouts)
-        layouts = layouts or parse_layouts(DEFAULT_LAYOUTS)
+        layouts = parse_layouts(args.layouts) if args.layouts else layouts or parse_layouts(DEFAULT_LAYOUTS)
         scenarios = parse_scenarios(args.scenarios)
         rates = parse_rates(args.rates) if args.rates else []
+        if SERVER in scenarios and OFFLINE not in scenarios and not rates:
+            raise LoadOptionError("the Server search climbs up to the Offline throughput: add the offline scenario, "
+                                  "or give --rates")
         given = check_rate(args.p99_bound_ms, "--p99-bound-ms") if args.p99_bound_ms is not None else None
-        given_bound = BOT_BOUND_MS if args.bot and given is None else given
         engines = [e.strip() for e in args.engines.split(",")]
         for e in engines:
             engine_label(e)  # an unknown engine: one line naming the known ones
         settings = RunSettings(work=args.work or ("reply" if args.bot else "inference"),
                                min_duration_s=args.min_duration_s, min_queries=args.min_queries,
                                search_steps=args.search_steps)
-        model = resolve_model(model_name)
-        if given_bound is None and SERVER in scenarios and SINGLE_STREAM not in scenarios and not model.spec.synthetic:
-            raise LoadOptionError("the Server bound of this model is scaled from its SingleStream p99: add the "
-                                  "singlestream scenario, or give --p99-bound-ms")
-        out = args.out or report_dir(model.spec.name, host_target())
-        stem = Path(section.BOT_SAVED if args.bot else section.SAVED).stem
-        configurations = [Configuration(e, layout) for e in engines for layout in layouts]
-        measured = measure_all(model, configurations, settings, scenarios, out / f"{stem}_loadgen",
-                               bound=given_bound, bound_rule=_bound_rule(given, args.bot, model.spec.synthetic),
-                               rates=rates)
+        models = (choose_models(model_names)[0] if model_names == ALL or "," in model_names
+                  else [resolve_model(model_names)])
+        if args.out and len(models) > 1:
+            raise LoadOptionError("--out names one model's directory: measure one model, or leave --out out")
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    saved = write_run(out, stem, model, engines, settings, scenarios, measured, bot=args.bot,
-                      command=shlex.join(["python", "-m", "benchmark.load", *(sys.argv[1:] if argv is None else argv)]))
+    failed = 0
+    for model in models:
+        try:
+            run_model(model, args, engines, layouts, scenarios, settings, rates, given, command)
+        except SelfieTvmError as e:
+            print(f"error: {model.spec.name}: {e}" if len(models) > 1 else f"error: {e}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
+
+
+def run_model(model, args, engines: list[str], layouts: list[Layout], scenarios: list[str], settings: RunSettings,
+              rates: list[float], given: float | None, command: str) -> Path:
+    """Measure one model's configurations, save the run, render its page and its report again."""
+    bound = BOT_BOUND_MS if args.bot and given is None else given
+    if bound is None and SERVER in scenarios and SINGLE_STREAM not in scenarios and not model.spec.synthetic:
+        raise LoadOptionError(f"the Server bound of {model.spec.name} is scaled from its SingleStream p99: add the "
+                              "singlestream scenario, or give --p99-bound-ms")
+    out = args.out or report_dir(model.spec.name, host_target())
+    stem = Path(section.BOT_SAVED if args.bot else section.SAVED).stem
+    configurations = [Configuration(e, layout) for e in engines for layout in layouts]
+    measured = measure_all(model, configurations, settings, scenarios, out / f"{stem}_loadgen", bound=bound,
+                           bound_rule=_bound_rule(given, args.bot, model.spec.synthetic), rates=rates)
+    saved = write_run(out, stem, model, engines, settings, scenarios, measured, bot=args.bot, command=command)
     print(f"load run: {saved}\nthroughput: {section.render(saved)}")
     rerender_report(out)
-    return 0
+    return saved
 
 
 def write_run(out: Path, stem: str, model, engines: list[str], settings: RunSettings, scenarios: list[str],
