@@ -144,6 +144,8 @@ def test_bot_layout_with_an_impossible_bound_holds_no_rate(tiny, tmp_path, capsy
     from bot.settings import BotSettings
 
     out = tmp_path / "out"
+    stale = out / "throughput_bot_loadgen" / "litert-2x1"  # an earlier run's layout
+    stale.mkdir(parents=True)
     assert main(["--bot", "--model", str(tiny.path), "--engines", "litert", "--scenarios", "server", "--rates", "10",
                  "--p99-bound-ms", str(IMPOSSIBLE_MS), "--min-duration-s", "0.3", "--min-queries", "2",
                  "--out", str(out)]) == 0
@@ -156,6 +158,7 @@ def test_bot_layout_with_an_impossible_bound_holds_no_rate(tiny, tmp_path, capsy
     kept = read_summary(out / "throughput_bot_loadgen" / f"litert-1x{threads}" / "server" / SUMMARY)
     assert kept.latency_ok is False and kept.target_per_s == pytest.approx(10.0)
     assert "none held" in (out / "throughput_bot.md").read_text()
+    assert not stale.exists() and not (out / ".throughput_bot_loadgen.partial").exists()
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -189,8 +190,12 @@ def run_model(model, args, engines: list[str], layouts: list[Layout], scenarios:
     out = args.out or report_dir(model.spec.name, host_target())
     stem = Path(section.BOT_SAVED if args.bot else section.SAVED).stem
     configurations = [Configuration(e, layout) for e in engines for layout in layouts]
-    measured = measure_all(model, configurations, settings, scenarios, out / f"{stem}_loadgen", bound=bound,
+    logs, partial = out / f"{stem}_loadgen", out / f".{stem}_loadgen.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    measured = measure_all(model, configurations, settings, scenarios, partial, bound=bound,
                            bound_rule=_bound_rule(given, args.bot, model.spec.synthetic), rates=rates)
+    shutil.rmtree(logs, ignore_errors=True)  # an earlier run's logs (of other layouts too) go with it
+    partial.rename(logs)
     saved = write_run(out, stem, model, engines, settings, scenarios, measured, bot=args.bot, command=command)
     print(f"load run: {saved}\nthroughput: {section.render(saved)}")
     rerender_report(out)
