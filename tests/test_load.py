@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from benchmark.load import section
-from benchmark.load.__main__ import main, measure_all, write_run
+from benchmark.load.__main__ import bot_layout, main, measure_all, write_run
 from benchmark.load.configuration import Configuration
 from benchmark.load.logs import DETAIL, DETAIL_DROPPED_KEY, SUMMARY, SummaryError, read_summary
 from benchmark.load.options import Layout, LoadOptionError, RunSettings
@@ -151,6 +151,7 @@ def test_bot_layout_with_an_impossible_bound_holds_no_rate(tiny, tmp_path, capsy
                  "--out", str(out)]) == 0
     run = json.loads((out / section.BOT_SAVED).read_text())
     threads = BotSettings.model_fields["threads"].default
+    assert bot_layout() == (BotSettings.model_fields["model"].default_factory(), Layout(1, threads))
     assert run["bot"] and run["work"] == "reply"
     assert [(c["instances"], c["threads"]) for c in run["configurations"]] == [(1, threads)]
     server = run["configurations"][0]["server"]

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from runtime.acquire import ALL, AUTO, resolve_model
+from runtime.acquire import ALL, AUTO, resolve_model, twin_of
 from runtime.artifacts import report_dir
 from runtime.engines import ENGINE_NAMES, LITERT, TVM_TUNED, engine_label
 from runtime.errors import SelfieTvmError
+from runtime.registry import registry
 from runtime.target import host_target
 
 from ..options import choose_models
@@ -52,15 +53,15 @@ from .options import (
 
 # The bot's reply-time bound under load (its /segmentation reply on the reply lane, p99), for --bot.
 BOT_BOUND_MS = 1000.0
+# The bot's default threads per engine (bot/settings.py `threads`; benchmark/ never imports bot/, and
+# tests/test_load.py keeps the two equal).
+BOT_THREADS = 2
 
 
 def bot_layout() -> tuple[str, Layout]:
-    """The bot's model and layout, from its settings' defaults: one reply lane running the answering engine
-    with `threads` threads (bot/settings.py, bot/lanes.py)."""
-    from bot.settings import BotSettings
-
-    fields = BotSettings.model_fields
-    return fields["model"].default_factory(), Layout(1, fields["threads"].default)
+    """The bot's default model and layout: the main model's twin, and one reply lane running the answering
+    engine with BOT_THREADS threads (bot/settings.py, bot/lanes.py)."""
+    return twin_of(registry().default).name, Layout(1, BOT_THREADS)
 
 
 def parser() -> argparse.ArgumentParser:
