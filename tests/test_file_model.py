@@ -116,8 +116,11 @@ def test_a_model_tvm_cannot_import_lists_its_operators(tmp_path, capsys, monkeyp
 @pytest.mark.slow
 def test_any_tflite_through_compile_segment_tune_and_benchmark(tmp_path, capsys, monkeypatch, grace_hopper_path):
     from benchmark.__main__ import main as benchmark_main
+    from runtime.artifacts import LibraryMetadata
     from runtime.cli import main
     from runtime.target import host_target
+    from tuning.database import read_records
+    from tuning.records import record_set_dir
 
     for var, sub in (("CACHE", "cache"), ("BUILD", "build"), ("RESULTS", "results")):
         monkeypatch.setenv(f"SELFIE_TVM_{var}_DIR", str(tmp_path / sub))
@@ -135,10 +138,14 @@ def test_any_tflite_through_compile_segment_tune_and_benchmark(tmp_path, capsys,
     assert sorted(p.name for p in (tmp_path / "out").glob("*.mask.*.png")) == [
         f"grace_hopper.mask.class{i}.png" for i in range(4)]
 
-    # The smallest tune: a time limit reached before the first batch (the model is imported and its tasks extracted).
-    assert main(["tune", "--model-path", str(path), "--time-limit", "0.000001"]) == 0
-    out = capsys.readouterr().out
-    assert f"tuning {name} for {target.id}" in out and "nothing measured" in out
+    # The smallest tune that measures: one batch of one kernel, kept in the committed set of this ISA level
+    # and built into the model's tuned library.
+    assert main(["tune", "--model-path", str(path), "--budget", "4", "--per-iter", "4", "--only", "fused_conv2d_"]) == 0
+    capsys.readouterr()
+    records = read_records(record_set_dir(target))
+    assert any(r.cost_s is not None for r in records)  # at least one trial measured
+    tuned = LibraryMetadata.read(tmp_path / "build" / name / target.id / "tuned.json")
+    assert tuned.trials >= 4 and tuned.kernels - len(tuned.untuned_kernels) == 1
 
     report = tmp_path / "report"
     assert benchmark_main(["--model-path", str(path), "--engines", "litert,tvm-default", "--threads", "1",
