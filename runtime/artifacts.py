@@ -61,7 +61,8 @@ class LibraryMetadata:
     kernels: int | None = None
     untuned_kernels: list[str] = field(default_factory=list)
     untuned_flop_share: float | None = None
-    naive_kernels: list[str] = field(default_factory=list)
+    # None: built before untuned kernels got the default schedule, so all of them ran as naive loops.
+    naive_kernels: list[str] | None = None
     # Kernels given a hand-written schedule (tuning/hand_schedules.py) instead of their record.
     hand_scheduled_kernels: list[str] = field(default_factory=list)
     # sha256 of the records' hand_schedules.json it was built with ("" without one): a new choice rebuilds it.
@@ -116,6 +117,9 @@ class LibraryMetadata:
         if self.kind != "tuned" or not self.untuned_kernels:
             return None
         share = f", {self.untuned_flop_share:.1%} of the FLOPs" if self.untuned_flop_share is not None else ""
+        if self.naive_kernels is None:
+            return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "
+                    "(they run as naive loops)")
         naive = (f"; {len(self.naive_kernels)} of them as naive loops ({', '.join(self.naive_kernels)})"
                  if self.naive_kernels else "")
         return (f"partially tuned: {len(self.untuned_kernels)} of {self.kernels} kernels without a record{share} "

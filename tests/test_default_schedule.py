@@ -9,6 +9,7 @@ from tvm import relax, s_tir, te, topi
 from tvm.s_tir import meta_schedule as ms
 
 from runtime.acquire import resolve_model
+from runtime.artifacts import LibraryMetadata
 from runtime.engines import create_engine
 from runtime.processing import preprocess
 from runtime.target import host_target
@@ -92,3 +93,13 @@ def test_a_build_without_records_agrees_with_litert(tmp_path, astronaut):
     got = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()
     expected = create_engine("litert", model, threads=1).run(x)
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_the_warning_says_how_untuned_kernels_ran():
+    """Libraries built before the default schedule (no naive_kernels in their metadata) ran them as naive loops."""
+    base = dict(kind="tuned", model="m", model_sha256="0", target={}, tvm_version="0", kernels=3,
+                untuned_kernels=["a", "b"])
+    assert "(they run as naive loops)" in LibraryMetadata(**base).tuning_warning
+    assert "default schedule: parallel and vectorised, not tuned)" in LibraryMetadata(**base,
+                                                                                     naive_kernels=[]).tuning_warning
+    assert "1 of them as naive loops (b)" in LibraryMetadata(**base, naive_kernels=["b"]).tuning_warning

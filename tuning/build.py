@@ -156,7 +156,7 @@ def export(model: ResolvedModel, target: TargetSpec, kind: str, *, records: Reco
         records_provenance=asdict(records.provenance) if tuned else None,
         kernels=cover.kernels if cover else None, untuned_kernels=cover.untuned if cover else [],
         untuned_flop_share=cover.untuned_flop_share if cover else None,
-        naive_kernels=list(cover.naive) if cover else [],
+        naive_kernels=list(cover.naive) if cover else None,
         hand_scheduled_kernels=hand_kernels,
         hand_schedules_sha256=choices_digest(records.path) if tuned else "",
         records_ranked_by=ranked_by,
