@@ -221,3 +221,12 @@ def test_the_model_report_and_the_leaderboard_show_the_load_run(litert_run, tmp_
     board = write_leaderboard([directory / "benchmark.json"], tmp_path / "board").read_text()
     shown = board[board.index("## Throughput under load"):]
     assert all(f"| {v} " in shown for v in offline)
+
+
+def test_a_run_that_measures_nothing_leaves_nothing_behind(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny.path), "--engines", "tvm-tuned", "--layouts", "1x1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no configuration could be measured: tvm-tuned-1x1: not measured: no tvm-tuned "
+                          "library") and err.count("\n") == 1, err
+    assert not out.exists() or list(out.iterdir()) == []

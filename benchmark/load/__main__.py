@@ -114,10 +114,16 @@ def measure_all(model, configurations: list[Configuration], settings: RunSetting
             results[c.name]["error"] = f"not measured: {e}"
             log(f"{c.name}: {results[c.name]['error']}")
 
+    def check_any_measured() -> None:
+        if all("error" in r for r in results.values()):
+            raise SelfieTvmError("no configuration could be measured: " + "; ".join(
+                f"{name}: {r['error']}" for name, r in results.items()))
+
     first = tuple(s for s in (SINGLE_STREAM, OFFLINE) if s in scenarios)
     if first:
         for c in configurations:
             request(c, first)
+        check_any_measured()
     if bound is None:
         bound = bound_ms(model.spec.synthetic, [r[SINGLE_STREAM]["p99_ms"] for r in results.values()
                                                 if SINGLE_STREAM in r])
@@ -125,10 +131,7 @@ def measure_all(model, configurations: list[Configuration], settings: RunSetting
         for c in configurations:
             ceiling = results[c.name].get(OFFLINE, {}).get("photos_per_s")
             request(c, (SERVER,), bound_ms=bound, rates=tuple(rates), ceiling=ceiling)
-    measured = [r for r in results.values() if "error" not in r]
-    if not measured:
-        raise SelfieTvmError("no configuration could be measured: " + "; ".join(
-            f"{name}: {r['error']}" for name, r in results.items()))
+    check_any_measured()
     return {"bound_ms": bound, "bound_rule": bound_rule, "configurations": list(results.values())}
 
 
@@ -193,8 +196,12 @@ def run_model(model, args, engines: list[str], layouts: list[Layout], scenarios:
     configurations = [Configuration(e, layout) for e in engines for layout in layouts]
     logs, partial = out / f"{stem}_loadgen", out / f".{stem}_loadgen.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    measured = measure_all(model, configurations, settings, scenarios, partial, bound=bound,
-                           bound_rule=_bound_rule(given, args.bot, model.spec.synthetic), rates=rates)
+    try:
+        measured = measure_all(model, configurations, settings, scenarios, partial, bound=bound,
+                               bound_rule=_bound_rule(given, args.bot, model.spec.synthetic), rates=rates)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(logs, ignore_errors=True)  # an earlier run's logs (of other layouts too) go with it
     partial.rename(logs)
     saved = write_run(out, stem, model, engines, settings, scenarios, measured, bot=args.bot, command=command)
