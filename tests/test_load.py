@@ -230,3 +230,14 @@ def test_a_run_that_measures_nothing_leaves_nothing_behind(tiny, tmp_path, capsy
     assert err.startswith("error: no configuration could be measured: tvm-tuned-1x1: not measured: no tvm-tuned "
                           "library") and err.count("\n") == 1, err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_offline_alone_needs_no_bound(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny.path), "--engines", "litert", "--layouts", "1x1", "--scenarios", "offline",
+                 "--min-duration-s", "0.3", "--min-queries", "16", "--out", str(out)]) == 0
+    run = json.loads((out / section.SAVED).read_text())
+    assert run["bound_ms"] is None and "server" not in run["configurations"][0]
+    offline = read_summary(out / "throughput_loadgen" / "litert-1x1" / "offline" / SUMMARY).photos_per_s
+    page = (out / "throughput.md").read_text()
+    assert "Server: not run" in page and f"| {offline:.1f} " in page

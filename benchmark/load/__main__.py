@@ -124,7 +124,7 @@ def measure_all(model, configurations: list[Configuration], settings: RunSetting
         for c in configurations:
             request(c, first)
         check_any_measured()
-    if bound is None:
+    if bound is None and SERVER in scenarios:
         bound = bound_ms(model.spec.synthetic, [r[SINGLE_STREAM]["p99_ms"] for r in results.values()
                                                 if SINGLE_STREAM in r])
     if SERVER in scenarios:

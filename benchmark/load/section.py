@@ -124,6 +124,10 @@ def plot(run: dict, path: Path) -> Path | None:
     return path
 
 
+def _bound_text(run: dict) -> str:
+    return "Server not run" if run["bound_ms"] is None else f"{run['bound_ms']:g} ms: {run['bound_rule']}"
+
+
 def _verdict(result: dict) -> str:
     """LoadGen's verdict on a Server run, with the reason when it is INVALID only for want of queries."""
     if result["valid"]:
@@ -133,14 +137,14 @@ def _verdict(result: dict) -> str:
     return "INVALID"
 
 
-def _results_table(frame: pd.DataFrame, bound_ms: float) -> str:
+def _results_table(frame: pd.DataFrame, bound_ms: float | None) -> str:
     shown = pd.DataFrame({
         "engine, layout": frame["label"],
         "SingleStream p50 / p90 / p99 (ms)": [
             "-" if pd.isna(a) else f"{a:.2f} / {b:.2f} / {c:.2f}"
             for a, b, c in zip(frame["ss_p50"], frame["ss_p90"], frame["ss_p99"], strict=True)],
         "Offline photos/s": frame["offline_per_s"].map(_num),
-        f"Server max rate, p99 ≤ {bound_ms:g} ms (photos/s)": [
+        ("Server: not run" if bound_ms is None else f"Server max rate, p99 ≤ {bound_ms:g} ms (photos/s)"): [
             "not measured" if note else ("none held" if r == 0 else _num(r)) for r, note in zip(
                 frame["server_max_rate"], frame["note"], strict=True)],
         "p50 / p99 there (ms)": [
@@ -176,7 +180,7 @@ def markdown(run: dict, stats: pd.DataFrame | None, figure: str | None, logs: st
              "at a time, the next when the last is done. Offline: every photo queued at once; photos/s is the "
              "throughput. Server: photos arrive at random (Poisson) at an offered rate; the table gives the "
              "highest rate whose 99th-percentile latency stays under the bound "
-             f"({run['bound_ms']:g} ms: {run['bound_rule']}), found by bisection between 0 and the "
+             f"({_bound_text(run)}), found by bisection between 0 and the "
              f"configuration's Offline throughput ({settings['search_steps']} LoadGen runs at most, "
              "benchmark/load/search.py). *LoadGen's verdict* at that rate is VALID when its early-stopping test "
              "also passes (enough queries that the p99 holds with 99 % confidence); near the knee it needs thousands "
