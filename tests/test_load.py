@@ -241,3 +241,13 @@ def test_offline_alone_needs_no_bound(tiny, tmp_path):
     offline = read_summary(out / "throughput_loadgen" / "litert-1x1" / "offline" / SUMMARY).photos_per_s
     page = (out / "throughput.md").read_text()
     assert "Server: not run" in page and f"| {offline:.1f} " in page
+
+
+def test_without_loadgen_the_command_says_which_extra_to_install(tiny, monkeypatch, capsys, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # what an environment without it imports
+    assert main(["--model", str(tiny.path), "--engines", "litert", "--layouts", "1x1", "--scenarios", "offline",
+                 "--min-duration-s", "0.2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: load runs need MLPerf LoadGen: pip install 'selfie-tvm[load]' (./nox -s load installs it)\n"

@@ -32,6 +32,7 @@ from runtime.target import host_target
 from ..options import choose_models
 from . import section
 from .configuration import Configuration, Request, measure_in_fresh_process
+from .driver import require_loadgen
 from .options import (
     BOUND_FACTOR,
     DEFAULT_LAYOUTS,
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                   else [resolve_model(model_names)])
         if args.out and len(models) > 1:
             raise LoadOptionError("--out names one model's directory: measure one model, or leave --out out")
+        require_loadgen()
     except SelfieTvmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -31,9 +31,17 @@ WARMUP_RUNS = 2  # per instance, on its own thread, before LoadGen starts
 
 
 def _lg():
-    import mlperf_loadgen
-
+    try:
+        import mlperf_loadgen
+    except ImportError:
+        raise SelfieTvmError("load runs need MLPerf LoadGen: pip install 'selfie-tvm[load]' (./nox -s load "
+                             "installs it)") from None
     return mlperf_loadgen
+
+
+def require_loadgen() -> None:
+    """Fail before anything is measured when LoadGen is not installed."""
+    _lg()
 
 
 def segmentation_reply(segmenter, rgb: np.ndarray) -> list[bytes]:
