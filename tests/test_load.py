@@ -99,6 +99,8 @@ def test_throughput_page_and_report_section_are_rendered_from_the_summaries(lite
     assert (out / "throughput_load.png").stat().st_size > 0
     server_runs = pd.read_csv(out / "throughput_server.csv")
     assert len(server_runs) == 4 and server_runs["p99_under_bound"].all()
+    assert section.main([str(out / section.SAVED)]) == 0  # rendered again from the saved run alone: the same page
+    assert (out / "throughput.md").read_text() == page
     lines = section.report_section(out)
     assert lines[0] == "## Throughput under load" and any("(throughput.md)" in line for line in lines)
     board = "\n".join(section.leaderboard_section([out]))
