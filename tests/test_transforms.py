@@ -55,9 +55,10 @@ def test_subpixel_matches_tvms_own_lowering(layout, cin, cout, kernel, stride, p
     np.testing.assert_allclose(_run(rewritten, x), reference, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["selfie_segmenter", "hair_segmentation"])
+@pytest.mark.parametrize("name", ["selfie_segmenter", "hair_segmentation", "deeplab_v3"])
 def test_tuned_graph_of_real_models_agrees_with_litert(name, astronaut):
-    """Real MediaPipe models with transposed convolutions, built from the tuned graph (no records)."""
+    """Real MediaPipe models built from the tuned graph (no records): transposed convolutions in NHWC,
+    per-channel PReLU (hair), identity and 1x1 resizes rewritten (deeplab_v3)."""
     from runtime.acquire import resolve_model
     from runtime.engines import create_engine
     from runtime.target import host_target

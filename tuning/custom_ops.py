@@ -61,7 +61,9 @@ def _shape(conv, tensor) -> list[int]:
     return [int(v) for v in conv.get_tensor_shape(tensor)]
 
 
-def convert_transpose_conv_bias(conv, op):
+def convert_transpose_conv_bias(conv, op, layout: str = "NCHW"):
+    """layout NCHW: the stock form, transposes around TVM's NCHW-only conv2d_transpose; NHWC: in the
+    data's own layout, for the sub-pixel rewrite (tuning/transforms.py) to turn into one NHWC conv."""
     data_t, weight_t, bias_t = conv.get_input_tensors(op)
     (out_t,) = conv.get_output_tensors(op)
     padding, stride_w, stride_h = (int(v) for v in _options(op, 3))
@@ -80,12 +82,15 @@ def convert_transpose_conv_bias(conv, op):
 
     top, bottom, extra_h = pads(in_h, out_h, stride_h, k_h)
     left, right, extra_w = pads(in_w, out_w, stride_w, k_w)
-    data = relax.op.permute_dims(conv.get_tensor_expr(data_t), NHWC_TO_NCHW)
+    data = conv.get_tensor_expr(data_t)
+    if layout == "NCHW":
+        data = relax.op.permute_dims(data, NHWC_TO_NCHW)
     weight = relax.op.permute_dims(conv.get_tensor_expr(weight_t), (3, 0, 1, 2))  # OHWI -> IOHW
     y = relax.op.nn.conv2d_transpose(data, weight, strides=(stride_h, stride_w), padding=(top, left, bottom, right),
-                                     output_padding=(extra_h, extra_w), data_layout="NCHW", kernel_layout="IOHW",
+                                     output_padding=(extra_h, extra_w), data_layout=layout, kernel_layout="IOHW",
                                      out_dtype="float32")
-    y = relax.op.permute_dims(y, NCHW_TO_NHWC)
+    if layout == "NCHW":
+        y = relax.op.permute_dims(y, NCHW_TO_NHWC)
     return relax.op.add(y, conv.get_tensor_expr(bias_t))
 
 

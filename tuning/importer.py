@@ -13,7 +13,8 @@ from tvm.relax.frontend.tflite import tflite_frontend
 from runtime.errors import SelfieTvmError
 from runtime.tflite_graph import TFLiteGraph, op_name
 
-from .custom_ops import CUSTOM_CONVERTERS
+from .custom_ops import CUSTOM_CONVERTERS, convert_transpose_conv_bias
+from .import_rewrites import REWRITES
 from .transforms import subpixel_transposed_convolutions
 
 
@@ -27,6 +28,10 @@ class GraphOptions:
     # Mark constant weights layout-free so MetaSchedule's RewriteLayout may re-block them for its
     # schedule; the re-blocking is folded into the constants at build time (weight prepacking).
     weight_prepack: bool = True
+    # Operators imported without the stock frontend's artefacts (tuning/import_rewrites.py; MediaPipe's
+    # transposed conv in NHWC, no transposes around it). Absent from older records' provenance: their
+    # graphs had none of it (False keeps their kernels).
+    clean_import: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -34,7 +39,7 @@ class GraphOptions:
 
 # What TVM gives without tuning: the stock import, nothing of ours. The default build uses it.
 STOCK_GRAPH = GraphOptions(subpixel_transposed_conv=False, weight_prepack=False)
-TUNED_GRAPH = GraphOptions()
+TUNED_GRAPH = GraphOptions(clean_import=True)
 
 
 class UnsupportedOperatorError(SelfieTvmError):
@@ -57,6 +62,16 @@ class MediaPipeOperatorConverter(tflite_frontend.OperatorConverter):
         return op_name(self.model, op.OpcodeIndex())
 
 
+class CleanOperatorConverter(MediaPipeOperatorConverter):
+    """The tuned graph's import: MediaPipeOperatorConverter without the stock artefacts (GraphOptions.clean_import)."""
+
+    def __init__(self, model, subgraph, exp_tab, ctx, conversion_state=None):
+        super().__init__(model, subgraph, exp_tab, ctx, conversion_state)
+        for name, fn in REWRITES.items():
+            self.convert_map[name] = lambda op, fn=fn, stock=self.convert_map[name]: fn(self, op, stock)
+        self.convert_map["Convolution2DTransposeBias"] = lambda op: convert_transpose_conv_bias(self, op, "NHWC")
+
+
 def supported_ops() -> set[str]:
     converter = MediaPipeOperatorConverter.__new__(MediaPipeOperatorConverter)
     tflite_frontend.OperatorConverter.__init__(converter, None, None, None, None)
@@ -74,7 +89,8 @@ def import_tflite(path: Path, model_name: str | None = None, options: GraphOptio
     """Relax module with weights embedded as constants; input named as in the .tflite file."""
     graph = TFLiteGraph.load(path)
     check_supported(graph, model_name or Path(path).name)
-    mod = tflite_frontend.from_tflite(graph.model, op_converter=MediaPipeOperatorConverter)
+    converter = CleanOperatorConverter if options.clean_import else MediaPipeOperatorConverter
+    mod = tflite_frontend.from_tflite(graph.model, op_converter=converter)
     if options.subpixel_transposed_conv:
         mod = subpixel_transposed_convolutions(mod)
     # TVM lowers conv2d_transpose only for NCHW data / IOHW kernels; TFLite's is NHWC.
