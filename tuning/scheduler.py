@@ -128,8 +128,13 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
         return self._dispatch(max(alive, key=priority))
 
     def _dispatch(self, i: int) -> int:
-        if i in self.state.in_flight:
-            self.join_running_task(i)
+        # Every measurement under way finishes before the next task's search and build start. The local
+        # runner measures synchronously anyway; a farm measures in the background (tuning/farm.py), and
+        # its devices share this machine's cores with the search and the builds when the farm is local:
+        # the records would rank candidates on that noise. Costs the overlap, not a measurement.
+        for running in sorted(self.state.in_flight):
+            self.join_running_task(running)
+        self.state.in_flight.clear()
         self.state.in_flight.add(i)
         return i
 

@@ -100,14 +100,15 @@ def _task_tables_to_log_file():
                 handler.setLevel(logging.WARNING)
 
 
-def _tune_contexts(tasks, work_dir: Path, space, seed: int):
+def _tune_contexts(tasks, work_dir: Path, space, seed: int, search=None):
     """MetaSchedule's tune contexts for `tasks`. Creating them configures MetaSchedule's logging: its
     console handler takes the logger's level, which the previous configuration left at DEBUG (a run
     with a register-tile pass creates contexts twice): WARNING each time, so its INFO lines stay in
     work_dir/logs."""
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     return ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted_tasks=tasks, work_dir=str(work_dir), space=space, strategy="evolutionary", seed=seed)
+        extracted_tasks=tasks, work_dir=str(work_dir), space=space,
+        strategy="evolutionary" if search is None else search, seed=seed)
 
 
 @contextmanager
@@ -136,7 +137,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          per_task: int | None = None, per_iter: int = 16, rpc: RpcSpec | None = None,
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
          time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
-         module_equality: str = STRUCTURAL, register_tiles: bool | None = None) -> TuneResult:
+         module_equality: str = STRUCTURAL, register_tiles: bool | None = None,
+         search: ms.search_strategy.SearchStrategy | None = None) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best: only those
@@ -150,7 +152,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     time rather than at isolated estimates. MetaSchedule's own output goes to work_dir/logs/.
     `module_equality` (tuning.MODULE_EQUALITIES) must be the one work_dir's records were tuned with.
     `register_tiles` adds the 1x1 convs' register-tile designs (tuning/register_tile.py) to the default
-    space; None: for AVX2 targets without AVX-512, where the default space lacks them.
+    space; None: for AVX2 targets without AVX-512, where the default space lacks them. `search`: the
+    search strategy (default MetaSchedule's evolutionary search; tests pass a small one, `small_search`).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -206,14 +209,14 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
                                   reserved=budget - remaining)
         if tile_tasks:
             tiles = _measure_register_tiles(plan, tile_tasks, tile_trials, work_dir, db, builder, runner, bar, seed,
-                                            state.deadline)
+                                            state.deadline, search)
             state.valid_trials += tiles.valid_trials
             for j, best in tiles.best_s.items():
                 i = tile_tasks[j]
                 state.best_s[i] = min(best, state.best_s.get(i, best))
         if remaining > 0:
             # Creating the tune contexts configures MetaSchedule's logging: inside the guards above.
-            contexts, weights = _tune_contexts(plan.tasks, work_dir, space, seed)
+            contexts, weights = _tune_contexts(plan.tasks, work_dir, space, seed, search)
             callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                          ProgressCallback(bar, work_dir / PROGRESS, plan.names, state)]
             ms.tune.tune_tasks(
@@ -310,11 +313,12 @@ def untried_register_tile_tasks(db, plan: TaskPlan) -> list[int]:
 
 
 def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, work_dir: Path, db,
-                            builder, runner, bar, seed: int, deadline: float | None) -> TuningState:
+                            builder, runner, bar, seed: int, deadline: float | None, search=None) -> TuningState:
     """`trials` candidates of the register-tile designs alone for each of `tile_tasks`, into `db`;
     what was measured, by position in `tile_tasks`."""
     tasks = [plan.tasks[i] for i in tile_tasks]
-    contexts, weights = _tune_contexts(tasks, work_dir, ms.space_generator.ScheduleFn(register_tile_designs), seed)
+    contexts, weights = _tune_contexts(tasks, work_dir, ms.space_generator.ScheduleFn(register_tile_designs), seed,
+                                       search)
     names = [t.task_name for t in tasks]
     state = TuningState(weights=list(weights), deadline=deadline)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
@@ -325,6 +329,12 @@ def _measure_register_tiles(plan: TaskPlan, tile_tasks: list[int], trials: int, 
         cost_model=ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True),
         measure_callbacks=callbacks, task_scheduler=InterruptibleScheduler(state, stale_limit=1))
     return state
+
+
+def small_search() -> ms.search_strategy.SearchStrategy:
+    """An evolutionary search a few times smaller than MetaSchedule's default (population 512, 4 genetic
+    rounds): seconds per batch instead of a minute, for tests and smoke runs that only need records."""
+    return ms.search_strategy.EvolutionarySearch(population_size=32, init_min_unmeasured=8, genetic_num_iters=1)
 
 
 def _why_stopped(trials: int, budget: int, state) -> str:
