@@ -14,6 +14,9 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 PYTHON = "3.11"
 
 nox.options.reuse_existing_virtualenvs = True
+# uv builds a session's virtualenv in seconds from its cache (./nox installs it beside nox); plain virtualenv
+# and pip when nox runs without it.
+nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "tests"]
 
 
