@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
 BEFORE_ROUNDS = 3  # the library before the run (the untuned one can take seconds per inference)
+SEARCHES = ("default", "small")  # --search: MetaSchedule's evolutionary search, or tuning.tune.small_search
 
 
 def minutes(text: str) -> float:
@@ -59,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--register-tiles", action=argparse.BooleanOptionalAction, default=None,
                    help="add 4-6 x 16 register-tile designs for 1x1 convs to the search space "
                         "(default: on for AVX2 targets without AVX-512, e.g. --portable)")
+    p.add_argument("--search", choices=SEARCHES, default="default",
+                   help="small = a quick search for smoke runs and tests: records, not performance (default: "
+                        "MetaSchedule's evolutionary search)")
     p.add_argument("--rpc-tracker", type=rpc_tracker, default=None, metavar="HOST:PORT",
                    help="measure on devices registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", default=None, metavar="KEY",
@@ -164,7 +168,7 @@ def tune_model(args, model, rpc, device) -> None:
         working_dir,
         write_provenance,
     )
-    from tuning.tune import tune
+    from tuning.tune import small_search, tune
 
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
     # A portable target's records name the CPU that measured them (`model`), as a CPU's records do (`mcpu`).
@@ -227,7 +231,7 @@ def tune_model(args, model, rpc, device) -> None:
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality,
-                  register_tiles=args.register_tiles)
+                  register_tiles=args.register_tiles, search=small_search() if args.search == "small" else None)
     measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
