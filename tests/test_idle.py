@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -51,8 +52,9 @@ def test_the_calling_thread_does_not_count_as_busy():
     assert threading.get_native_id() not in busy_threads()
 
 
-def test_tvm_pool_workers_spin_after_a_run_and_the_wait_outlasts_them():
-    """The harness's reason to wait: TVM's pool keeps spinning after a 2-thread parallel kernel returns."""
+def _spin_tvm_pool():
+    """A real 2-thread parallel TVM kernel: each call leaves the calling thread's TVM pool spinning after it
+    returns, as an engine's run does. Returns the call and its output tensor."""
     import tvm
     from tvm.script import tirx as T
 
@@ -67,9 +69,15 @@ def test_tvm_pool_workers_spin_after_a_run_and_the_wait_outlasts_them():
     set_tvm_threads(2)
     a = tvm.runtime.tensor(np.ones(65536, np.float32))
     b = tvm.runtime.tensor(np.zeros(65536, np.float32))
+    return lambda: kernel(a, b), b
+
+
+def test_tvm_pool_workers_spin_after_a_run_and_the_wait_outlasts_them():
+    """The harness's reason to wait: TVM's pool keeps spinning after a 2-thread parallel kernel returns."""
+    spin, b = _spin_tvm_pool()
     waits = []
     for _ in range(4):
-        kernel(a, b)
+        spin()
         waits.append(wait_until_idle())
     assert b.numpy().min() == 2.0
     assert all(w.busy_before >= 1 and w.idle for w in waits), waits
@@ -114,3 +122,51 @@ def test_the_tuner_times_each_engine_once_the_other_ones_pool_is_idle():
     _medians_ms(engines, None, rounds=3)
     timed = [n for e in engines.values() for n in e.spinning_at_start[1:]]  # after each engine's warm-up run
     assert timed == [0] * 6, {n: e.spinning_at_start for n, e in engines.items()}
+
+
+def test_the_bots_timing_lane_starts_each_run_once_the_other_pools_are_idle(twin, astronaut):
+    """bot/lanes.py times the slower engines right after the answering engine ran, whose pool still spins: each
+    background run waits until the process's other threads are idle (runtime/idle.py). Here a pool-like worker
+    spins for a while before the first run and after each run; no timed run of the real engine begins beside it."""
+    from bot.engines import EngineSet
+    from bot.lanes import Lanes
+    from bot.published import PublishedLatency
+    from bot.timings import Result, Timing, TimingReport
+
+    spinners: list[int] = []  # native ids of the pool-like workers
+    block = bytes(1 << 20)
+
+    def leave_a_pool_spinning():
+        """A worker that spins for a set wall time (0.5 s, whatever the host's load), as TVM's do after a run
+        (for ~0.1 s on an idle host; longer here, so that a run started beside it cannot miss it)."""
+        stop = time.monotonic() + 0.5
+
+        def spin():
+            spinners.append(threading.get_native_id())
+            while time.monotonic() < stop:
+                hashlib.sha256(block).digest()
+
+        threading.Thread(target=spin, daemon=True).start()
+
+    engines = EngineSet(twin.spec.name, ["litert"], threads=2)
+    engine = engines.segmenters["litert"].engine
+    run = engine.run
+    spinning_at_start: list[int] = []  # per timed run: pool-like workers still spinning when it began
+
+    def run_then_leave_a_pool_spinning(x):
+        spinning_at_start.append(len(set(busy_threads()) & set(spinners)))
+        out = run(x)
+        leave_a_pool_spinning()
+        return out
+
+    engine.run = run_then_leave_a_pool_spinning
+    report = TimingReport(engines, 2, PublishedLatency(), {"litert": Timing(state="measuring")})
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    try:
+        leave_a_pool_spinning()  # the reply lane's engine has just answered: its pool spins
+        assert asyncio.run(lanes.time_others(Result([], report, astronaut)))
+    finally:
+        assert lanes.close(timeout=30)
+    timing = report.timings["litert"]
+    assert timing.state == "measured" and timing.runs == len(spinning_at_start) >= 2, timing
+    assert spinning_at_start == [0] * len(spinning_at_start)

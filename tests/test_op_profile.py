@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,10 +175,19 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
                  "--order", "consecutive", "--library", str(library), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {OPS_CSV, GAP_CSV, KINDS_CSV, MARKDOWN}
     text = (out / MARKDOWN).read_text()
-    assert "LiteRT ISA: avx2" in text and "Threads: 1" in text and "## 1 thread, LiteRT ISA avx2" in text
-    assert "sum / whole" in text and "timed alone" in text and "timed consecutive" in text and str(library) in text
     ops = pd.read_csv(out / OPS_CSV)
     assert len(ops) == 5 and set(ops.isa) == {"avx2"} and set(ops.order) == {"consecutive"} and (ops.ms > 0).all()
+    assert set(ops.threads) == {1} and str(library) in text
+    # The page states what its CSVs hold: LiteRT's operators (how many, their summed time) and the TVM total.
+    lite = re.search(r"LiteRT whole model ([\d.]+) ms; sum of its (\d+) operators timed alone ([\d.]+) ms "
+                     r"\(sum / whole = ([\d.]+)\)", text)
+    whole_ms, count, ops_ms, share = float(lite[1]), int(lite[2]), float(lite[3]), float(lite[4])
+    assert count == len(ops) and ops_ms == pytest.approx(ops.ms.sum(), abs=1e-3)
+    assert whole_ms > 0 and share == pytest.approx(ops_ms / whole_ms, abs=0.01)
+    total = pd.read_csv(out / KINDS_CSV).set_index("kind").loc["total"]
+    tvm = re.search(r"TVM kernels ([\d.]+) ms vs LiteRT operators ([\d.]+) ms", text)
+    assert float(tvm[1]) == pytest.approx(total.tvm_ms, abs=1e-3) and float(tvm[1]) > 0
+    assert float(tvm[2]) == pytest.approx(total.litert_ms, abs=1e-3) == pytest.approx(ops_ms, abs=1e-3)
     assert "| conv1x1" in capsys.readouterr().out
 
 
