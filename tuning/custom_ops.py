@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tvm import relax
+import tvm
+from tvm import relax, te
 
 from runtime.errors import SelfieTvmError
 
@@ -127,10 +128,70 @@ def convert_max_unpooling(conv, op):
     return relax.op.reshape(y, (n, h * k, w * k, c))
 
 
+def _pool_argmax_te(x, k: int):
+    """Max and argmax of each k x k window in one pass over the input: a reduction over (index, value)
+    pairs that keeps the first maximum in x-major window order (see the module doc)."""
+    n, h, w, c = (int(d) for d in x.shape)
+    r = te.reduce_axis((0, k * k), "r")
+
+    def combine(a, b):
+        take_b = tvm.tirx.Or(b[1] > a[1], tvm.tirx.And(b[1] == a[1], b[0] < a[0]))
+        return tvm.tirx.Select(take_b, b[0], a[0]), tvm.tirx.Select(take_b, b[1], a[1])
+
+    def identity(index_dtype, value_dtype):
+        return tvm.tirx.const(k * k, index_dtype), tvm.te.min_value(value_dtype)
+
+    argmax = te.comm_reducer(combine, identity, name="window_argmax")
+    index, pooled = te.compute(
+        (n, h // k, w // k, c),
+        lambda b, i, j, ch: argmax((r.astype("int32"), x[b, i * k + r % k, j * k + r // k, ch]), axis=r),
+        name="pool_argmax")
+    encoded = te.compute(index.shape, lambda *i: index(*i).astype("float32") + tvm.tirx.const(0.1, "float32"),
+                         name="argmax_index")
+    return [pooled, encoded]
+
+
+def _unpool_te(data, index, k: int):
+    """Each window's value back at its argmax position, zeros elsewhere: one pass over the output."""
+    n, h, w, c = (int(d) for d in data.shape)
+
+    def at(b, y, x, ch):
+        slot = (x % k) * k + y % k  # x-major, as the pool numbers it
+        hit = index[b, y // k, x // k, ch].astype("int32") == slot
+        return tvm.tirx.Select(hit, data[b, y // k, x // k, ch], tvm.tirx.const(0.0, data.dtype))
+
+    return te.compute((n, h * k, w * k, c), at, name="max_unpool")
+
+
+def convert_max_pool_argmax_one_pass(conv, op):
+    (data_t,) = conv.get_input_tensors(op)
+    n, h, w, c = _shape(conv, data_t)
+    k = PoolParams.of(op).require_tiling("MaxPoolingWithArgmax2D", h, w)
+    out = conv.bb.emit_te(_pool_argmax_te, conv.get_tensor_expr(data_t), k, primfunc_name_hint="max_pool_argmax")
+    return relax.Tuple([relax.TupleGetItem(out, 0), relax.TupleGetItem(out, 1)])
+
+
+def convert_max_unpooling_one_pass(conv, op):
+    data_t, index_t = conv.get_input_tensors(op)
+    p = PoolParams.of(op)
+    k = p.filter_h
+    if not (p.filter_w == p.stride_w == p.stride_h == k):
+        raise CustomOpError("MaxUnpooling2D: only non-overlapping windows are supported")
+    return conv.bb.emit_te(_unpool_te, conv.get_tensor_expr(data_t), conv.get_tensor_expr(index_t), k,
+                           primfunc_name_hint="max_unpool")
+
+
 CUSTOM_CONVERTERS = {
     "Convolution2DTransposeBias": convert_transpose_conv_bias,
     "MaxPoolingWithArgmax2D": convert_max_pool_argmax,
     "MaxUnpooling2D": convert_max_unpooling,
 }
 
-__all__ = ["CUSTOM_CONVERTERS", "CustomOpError"]
+# The tuned graph's (GraphOptions.clean_import): one pass each instead of reshape/transpose/max/argmax and
+# expand/where/transpose chains.
+ONE_PASS_CONVERTERS = {
+    "MaxPoolingWithArgmax2D": convert_max_pool_argmax_one_pass,
+    "MaxUnpooling2D": convert_max_unpooling_one_pass,
+}
+
+__all__ = ["CUSTOM_CONVERTERS", "ONE_PASS_CONVERTERS", "CustomOpError"]

@@ -13,7 +13,7 @@ from tvm.relax.frontend.tflite import tflite_frontend
 from runtime.errors import SelfieTvmError
 from runtime.tflite_graph import TFLiteGraph, op_name
 
-from .custom_ops import CUSTOM_CONVERTERS, convert_transpose_conv_bias
+from .custom_ops import CUSTOM_CONVERTERS, ONE_PASS_CONVERTERS, convert_transpose_conv_bias
 from .import_rewrites import REWRITES
 from .transforms import subpixel_transposed_convolutions
 
@@ -70,6 +70,8 @@ class CleanOperatorConverter(MediaPipeOperatorConverter):
         for name, fn in REWRITES.items():
             self.convert_map[name] = lambda op, fn=fn, stock=self.convert_map[name]: fn(self, op, stock)
         self.convert_map["Convolution2DTransposeBias"] = lambda op: convert_transpose_conv_bias(self, op, "NHWC")
+        for name, fn in ONE_PASS_CONVERTERS.items():
+            self.convert_map[name] = lambda op, fn=fn: fn(self, op)
 
 
 def supported_ops() -> set[str]:
