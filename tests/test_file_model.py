@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from runtime.acquire import AUTO, resolve_model, sha256_of
 from runtime.errors import ModelNotFoundError
@@ -129,18 +130,30 @@ def test_any_tflite_through_compile_segment_tune_and_benchmark(tmp_path, capsys,
     target = host_target()
 
     assert main(["compile", "--model-path", str(path)]) == 0
-    assert f"compiling {name} for {target.id}" in capsys.readouterr().out
+    capsys.readouterr()
     assert (tmp_path / "build" / name / target.id / "default.so").is_file()
+    default = LibraryMetadata.read(tmp_path / "build" / name / target.id / "default.json")
+    assert (default.kind, default.model, default.model_sha256) == ("default", name, sha256_of(path))
+    assert default.target_spec.id == target.id
 
-    assert main(["segment", str(grace_hopper_path), "--model-path", str(path), "--engine", "tvm-default",
-                 "--out", str(tmp_path / "out")]) == 0
-    assert f"{name} on tvm-default" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.mask.*.png")) == [
-        f"grace_hopper.mask.class{i}.png" for i in range(4)]
+    masks = {}
+    for engine in ("tvm-default", "litert"):
+        assert main(["segment", str(grace_hopper_path), "--model-path", str(path), "--engine", engine,
+                     "--out", str(tmp_path / engine)]) == 0
+        masks[engine] = {p.name: np.asarray(Image.open(p)) for p in sorted((tmp_path / engine).glob("*.mask.*.png"))}
+    capsys.readouterr()
+    assert list(masks["tvm-default"]) == [f"grace_hopper.mask.class{i}.png" for i in range(4)]
+    # The file's own model ran on TVM: its masks, photo-sized, are LiteRT's on the same file (within rounding).
+    photo_hw = np.asarray(Image.open(grace_hopper_path)).shape[:2]
+    for mask_name, tvm_mask in masks["tvm-default"].items():
+        lite_mask = masks["litert"][mask_name]
+        assert tvm_mask.shape == lite_mask.shape == photo_hw and tvm_mask.std() > 0, mask_name
+        assert np.abs(tvm_mask.astype(int) - lite_mask).max() <= 2, mask_name
 
     # The smallest tune that measures: one batch of one kernel, kept in the committed set of this ISA level
     # and built into the model's tuned library.
-    assert main(["tune", "--model-path", str(path), "--budget", "4", "--per-iter", "4", "--only", "fused_conv2d_"]) == 0
+    assert main(["tune", "--model-path", str(path), "--budget", "4", "--per-iter", "4", "--only", "fused_conv2d_",
+                 "--search", "small"]) == 0
     capsys.readouterr()
     records = read_records(record_set_dir(target))
     assert any(r.cost_s is not None for r in records)  # at least one trial measured
