@@ -25,7 +25,7 @@ from tuning.importer import TUNED_GRAPH
 from tuning.local_farm import LocalFarm
 from tuning.records import read_provenance, write_provenance
 from tuning.tasks import FAILED_RUN_S
-from tuning.tune import tune
+from tuning.tune import small_search, tune
 
 from .farm_helpers import free_port, sessions_in_progress, sessions_started, wait_for
 from .tiny_models import tiny_segmenter
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ONLY = ["fused_conv2d_add_relu"]
 KEY = "farm-cpu"
 TUNE_DEADLINE_S = 400  # no batch starts later (pytest-timeout ends a test that hangs all the same)
+# Every tune here runs a small search (tuning.tune.small_search): these tests are about the farm, not the schedules.
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_a_device_killed_mid_measurement_costs_nothing_and_is_reported_once(tiny
         killer, errors = _in_background(kill_device_0_while_it_measures)
         try:
             result = tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, rpc=farm.spec, only=ONLY,
-                          register_tiles=False, time_limit_s=TUNE_DEADLINE_S)
+                          register_tiles=False, time_limit_s=TUNE_DEADLINE_S, search=small_search())
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors
@@ -122,7 +123,7 @@ def test_a_broken_measurement_call_stops_the_run_and_stores_no_record(tiny_mod, 
     with LocalFarm(1, KEY) as farm, pytest.raises(FarmError, match=r"^measuring on the farm failed in a way that "
                                                                    r"says nothing about the candidate \(\w+Error"):
         tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, rpc=farm.spec, progress=False, only=ONLY,
-             register_tiles=False, time_limit_s=TUNE_DEADLINE_S)
+             register_tiles=False, time_limit_s=TUNE_DEADLINE_S, search=small_search())
     assert (work / RECORDS).read_bytes() == before
 
 
@@ -156,7 +157,7 @@ def test_a_tracker_gone_mid_run_is_one_sentence_and_keeps_the_records(tiny_mod, 
             one_sentence = rf"^cannot reach the RPC tracker at {farm.tracker} \([^\n]*\)[^\n]*$"
             with pytest.raises(FarmError, match=one_sentence):
                 tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False,
-                     only=ONLY, time_limit_s=TUNE_DEADLINE_S)
+                     only=ONLY, time_limit_s=TUNE_DEADLINE_S, search=small_search())
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors
@@ -183,7 +184,7 @@ def test_every_device_gone_stops_the_run_in_one_sentence_and_keeps_the_records(t
             one_sentence = f"^every device of key '{KEY}' at {farm.tracker} stopped answering[^\n]*$"
             with pytest.raises(FarmError, match=one_sentence):
                 tune(tiny_mod, target.to_tvm(), work, budget=200, per_iter=4, rpc=farm.spec, progress=False,
-                     only=ONLY, time_limit_s=TUNE_DEADLINE_S)
+                     only=ONLY, time_limit_s=TUNE_DEADLINE_S, search=small_search())
         finally:
             killer.join(timeout=60)
         assert not killer.is_alive() and not errors, errors

@@ -32,7 +32,7 @@ from tuning.register_tile import (
 )
 from tuning.scheduler import MIN_FIRST_BATCH, register_tile_batch
 from tuning.tasks import TaskPlan
-from tuning.tune import tune, untried_register_tile_tasks
+from tuning.tune import small_search, tune, untried_register_tile_tasks
 
 TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3", "num-cores": 2})
 
@@ -114,8 +114,9 @@ def test_a_tune_with_the_tiles_leaves_records_that_a_build_replays(tmp_path, cap
     target = host_target()
     mod = tuning_module(model, target, TUNED_GRAPH)
     work = tmp_path / "records"
+    # A small search and a deadline: the test is about the tile designs' records, not their speed.
     tune(mod, target.to_tvm(), work, budget=8, per_iter=4, progress=False, only=["fused_conv2d1"],
-         register_tiles=True)
+         register_tiles=True, search=small_search(), time_limit_s=400)
     # The tile pass, then the union space: MetaSchedule's INFO lines of both go to the log file only.
     terminal = capfd.readouterr()
     assert "task_scheduler.cc" not in terminal.out + terminal.err
