@@ -90,7 +90,8 @@ def test_no_build_starts_while_a_measurement_runs(tmp_path, monkeypatch):
     mod = tuning_module(tiny_segmenter(tmp_path / "tiny.tflite"), target)
     two_kernels = plan_tasks(mod, target.to_tvm()).names[:2]  # the smallest run with a second batch
     result = tune_module.tune(mod, target.to_tvm(), tmp_path / "records", budget=8, per_iter=4, progress=False,
-                              only=two_kernels, register_tiles=False, search=tune_module.small_search())
+                              only=two_kernels, register_tiles=False, search=tune_module.small_search(),
+                              time_limit_s=400)  # a deadline: no batch starts later
     (builder,) = builders
     assert result.trials_run == 8 and len(runner.futures) == 8
     assert builder.running_at_build == [0, 0]  # one batch per kernel, the second after the first was measured
