@@ -174,6 +174,10 @@ def test_unknown_engine_is_refused():
         parse_engines("litert,tvm-fast")
 
 
+# Under the test's own deadline (tests/conftest.py), so a run that hangs ends as this command's timeout.
+QUICK_RUN_TIMEOUT_S = 480
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """A real, small `python -m benchmark` run: the real landscape model, LiteRT vs TVM default, 1 thread."""
@@ -183,7 +187,7 @@ def quick_run(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "benchmark", "--model", "selfie_segmenter_landscape",
                     "--engines", "litert,tvm-default", "--threads", "1", "--runs", "3", "--warmup", "1",
                     "--out", str(out / "report"), "--no-profile", f"--benchmark-storage=file://{out / 'storage'}"],
-                   cwd=ROOT, env=env, check=True)
+                   cwd=ROOT, env=env, check=True, timeout=QUICK_RUN_TIMEOUT_S)
     return out / "report" / "benchmark.json", out
 
 
