@@ -163,3 +163,17 @@ def test_the_tuner_leaves_an_untileable_kernel_to_the_default_space(caplog):
         db = ms.database.JSONDatabase(work_dir=work_dir)
         assert untried_register_tile_tasks(db, plan) == [1]
     assert "fused_se skipped: its epilogue block" in caplog.text
+
+
+def test_a_conv_whose_channels_fit_no_tile_is_skipped_not_a_crash(caplog):
+    """The tiny model's last 1x1 conv has 3 output channels: no 16-wide tile fits, so it has no design, and a
+    task without one stopped MetaSchedule's search ('design_spaces.empty()')."""
+    narrow = conv_bias_relu(cout=3)
+    assert "3 output channels are not a multiple of a tile's width (16)" in skip_reason(s_tir.Schedule(narrow))
+    assert register_tile_designs(s_tir.Schedule(narrow)) == []
+    plan = TaskPlan(tasks=[types.SimpleNamespace(task_name="fused_narrow", dispatched=[narrow]),
+                           types.SimpleNamespace(task_name="fused_pw", dispatched=[conv_bias_relu()])],
+                    skipped=[])
+    with tempfile.TemporaryDirectory() as work_dir, caplog.at_level(logging.INFO, logger="tuning.tune"):
+        assert untried_register_tile_tasks(ms.database.JSONDatabase(work_dir=work_dir), plan) == [1]
+    assert "fused_narrow skipped: its 3 output channels" in caplog.text

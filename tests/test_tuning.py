@@ -25,7 +25,7 @@ from tuning.database import KEEP_PER_CPU, count_records, is_compressed, read_rec
 from tuning.errors import MissingRecordsError, TuningBudgetError
 from tuning.farm import RpcSpec
 from tuning.records import isa_level, record_set_dir, resolve_records, working_dir
-from tuning.tune import tune
+from tuning.tune import small_search, tune
 
 from .farm_helpers import wait_for
 from .tiny_models import tiny_file_model, tiny_segmenter, tiny_shared_anchor
@@ -33,6 +33,15 @@ from .tiny_models import tiny_file_model, tiny_segmenter, tiny_shared_anchor
 pytestmark = pytest.mark.slow
 BUDGET = 20  # the tiny model has 5 kernels: the first round needs 4 trials each
 ROOT = Path(__file__).resolve().parents[1]
+# Every tune here runs a small search (records, not performance: tuning.tune.small_search) and starts no batch
+# after this deadline (pytest-timeout ends a test that hangs all the same).
+TUNE_DEADLINE_S = 400
+QUICK = ["--search", "small", "--time-limit", str(TUNE_DEADLINE_S / 60)]  # the same through `selfie-tvm tune`
+
+
+def quick(**options) -> dict:
+    """tune()'s options as every tune here runs it: no progress bar, the small search, the deadline."""
+    return {"progress": False, "search": small_search(), "time_limit_s": TUNE_DEADLINE_S, **options}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,7 @@ def tiny_mod(tiny, target):
 @pytest.fixture(scope="module")
 def tuned_dir(tiny_mod, target, tmp_path_factory):
     work = tmp_path_factory.mktemp("records")
-    result = tune(tiny_mod, target.to_tvm(), work, budget=BUDGET, per_iter=4, progress=False)
+    result = tune(tiny_mod, target.to_tvm(), work, **quick(budget=BUDGET, per_iter=4))
     assert result.trials_before == 0 and result.trials_run >= BUDGET
     return work
 
@@ -66,14 +75,14 @@ def tuned_records(tuned_dir, target):
 def test_the_budget_counts_this_run_only(tuned_dir, tiny_mod, target):
     before = count_records(tuned_dir)
     assert before >= BUDGET  # more records already there than this run's budget
-    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=4, per_iter=4, progress=False)
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, **quick(budget=4, per_iter=4))
     assert result.trials_before == before and 4 <= result.trials_run < 8
     assert count_records(tuned_dir) == before + result.trials_run
 
 
 def test_a_time_limit_reached_before_the_first_batch_measures_nothing(tuned_dir, tiny_mod, target):
     before = count_records(tuned_dir)
-    result = tune(tiny_mod, target.to_tvm(), tuned_dir, budget=4, per_iter=4, progress=False, time_limit_s=1e-6)
+    result = tune(tiny_mod, target.to_tvm(), tuned_dir, **quick(budget=4, per_iter=4, time_limit_s=1e-6))
     assert result.trials_run == 0 and result.valid_trials == 0 and count_records(tuned_dir) == before
     assert result.stopped_because == "the time limit was reached before the first batch"
 
@@ -85,7 +94,7 @@ def test_tuned_library_matches_litert(tuned_records, tuned_dir, tiny, target, tm
     # Every kernel was reached by the first round, so nothing runs untuned, and the sub-pixel
     # transposed convolution is what was tuned and built.
     assert engine.metadata.untuned_kernels == [] and engine.metadata.tuning_warning is None
-    assert engine.metadata.graph == {"subpixel_transposed_conv": True, "weight_prepack": True}
+    assert engine.metadata.graph == {"subpixel_transposed_conv": True, "weight_prepack": True, "clean_import": True}
     # The in-model profile names kernels as the tuner does (prepacked kernels included), so
     # profile-guided tuning can aim at them.
     from runtime.profiling import kernel_times
@@ -108,7 +117,7 @@ def test_tuned_build_without_records_is_refused(tiny, target, tmp_path):
 
 def test_a_budget_that_cannot_reach_every_kernel_is_refused(tiny_mod, target, tmp_path):
     with pytest.raises(TuningBudgetError, match="cannot reach the 5 kernels"):
-        tune(tiny_mod, target.to_tvm(), tmp_path, budget=12, per_iter=4, progress=False)
+        tune(tiny_mod, target.to_tvm(), tmp_path, **quick(budget=12, per_iter=4))
     assert count_records(tmp_path) == 0
 
 
@@ -120,8 +129,7 @@ def test_partially_tuned_library_says_so(tiny, tiny_mod, target, tmp_path):
     from tuning.tasks import plan_tasks
 
     work = tmp_path / "records"
-    result = tune(tiny_mod, target.to_tvm(), work, budget=4, per_iter=4, progress=False,
-                  only=["fused_conv2d_add_relu"])
+    result = tune(tiny_mod, target.to_tvm(), work, **quick(budget=4, per_iter=4, only=["fused_conv2d_add_relu"]))
     assert result.kernels == 1 and result.kernels_improved == 1 and result.valid_trials >= 1
     db = ms.database.JSONDatabase(work_dir=str(work))
     for task in plan_tasks(tiny_mod, target.to_tvm()).tasks:
@@ -156,26 +164,28 @@ from pathlib import Path
 from tests.tiny_models import tiny_segmenter
 from tuning.build import tuning_module
 from runtime.target import host_target
-from tuning.tune import tune
+from tuning.tune import small_search, tune
 t = host_target()
 model = tiny_segmenter(Path(sys.argv[1]))
-tune(tuning_module(model, t), t.to_tvm(), Path(sys.argv[2]), budget=400, per_iter=4, progress=False)
+tune(tuning_module(model, t), t.to_tvm(), Path(sys.argv[2]), budget=400, per_iter=4, progress=False,
+     search=small_search(), time_limit_s=float(sys.argv[3]))
 """
 
 
 def test_interrupted_run_keeps_its_records_and_resumes(tmp_path, tiny_mod, target):
     work = tmp_path / "records"
-    proc = subprocess.Popen([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path / "t.tflite"), str(work)],
+    proc = subprocess.Popen([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path / "t.tflite"), str(work),
+                             str(TUNE_DEADLINE_S)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: count_records(work) >= 4, 600, "the first measured batch", proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.wait(60)
     saved = count_records(work)
     assert saved >= 4
     # Resuming reaches the kernels the killed run did not (at most 4 of the 5: one batch each).
-    result = tune(tiny_mod, target.to_tvm(), work, budget=16, per_iter=4, progress=False)
+    result = tune(tiny_mod, target.to_tvm(), work, **quick(budget=16, per_iter=4))
     assert result.trials_before == saved and result.trials_run >= 1
     assert result.kernels_measured_before >= 1 and result.kernels_measured_after == result.kernels == 5
 
@@ -204,7 +214,7 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(results))
     monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(build))
     committed, working = record_set_dir(host_target()), working_dir(host_target())
-    common = ["tune", "--model-path", str(model_file), "--per-iter", "4", "--only", "fused_conv2d_"]
+    common = ["tune", "--model-path", str(model_file), *QUICK, "--per-iter", "4", "--only", "fused_conv2d_"]
     assert main([*common[:-2], "--budget", "4"]) == 2  # every kernel needs a first batch: 4 cannot reach them
     assert "cannot reach the" in capsys.readouterr().err
 
@@ -291,7 +301,8 @@ def test_tune_all_models_one_after_another(tmp_path, capsys, monkeypatch):
     assert "drop --model-path and --out" in capsys.readouterr().err
 
     # One kernel of each (`--only`) keeps it short; coverage still counts all of them.
-    assert main(["tune", "--model", "all", "--per-iter", "4", "--budget", "4", "--only", "fused_conv2d_add_"]) == 0
+    assert main(["tune", "--model", "all", *QUICK, "--per-iter", "4", "--budget", "4", "--only",
+                 "fused_conv2d_add_"]) == 0
     out = capsys.readouterr().out
     assert "tuning 2 models one after another, each for up to 4 trials" in out
     one, two = out.split("[2/2] tiny")
@@ -361,7 +372,7 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     here, portable = host_target().mcpu, portable_target(2)
     measuring = tag_measuring_cpu(portable.to_tvm(), here)
     only = [plan_tasks(tiny_mod, measuring).tasks[0].task_name]  # one kernel is enough: minutes on slow hosts
-    tune(tiny_mod, measuring, tmp_path, budget=4, per_iter=4, progress=False, only=only, register_tiles=False)
+    tune(tiny_mod, measuring, tmp_path, **quick(budget=4, per_iter=4, only=only, register_tiles=False))
     mine = read_records(tmp_path)
     assert {(r.mcpu, r.cpu) for r in mine} == {("x86-64-v3", here)}
     other = [Record(r.shash, r.workload_line, [r.body[0], [t / 10 for t in r.body[1]],
@@ -383,10 +394,11 @@ def test_a_portable_tune_names_this_cpu_in_its_records_and_a_portable_build_here
     write_database(elsewhere, other, compressed=False)
     fastest = sorted(other, key=lambda r: r.cost_s)[:KEEP_PER_CPU]
     with pytest.raises(TuningBudgetError, match=f"use --budget {len(fastest)} or more"):  # refused before measuring
-        tune(tiny_mod, measuring, elsewhere, budget=len(fastest) - 1, progress=False, only=only)
+        tune(tiny_mod, measuring, elsewhere, **quick(budget=len(fastest) - 1, only=only))
     assert count_records(elsewhere) == len(other)
-    result = tune(tiny_mod, measuring, elsewhere, budget=len(fastest) + 4, per_iter=4, progress=False, only=only,
-                  register_tiles=False)
+    # MetaSchedule's own search here (search=None): that it never proposes a schedule measured already is the claim.
+    result = tune(tiny_mod, measuring, elsewhere, **quick(budget=len(fastest) + 4, per_iter=4, only=only,
+                                                          register_tiles=False, search=None))
     here_now = read_records(elsewhere)[len(other):]
     remeasured, searched = here_now[:len(fastest)], here_now[len(fastest):]
     assert result.trials_run == len(here_now) == len(fastest) + 4 and result.kernels_measured_before == 1
@@ -440,7 +452,7 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     assert len(plan_tasks(mod, target.to_tvm(), module_equality=ANCHOR_BLOCK).tasks) == 1
 
     work, out = tmp_path / "records", tmp_path / "lib"
-    common = ["tune", "--model-path", str(model.path), "--budget", "4", "--per-iter", "4"]
+    common = ["tune", "--model-path", str(model.path), *QUICK, "--budget", "4", "--per-iter", "4"]
     assert main([*common, "--module-equality", ANCHOR_BLOCK]) == 2  # not into the committed records
     assert "give them a --work-dir of their own" in capsys.readouterr().err
     anchor_run = [*common, "--module-equality", ANCHOR_BLOCK, "--work-dir", str(work), "--out", str(out)]

@@ -105,6 +105,11 @@ def skip_reason(sch: s_tir.Schedule) -> str | None:
     conv = _pointwise_conv_block(sch)
     if conv is None:
         return "not a 1x1 NHWC convolution"
+    channels = int(sch.get(sch.get_loops(conv)[3]).extent)
+    if not any(channels % width == 0 for width in TILES):
+        # No design would be made, and MetaSchedule's search refuses a task without one (a crash).
+        return (f"its {channels} output channels are not a multiple of a tile's width "
+                f"({', '.join(map(str, TILES))})")
     out_shape = _shape(sch, conv)
     for consumer in _all_consumers(sch, conv):
         if _shape(sch, consumer) != out_shape:
