@@ -16,7 +16,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from runtime.acquire import resolve_model
+from runtime.acquire import AUTO, resolve_model
 from runtime.target import host_target
 from tuning.build import tuning_module
 from tuning.local_farm import LocalFarm
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=40)
     p.add_argument("--per-iter", type=int, default=8)
     p.add_argument("--devices", default="1,2", help="device counts to compare, e.g. 1,2")
-    p.add_argument("--model", default="selfie_multiclass_twin", help="registry name or .tflite path")
+    p.add_argument("--model", default=AUTO, help=f"registry name or .tflite path (default {AUTO}: the main model if "
+                   "it can be had, else its architecture twin)")
     p.add_argument("--only", action="append", default=None, metavar="KERNEL",
                    help="tune only kernels whose name starts with this (repeatable; default: every kernel)")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
