@@ -212,7 +212,8 @@ def test_the_model_report_and_the_leaderboard_show_the_load_run(litert_run, tmp_
 
     out, run = litert_run
     directory = tmp_path / "selfie_segmenter"
-    shutil.copytree(next((PROJECT_ROOT / "results" / "selfie_segmenter").glob("*/")), directory)
+    saved_run = sorted((PROJECT_ROOT / "results" / "selfie_segmenter").glob("*/benchmark.json"))[0]
+    shutil.copytree(saved_run.parent, directory)
     for committed_load_run in directory.glob("throughput*"):  # a committed run may hold one: start without
         shutil.rmtree(committed_load_run) if committed_load_run.is_dir() else committed_load_run.unlink()
     before = write_report(directory / "benchmark.json", directory).read_text()
