@@ -63,14 +63,13 @@ def coverage(mod: tvm.IRModule, target: TargetSpec, selected: Path, module_equal
     plan = plan_tasks(mod, target.to_tvm())
     db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True, module_equality=module_equality)
     untuned, naive, flops_missing, flops_total = [], [], 0.0, 0.0
-    cores = int(target.to_tvm().attrs.get("num-cores", 1))
     for task in plan.tasks:
         flops = task_flops(task) * int(task.weight)
         flops_total += flops
         if not db.has_workload(task.dispatched[0]):
             untuned.append(task.task_name)
             flops_missing += flops
-            if not default_schedule(s_tir.Schedule(task.dispatched[0]), cores):
+            if not default_schedule(s_tir.Schedule(task.dispatched[0]), target.num_cores):
                 naive.append(task.task_name)
     return Coverage(len(plan.tasks), untuned, flops_missing / flops_total if flops_total else 0.0, naive)
 

@@ -57,6 +57,13 @@ class PoolParams:
                 f"(filter {self.filter_h}x{self.filter_w}, stride {self.stride_h}x{self.stride_w}, input {h}x{w})")
         return k
 
+    def require_non_overlapping(self, name: str) -> int:
+        """The window size, when windows do not overlap (what MediaPipe's models use)."""
+        k = self.filter_h
+        if not (self.filter_w == self.stride_w == self.stride_h == k):
+            raise CustomOpError(f"{name}: only non-overlapping windows are supported")
+        return k
+
 
 def _shape(conv, tensor) -> list[int]:
     return [int(v) for v in conv.get_tensor_shape(tensor)]
@@ -115,10 +122,7 @@ def convert_max_pool_argmax(conv, op):
 def convert_max_unpooling(conv, op):
     data_t, index_t = conv.get_input_tensors(op)
     n, h, w, c = _shape(conv, data_t)
-    p = PoolParams.of(op)
-    k = p.filter_h
-    if not (p.filter_w == p.stride_w == p.stride_h == k):
-        raise CustomOpError("MaxUnpooling2D: only non-overlapping windows are supported")
+    k = PoolParams.of(op).require_non_overlapping("MaxUnpooling2D")
     data = relax.op.expand_dims(conv.get_tensor_expr(data_t), -1)
     index = relax.op.expand_dims(relax.op.astype(conv.get_tensor_expr(index_t), "int32"), -1)
     slots = relax.const(np.arange(k * k, dtype="int32").reshape(1, 1, 1, 1, k * k))
@@ -173,10 +177,7 @@ def convert_max_pool_argmax_one_pass(conv, op):
 
 def convert_max_unpooling_one_pass(conv, op):
     data_t, index_t = conv.get_input_tensors(op)
-    p = PoolParams.of(op)
-    k = p.filter_h
-    if not (p.filter_w == p.stride_w == p.stride_h == k):
-        raise CustomOpError("MaxUnpooling2D: only non-overlapping windows are supported")
+    k = PoolParams.of(op).require_non_overlapping("MaxUnpooling2D")
     return conv.bb.emit_te(_unpool_te, conv.get_tensor_expr(data_t), conv.get_tensor_expr(index_t), k,
                            primfunc_name_hint="max_unpool")
 

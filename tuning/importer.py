@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import tvm
@@ -52,9 +53,11 @@ class UnsupportedOperatorError(SelfieTvmError):
 class MediaPipeOperatorConverter(tflite_frontend.OperatorConverter):
     """TVM's TFLite converter plus converters for MediaPipe's custom operators."""
 
+    custom_converters = CUSTOM_CONVERTERS
+
     def __init__(self, model, subgraph, exp_tab, ctx, conversion_state=None):
         super().__init__(model, subgraph, exp_tab, ctx, conversion_state)
-        for name, fn in CUSTOM_CONVERTERS.items():
+        for name, fn in self.custom_converters.items():
             self.convert_map[name] = lambda op, fn=fn: fn(self, op)
 
     def get_op_code_str(self, op):
@@ -65,13 +68,13 @@ class MediaPipeOperatorConverter(tflite_frontend.OperatorConverter):
 class CleanOperatorConverter(MediaPipeOperatorConverter):
     """The tuned graph's import: MediaPipeOperatorConverter without the stock artefacts (GraphOptions.clean_import)."""
 
+    custom_converters = {**CUSTOM_CONVERTERS, **ONE_PASS_CONVERTERS,
+                         "Convolution2DTransposeBias": partial(convert_transpose_conv_bias, layout="NHWC")}
+
     def __init__(self, model, subgraph, exp_tab, ctx, conversion_state=None):
         super().__init__(model, subgraph, exp_tab, ctx, conversion_state)
         for name, fn in REWRITES.items():
             self.convert_map[name] = lambda op, fn=fn, stock=self.convert_map[name]: fn(self, op, stock)
-        self.convert_map["Convolution2DTransposeBias"] = lambda op: convert_transpose_conv_bias(self, op, "NHWC")
-        for name, fn in ONE_PASS_CONVERTERS.items():
-            self.convert_map[name] = lambda op, fn=fn: fn(self, op)
 
 
 def supported_ops() -> set[str]:
