@@ -47,8 +47,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
+    """The test suite, as CI runs it. Without arguments: every test but the `serial` ones on all cores
+    (pytest-xdist, one file per worker at a time, so a file's fixtures are built once), then the serial ones
+    alone (they time threads). Arguments go to one plain pytest run: `./nox -s tests -- tests/test_bot.py`."""
     session.install("-e", ".[tune,benchmark,bot,dev,load]")
-    session.run("pytest", *session.posargs, env=_env())
+    if session.posargs:
+        session.run("pytest", *session.posargs, env=_env())
+        return
+    session.run("pytest", "--numprocesses", "auto", "--dist", "loadfile", "-m", "not serial", env=_env())
+    session.run("pytest", "-m", "serial", env=_env())
 
 
 @nox.session(python=PYTHON)

@@ -329,8 +329,9 @@ def main() -> int:
     ensure_podman()
     if not args.no_build:
         t0 = time.monotonic()
-        sh(*PODMAN, "build", "--pull=never", "--network", "host", "--isolation", "chroot", "-t", args.tag,
-           str(ROOT), nice=True)
+        # --layers=false: one commit per stage instead of one per instruction, each a full copy under vfs.
+        sh(*PODMAN, "build", "--pull=never", "--network", "host", "--isolation", "chroot", "--layers=false",
+           "-t", args.tag, str(ROOT), nice=True)
         log(f"image built in {time.monotonic() - t0:.0f} s")
         # vfs stores every layer as a full copy: drop untagged images (the build stage, earlier builds).
         sh(*PODMAN, "image", "prune", "--force")

@@ -39,8 +39,12 @@ def pytest_configure(config):
     # and keep generated/downloaded files of the test run out of the user's cache.
     if "SELFIE_TVM_MODELS_DIR" not in os.environ and SHARED_MODELS.is_dir():
         os.environ["SELFIE_TVM_MODELS_DIR"] = str(SHARED_MODELS)
-    os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "models"))
-    os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(Path(config.rootpath) / ".pytest_cache" / "tvm_model"))
+    # Under pytest-xdist each worker has its own: two workers never build or write the same file at once.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    suffix = f"-{worker}" if worker else ""
+    cache = Path(config.rootpath) / ".pytest_cache"
+    os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(cache / f"models{suffix}"))
+    os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(cache / f"tvm_model{suffix}"))
     if in_ci() and (missing := missing_shared_files()):
         raise pytest.UsageError(
             "CI=true but the real models and reference graph are missing: " + ", ".join(missing)
@@ -52,6 +56,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
+    # Files with slow tests first (a stable sort: each file's tests keep their order): pytest-xdist hands out
+    # whole files in this order, so the long ones start early instead of leaving one core busy at the end.
+    has_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in has_slow)
 
 
 def pytest_sessionfinish(session, exitstatus):

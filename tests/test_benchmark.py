@@ -19,6 +19,7 @@ from benchmark.options import Plan, Protocol
 from .conftest import need_model
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # builds, measures and reports tiny models end to end
 
 
 def test_describe_on_a_sample_worked_by_hand():
@@ -324,6 +325,7 @@ def ablation_libraries(tmp_path_factory):
     return model, stock, tuned_graph, other
 
 
+@pytest.mark.serial  # every timed run waits for idle threads, which another test's load delays
 def test_ablation_times_every_variant_in_one_interleaved_run(ablation_libraries, tmp_path, monkeypatch):
     from benchmark.ablation import main
 

@@ -774,6 +774,7 @@ def lane_call(service: SegmentationService, lane: str, fn, *args):
     return executor.submit(fn, *args).result(timeout=120)
 
 
+@pytest.mark.serial  # counts the threads that got CPU time in a window: another test's load would hide some
 def test_every_engine_runs_with_the_configured_thread_count_on_its_lane():
     """TVM's pool is per OS thread: the count must be set on the thread that runs inference, whatever
     TVM_NUM_THREADS gave a new thread. TVM reports its pool size on the lane's thread (runtime.NumThreads);

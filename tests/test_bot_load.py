@@ -16,6 +16,7 @@ from PIL import Image
 
 from .fake_telegram import FakeTelegram
 
+pytestmark = pytest.mark.slow
 TOKEN = "123456789:AAHloadTestTokenOnly_abcdefghijklmnop"
 ROOT = Path(__file__).resolve().parents[1]
 # Peak resident memory of the bot through the whole load below, its default engines loaded (docs/bot.md,

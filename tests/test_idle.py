@@ -12,6 +12,9 @@ import pytest
 
 from runtime.idle import busy_threads, summarise, wait_until_idle
 
+# These watch thread states and spin durations: another test on the other core would stretch them.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def spinning_thread():

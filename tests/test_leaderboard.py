@@ -226,6 +226,7 @@ def test_models_without_a_saved_run_are_named_with_the_reason(rendered):
             f"{TWIN} stands in") in missing
 
 
+@pytest.mark.serial  # every timed call waits for idle threads, which another test's load delays
 def test_pipeline_timing_returns_both_sides_for_a_real_model():
     from benchmark.pipeline import MEDIAPIPE, photo, time_pipelines
     from runtime.acquire import resolve_model
