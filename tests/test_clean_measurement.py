@@ -95,3 +95,18 @@ def test_no_build_starts_while_a_measurement_runs(tmp_path, monkeypatch):
     (builder,) = builders
     assert result.trials_run == 8 and len(runner.futures) == 8
     assert builder.running_at_build == [0, 0]  # one batch per kernel, the second after the first was measured
+
+
+def test_a_task_whose_search_ran_out_of_candidates_is_not_waited_for(tmp_path):
+    """A task dispatched when its search has nothing left to measure (here its per-task cap) is terminated by
+    MetaSchedule instead of measured; the next dispatch must not wait for its measurements (it has none, and
+    MetaSchedule refuses the join: `deeplab_v3`'s tune died of it once every kernel had had a first batch)."""
+    target = host_target()
+    mod = tuning_module(tiny_segmenter(tmp_path / "tiny.tflite"), target)
+    two_kernels = plan_tasks(mod, target.to_tvm()).names[:2]
+    # 4 trials per kernel at most: the third dispatch finds the first kernel's search exhausted, the fourth
+    # goes to the other kernel with the first still marked as dispatched.
+    result = tune_module.tune(mod, target.to_tvm(), tmp_path / "records", budget=16, per_task=4, per_iter=4,
+                              progress=False, only=two_kernels, register_tiles=False,
+                              search=tune_module.small_search(), time_limit_s=400)
+    assert result.trials_run == 8 and result.valid_trials == 8

@@ -132,8 +132,12 @@ class InterruptibleScheduler(ms.task_scheduler.PyTaskScheduler):
         # runner measures synchronously anyway; a farm measures in the background (tuning/farm.py), and
         # its devices share this machine's cores with the search and the builds when the farm is local:
         # the records would rank candidates on that noise. Costs the overlap, not a measurement.
+        # A task whose search had no candidate left was terminated instead of measured: nothing to join (and
+        # MetaSchedule refuses to join a task without measurements under way).
+        tasks = self._outer().tasks_
         for running in sorted(self.state.in_flight):
-            self.join_running_task(running)
+            if not tasks[running].is_terminated:
+                self.join_running_task(running)
         self.state.in_flight.clear()
         self.state.in_flight.add(i)
         return i
