@@ -39,12 +39,14 @@ def pytest_configure(config):
     # and keep generated/downloaded files of the test run out of the user's cache.
     if "SELFIE_TVM_MODELS_DIR" not in os.environ and SHARED_MODELS.is_dir():
         os.environ["SELFIE_TVM_MODELS_DIR"] = str(SHARED_MODELS)
-    # Under pytest-xdist each worker has its own: two workers never build or write the same file at once.
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    suffix = f"-{worker}" if worker else ""
     cache = Path(config.rootpath) / ".pytest_cache"
-    os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(cache / f"models{suffix}"))
-    os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(cache / f"tvm_model{suffix}"))
+    os.environ.setdefault("SELFIE_TVM_CACHE_DIR", str(cache / "models"))
+    os.environ.setdefault("SELFIE_TVM_BUILD_DIR", str(cache / "tvm_model"))
+    # A pytest-xdist worker inherits these from the controller: each takes a directory of its own, so two
+    # workers never build or write the same file at once.
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("SELFIE_TVM_CACHE_DIR", "SELFIE_TVM_BUILD_DIR"):
+            os.environ[name] = f"{os.environ[name]}-{worker}"
     if in_ci() and (missing := missing_shared_files()):
         raise pytest.UsageError(
             "CI=true but the real models and reference graph are missing: " + ", ".join(missing)
