@@ -42,3 +42,28 @@ def profile(library_path, x: np.ndarray, flops: dict[str, float], repeat: int = 
     table = pd.DataFrame(rows).sort_values("ms", ascending=False)
     table["share"] = table["ms"] / table["ms"].sum()
     return table.reset_index(drop=True)
+
+
+# An isolated timing further than this from the kernel's in-model time ranked the search on numbers that do not
+# hold inside the model (issue #30's bound).
+ISOLATION_BOUND = 1.5
+
+
+def with_isolated(table: pd.DataFrame, isolated_ms: dict[str, float], schedules: dict[str, str]) -> pd.DataFrame:
+    """The profile with where each kernel's schedule came from and, for a record, its isolated ms per call."""
+    return table.assign(schedule=table["kernel"].map(schedules), isolated_ms=table["kernel"].map(isolated_ms))
+
+
+def isolation_table(prof: pd.DataFrame, top: int = 10) -> pd.DataFrame | None:
+    """The `top` slowest kernels (of a profile with `isolated_ms`): in-model and isolated ms per call, their
+    ratio, and whether it is within ISOLATION_BOUND either way. None for a profile saved without it."""
+    if "isolated_ms" not in prof.columns:
+        return None
+    rows = prof.head(top)
+    in_model = rows["ms"] / rows["calls"]
+    ratio = rows["isolated_ms"] / in_model
+    within = ratio.between(1 / ISOLATION_BOUND, ISOLATION_BOUND).where(ratio.notna())
+    return pd.DataFrame({"kernel": rows["kernel"], "schedule": rows["schedule"], "calls": rows["calls"],
+                         "in_model_ms": in_model, "isolated_ms": rows["isolated_ms"],
+                         "isolated_over_in_model": ratio, "within_bound": within}).reset_index(drop=True)
+

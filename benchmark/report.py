@@ -24,6 +24,7 @@ from . import summary
 from .environment import Environment
 from .figures import plot
 from .load.section import report_section as throughput_section
+from .profile import ISOLATION_BOUND, isolation_table
 from .saved_run import SavedRun
 
 
@@ -256,7 +257,32 @@ def profile_section(prof: pd.DataFrame, table: pd.DataFrame, threads: int, env: 
         f"Whole model: {total_flop / 1e9:.2f} GFLOP per image (sum of TVM's FLOP estimates of every kernel "
         f"call) / p50 {p50:.1f} ms = **{achieved:.1f} GFLOP/s**"
         + (f", {achieved / peak:.1%} of the machine's fp32 peak of {peak:.0f} GFLOP/s "
-           f"({env.peak_formula})." if peak else "."), ""]
+           f"({env.peak_formula})." if peak else "."), "", *isolation_section(prof)]
+
+
+def isolation_section(prof: pd.DataFrame) -> list[str]:
+    """The ten slowest kernels' isolated timings (their tuning records) against their in-model times."""
+    table = isolation_table(prof)
+    if table is None:  # a run saved before the profile kept them
+        return []
+    with_record = int(table["within_bound"].notna().sum())
+    within = int(table["within_bound"].eq(True).sum())  # NaN for a kernel without a record
+    shown = table.assign(
+        calls=table["calls"].map(str),
+        in_model_ms=table["in_model_ms"].map("{:.3f}".format),
+        isolated_ms=table["isolated_ms"].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}"),
+        isolated_over_in_model=table["isolated_over_in_model"].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
+        within_bound=table["within_bound"].map(lambda v: "-" if pd.isna(v) else "yes" if v else "**no**"))
+    return [
+        "### What tuning measured for these kernels", "",
+        shown.rename(columns={"in_model_ms": "in the model, ms per call", "isolated_ms": "alone, ms per call",
+                              "isolated_over_in_model": "alone / in the model",
+                              "within_bound": f"within {ISOLATION_BOUND:g}x"}
+                     ).to_markdown(index=False, disable_numparse=True), "",  # the strings as formatted here
+        f"{within} of the {with_record} kernels here that run their tuning record are within {ISOLATION_BOUND:g}x "
+        "of their in-model time either way. *Alone*: the record's mean latency as MetaSchedule's runner measured "
+        "the kernel by itself while tuning, the figure the search ranked candidates by; *in the model*: the "
+        "instrumented whole-model run's mean per call. A hand or default schedule has no record.", ""]
 
 
 def libraries_section(libraries: dict[str, dict]) -> list[str]:

@@ -111,6 +111,23 @@ def test_agreement_and_profile_are_measured_and_saved_with_the_run(run):
     assert pd.read_csv(out / "profile_tuned.csv")["kernel"].tolist() == kernels["kernel"].tolist()
 
 
+def test_the_profile_sets_each_kernel_beside_what_tuning_measured_for_it(run):
+    """The conv's record, as tuning measured it alone, is saved beside its in-model time and shown in the report."""
+    from tuning.database import read_records
+
+    root, out, _ = run
+    kernels = pd.DataFrame(json.loads((out / "benchmark.json").read_text())["selfie_tvm"]["profile"])
+    conv = kernels[kernels["kernel"].str.contains("conv2d")].iloc[0]
+    records = next((root / "results" / "tuning").iterdir())
+    fastest = min(r.cost_s for r in read_records(records) if r.cost_s is not None)  # the model's one kernel
+    assert conv["schedule"] == "record" and conv["isolated_ms"] == pytest.approx(fastest * 1e3, rel=1e-9)
+    text = (out / "report.md").read_text()
+    row = re.search(rf"\| {conv['kernel']} +\| record +\| 1 +\| ([\d.]+) +\| ([\d.]+) +\| ([\d.]+) +\|", text)
+    assert row is not None, text[text.index("### What tuning measured"):]
+    assert float(row[2]) == pytest.approx(fastest * 1e3, abs=6e-4)
+    assert float(row[3]) == pytest.approx(float(row[2]) / float(row[1]), rel=0.02, abs=0.011)
+
+
 def test_the_temporary_directory_is_removed(run):
     root, _, _ = run
     assert list((root / "tmp").iterdir()) == []

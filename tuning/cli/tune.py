@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import statistics
+import tempfile
 from pathlib import Path
 
 from runtime.acquire import ALL
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
-BEFORE_ROUNDS = 3  # the library before the run (the untuned one can take seconds per inference)
+BEFORE = "before"  # the library the run started from (untuned, or tuned from the records before it)
 SEARCHES = ("default", "small")  # --search: MetaSchedule's evolutionary search, or tuning.tune.small_search
 
 
@@ -76,7 +78,7 @@ def register(sub) -> None:
 
 def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
     """Median latency of each engine, measured in interleaved rounds (these machines drift), each run once the
-    other engine's pool is idle (runtime/idle.py: the benchmark's and the bot's protocol)."""
+    other engines' pools are idle (runtime/idle.py: the benchmark's and the bot's protocol)."""
     from runtime.idle import timed_after_idle_ms
 
     for engine in engines.values():
@@ -86,6 +88,14 @@ def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, flo
         for name, engine in engines.items():
             times[name].append(timed_after_idle_ms(lambda engine=engine: engine.run(x))[0])
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _keep(library: Path, into: Path) -> Path:
+    """A copy of a library and its metadata, to be timed beside the one that replaces it."""
+    kept = into / library.name
+    shutil.copy2(library, kept)
+    shutil.copy2(library.with_suffix(".json"), kept.with_suffix(".json"))
+    return kept
 
 
 def _fmt(ms: float | None) -> str:
@@ -147,7 +157,7 @@ def tune_model(args, model, rpc, device) -> None:
     import numpy as np
 
     from runtime.artifacts import build_dir, library_paths, report_dir
-    from runtime.engines import LITERT, TVM_DEFAULT, TVM_TUNED, create_engine
+    from runtime.engines import LITERT, TVM_TUNED, create_engine
     from runtime.engines.litert_isa import AVX2, AVX2_LEVEL, NATIVE
     from runtime.engines.tvm import TVMDefaultEngine, TVMTunedEngine
     from runtime.profiling import kernel_times
@@ -212,22 +222,22 @@ def tune_model(args, model, rpc, device) -> None:
     x = np.random.default_rng(0).random((1, model.spec.input.height, model.spec.input.width,
                                           model.spec.input.channels), dtype=np.float32)
     threads = target.num_cores
-    before_ms = in_model_ms = None
+    in_model_ms = None
+    # The library before the run, timed at the end in the same interleaved rounds as its successor and LiteRT
+    # (a copy: the export below replaces tuned.so).
+    kept = tempfile.TemporaryDirectory(prefix="selfie-tvm-before-")
+    before_library = library_paths(out, "default")[0]
     if existing is not None:
         print("continuing from " + existing.summary())
         export(model, target, "tuned", records=existing, out_root=out, warn=False, ranked_by=ranked_by)
         if rpc is None:
-            before_ms = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out)},
-                                    x, rounds=BEFORE_ROUNDS)[TVM_TUNED]
-            if args.profile_guided:
-                # Aim the trials at where the current tuned build spends its time.
-                times = kernel_times(library_paths(out, "tuned")[0], x)
-                in_model_ms = {name: t.ms_per_run for name, t in times.items()}
-                print(f"aiming trials by a profile of the current tuned build ({len(in_model_ms)} kernels, "
-                      f"{sum(in_model_ms.values()):.1f} ms per inference)")
-    elif rpc is None:
-        before_ms = _medians_ms({TVM_DEFAULT: TVMDefaultEngine(model, threads, target=target, build_root=out)},
-                                x, rounds=BEFORE_ROUNDS)[TVM_DEFAULT]
+            before_library = _keep(library_paths(out, "tuned")[0], Path(kept.name))
+        if rpc is None and args.profile_guided:
+            # Aim the trials at where the current tuned build spends its time.
+            times = kernel_times(library_paths(out, "tuned")[0], x)
+            in_model_ms = {name: t.ms_per_run for name, t in times.items()}
+            print(f"aiming trials by a profile of the current tuned build ({len(in_model_ms)} kernels, "
+                  f"{sum(in_model_ms.values()):.1f} ms per inference)")
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality,
@@ -253,14 +263,17 @@ def tune_model(args, model, rpc, device) -> None:
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out, ranked_by=ranked_by)
     print(f"wrote {lib}")
 
-    after_ms = litert_ms = None
+    before_ms = after_ms = litert_ms = None
     # An x86-64-v3 library is compared with LiteRT's AVX2 kernels, also on a host that has AVX-512.
     litert_kernels = AVX2 if isa == AVX2_LEVEL else NATIVE
     s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
     if rpc is None:
-        medians = _medians_ms({TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
+        before_engine = TVMTunedEngine if existing is not None else TVMDefaultEngine
+        medians = _medians_ms({BEFORE: before_engine(model, threads, target=target, library=before_library),
+                               TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
                                LITERT: create_engine(LITERT, model, threads, isa=litert_kernels)}, x)
-        after_ms, litert_ms = medians[TVM_TUNED], medians[LITERT]
+        before_ms, after_ms, litert_ms = medians[BEFORE], medians[TVM_TUNED], medians[LITERT]
+        kept.cleanup()
         stats.append_run(report_dir(model.spec.name, target), s.total_trials, result.seconds / 60, after_ms,
                          litert_ms, litert_kernels=litert_kernels, threads=threads,
                          cpu=host_target().mcpu)
@@ -272,7 +285,8 @@ def tune_model(args, model, rpc, device) -> None:
           f"{_estimate(result.estimated_ms_before, result.kernels_measured_before, result.kernels)} -> "
           f"{_estimate(result.estimated_ms_after, result.kernels_measured_after, result.kernels)}")
     if rpc is None:
-        print(f"  measured at {threads} threads (median of {BEFORE_ROUNDS} before, {MEASURE_ROUNDS} after): "
+        print(f"  measured at {threads} threads (medians of {MEASURE_ROUNDS} interleaved rounds, each run once "
+              f"the others' threads were idle): "
               f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
               f"LiteRT{' (AVX2 kernels)' if litert_kernels == AVX2 else ''} {_fmt(litert_ms)} "
               f"(tuned/LiteRT {after_ms / litert_ms:.2f})")
