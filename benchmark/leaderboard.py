@@ -255,7 +255,8 @@ def _markdown(frame: pd.DataFrame, missing: list[str]) -> str:
         "Tuning records are kept per ISA level and shared by every model of it: their trials and minutes are the "
         "set's; a model's own minutes are those of the runs the records' provenance names it in (≥: the set's "
         "first run is not attributed to a model when the set holds several; 0: never tuned for it, it uses "
-        "the records of the kernels it shares). Kernels without a record run untuned (naive loops).", "",
+        "the records of the kernels it shares). Kernels without a record run with the default schedule (parallel "
+        "and vectorised, not tuned; naive loops in libraries built before Dec 7).", "",
         records.to_markdown(index=False, disable_numparse=True), "",
     ]
     if missing:

@@ -15,7 +15,7 @@ from runtime.artifacts import LibraryMetadata
 from runtime.target import host_target, portable_target
 from tuning.build import apply_records, export, tuning_module
 from tuning.database import build_cpu
-from tuning.depthwise import PAD_BLOCK, DepthwiseShape, depthwise_shape, tiles
+from tuning.depthwise import PAD_BLOCK, DepthwiseShape, DepthwiseTile, depthwise_shape, tiles
 from tuning.hand_schedules import (
     HandChoice,
     KernelTiming,
@@ -30,7 +30,7 @@ from tuning.hand_schedules import (
 from tuning.records import Provenance, RecordSet, isa_level, read_provenance
 from tuning.tasks import plan_tasks
 
-from .tiny_models import simple_records, tiny_depthwise
+from .tiny_models import simple_records, tiny_depthwise, tiny_depthwise_real_shapes
 
 pytestmark = pytest.mark.slow  # compiles kernels and two tiny libraries (~10 s)
 LANES = {"avx512": 16, "avx2": 8}
@@ -90,10 +90,37 @@ def test_every_tile_computes_the_unscheduled_kernel_without_a_padded_copy(depthw
                                        err_msg=f"{name} {tile}")
 
 
+def test_the_real_models_other_shapes_get_tiles_without_tails_that_compute_the_kernel(tmp_path, target):
+    """5x5 taps, dilation 2, 15-pixel rows (neither 4 nor 8 divides them) and 24 channels: each tile computes
+    the unscheduled kernel without a padded copy."""
+    lanes = LANES[target.vector_isa]
+    mod = tuning_module(tiny_depthwise_real_shapes(tmp_path / "dw.tflite"), target)
+    kernels = [t.dispatched[0] for t in plan_tasks(mod, target.to_tvm()).tasks]
+    shapes = {depthwise_shape(k["main"]): k for k in kernels if depthwise_shape(k["main"]) is not None}
+    assert sorted((s.taps, s.dilation, s.width, s.channels) for s in shapes) == [(3, 2, 15, 24), (5, 1, 15, 24)]
+    for shape, kernel in shapes.items():
+        grid = tiles(shape, lanes)
+        # 24 channels: one vector on AVX2 (two do not divide them), half a vector on AVX-512; rows of 5 pixels.
+        assert [(t.lanes, t.w_tile) for t in grid] == [(8, 5)], (shape, grid)
+        expected = _run(kernel, target)
+        scheduled = hand_scheduled(kernel, grid[0])
+        assert not _has_block(scheduled, PAD_BLOCK), shape
+        np.testing.assert_allclose(_run(scheduled, target), expected, rtol=1e-5, atol=1e-5, err_msg=str(shape))
+
+
+def test_tiles_take_the_widest_row_tile_that_divides_the_row():
+    assert [t.w_tile for t in tiles(DepthwiseShape(33, 33, 96, 1), 8)] == [3, 3]  # deeplab_v3: 8 and 16 channels
+    assert {t.w_tile for t in tiles(DepthwiseShape(65, 65, 72, 1), 8)} == {5}
+    assert {t.w_tile for t in tiles(DepthwiseShape(32, 32, 88, 1), 8)} == {4, 8}
+    assert tiles(DepthwiseShape(13, 13, 16, 1), 8) == []  # a prime row: no tile without a tail
+
+
 def test_only_3x3_depthwise_kernels_with_stride_1_or_2_are_taken(mod, target, depthwise):
     others = [t.dispatched[0] for t in plan_tasks(mod, target.to_tvm()).tasks if t.task_name not in depthwise]
     assert others and all(depthwise_shape(k["main"]) is None for k in others)
-    assert tiles(DepthwiseShape(8, 6, 24, 1), 16) == []  # 24 channels, 6 pixels: no tile divides them
+    # AVX-512, 24 channels and 6 pixels: half a vector of channels, the whole row.
+    assert tiles(DepthwiseShape(8, 6, 24, 1), 16) == [DepthwiseTile(8, 6)]
+    assert tiles(DepthwiseShape(8, 8, 12, 1), 16) == []  # 12 channels: no vector of 8 or more divides them
 
 
 def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():

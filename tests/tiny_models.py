@@ -78,6 +78,20 @@ def tiny_depthwise(path: Path, *, seed: int = 3) -> ResolvedModel:
     return _three_class_model("tiny_dw", path, 16, 16)
 
 
+def tiny_depthwise_real_shapes(path: Path, *, seed: int = 4) -> ResolvedModel:
+    """Depthwise shapes of the real models the first hand schedule skipped, 15x15x3 in, 3 classes out: 5x5 taps
+    (selfie_segmenter), dilation 2 (deeplab_v3), rows of 15 pixels that neither 4 nor 8 divides (deeplab_v3's
+    33, 65, 129) and 24 channels, not a multiple of AVX-512's 16 lanes."""
+    g = GraphBuilder(seed=seed)
+    x = g.input("image", (1, 15, 15, 3))
+    y = g.conv2d(x, 24, relu=True)
+    y = g.depthwise(y, 5, relu=True)
+    y = g.depthwise(y, 3, dilation=2)
+    g.mark_output(g.conv2d(y, 3), "logits")
+    path.write_bytes(serialise(g, "tiny model with the real models' other depthwise shapes"))
+    return _three_class_model("tiny_dw_real", path, 15, 15)
+
+
 def simple_records(mod, target, directory: Path, *, mcpu: str | None = None, seconds: float = 1e-3) -> Path:
     """A real JSONDatabase holding one record per kernel of `mod` (a tuning module): its first block's
     rows in parallel (a schedule that leaves a visible mark, `T.parallel`, and keeps TVM's padded

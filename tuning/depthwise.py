@@ -1,8 +1,9 @@
-"""A hand-written schedule for NHWC depthwise 3x3 kernels (stride 1 or 2), which MetaSchedule's space cannot express.
+"""A hand-written schedule for NHWC depthwise kernels (3x3 or 5x5 taps, stride 1 or 2, any dilation), which
+MetaSchedule's space cannot express.
 
 What the tuner's records do with these kernels (results/selfie_multiclass_twin/asm-diagnosis.md): a padded
 copy of the input (whole, or per tile), accumulators reloaded every few taps, vectors as narrow as 2-4 lanes.
-This schedule keeps an output tile of `w_tile` pixels x `lanes` channels in registers over all 9 taps,
+This schedule keeps an output tile of `w_tile` pixels x `lanes` channels in registers over all taps,
 reads border taps through a guarded load instead of any padded copy, applies bias/activation/residual
 in the same loop nest while the tile is in registers, and runs output rows in parallel.
 
@@ -41,10 +42,17 @@ class DepthwiseShape:
     width: int
     channels: int
     stride: int
+    taps: int = 3  # the kernel's height and width
+    dilation: int = 1
+
+    def __str__(self) -> str:
+        return (f"{self.height}x{self.width}x{self.channels} s{self.stride}"
+                + (f" k{self.taps}" if self.taps != 3 else "") + (f" d{self.dilation}" if self.dilation != 1 else ""))
 
 
 def depthwise_shape(func: tvm.tirx.PrimFunc) -> DepthwiseShape | None:
-    """The shape of a 3x3 depthwise kernel (batch 1, stride 1 or 2) this schedule handles, else None."""
+    """The shape of a depthwise kernel this schedule handles (batch 1, square 3x3 or 5x5 taps, stride 1 or 2,
+    any dilation), else None."""
     sch = s_tir.Schedule(func)
     try:
         conv = sch.get_sblock(CONV_BLOCK)
@@ -54,27 +62,42 @@ def depthwise_shape(func: tvm.tirx.PrimFunc) -> DepthwiseShape | None:
     if len(loops) != 7:
         return None
     n, h, w, c, ry, rx, rc = (int(sch.get(loop).extent) for loop in loops)
-    stride = _stride(sch.get(conv))
-    if n != 1 or rc != 1 or ry != 3 or rx != 3 or stride not in (1, 2):
+    stride, dilation = _stride_and_dilation(sch.get(conv))
+    if n != 1 or rc != 1 or ry != rx or ry not in TAPS or stride not in (1, 2) or dilation is None:
         return None
-    return DepthwiseShape(h, w, c, stride)
+    return DepthwiseShape(h, w, c, stride, ry, dilation)
 
 
-def _stride(block) -> int | None:
-    """The conv's stride along H, read from its input row index (`yy * s + ry`, or `yy + ry`)."""
+TAPS = (3, 5)
+
+
+def _factor(term) -> int | None:
+    """s of a row-index term `v * s`, 1 of a bare `v`; None for anything else."""
+    if isinstance(term, tvm.tirx.Mul) and isinstance(term.b, tvm.tirx.IntImm):
+        return int(term.b.value)
+    return 1 if isinstance(term, tvm.tirx.Var) else None
+
+
+def _stride_and_dilation(block) -> tuple[int | None, int | None]:
+    """The conv's stride and dilation along H, read from its input row index `yy * s + ry * d`."""
     row = block.reads[0].region[1].min
     if not isinstance(row, tvm.tirx.Add):
-        return None
-    if isinstance(row.a, tvm.tirx.Mul) and isinstance(row.a.b, tvm.tirx.IntImm):
-        return int(row.a.b.value)
-    return 1 if isinstance(row.a, tvm.tirx.Var) else None
+        return None, None
+    return _factor(row.a), _factor(row.b)
 
 
 def tiles(shape: DepthwiseShape, vector_lanes: int) -> list[DepthwiseTile]:
     """The small grid measured per kernel: one or two vectors of channels times 4 or 8 pixels (4-16 vector
-    accumulators; which fits the register file without spilling is left to the measurement)."""
-    return [DepthwiseTile(lanes, w_tile) for lanes in (vector_lanes, 2 * vector_lanes) for w_tile in (4, 8)
-            if shape.channels % lanes == 0 and shape.width % w_tile == 0]
+    accumulators; which fits the register file without spilling is left to the measurement). Shapes those do
+    not divide get the nearest that do: half a vector of channels (72 channels on AVX-512), and the widest
+    tile of 3 to 7 pixels that divides the row (33 pixels: 3; 65: 5), so no tile has a tail."""
+    lanes = [n for n in (vector_lanes, 2 * vector_lanes) if shape.channels % n == 0]
+    if not lanes and vector_lanes // 2 >= 4 and shape.channels % (vector_lanes // 2) == 0:
+        lanes = [vector_lanes // 2]
+    widths = [w for w in (4, 8) if shape.width % w == 0]
+    if not widths:
+        widths = [w for w in range(7, 2, -1) if shape.width % w == 0][:1]
+    return [DepthwiseTile(n, w) for n in lanes for w in widths]
 
 
 def schedule(sch: s_tir.Schedule, tile: DepthwiseTile) -> None:

@@ -130,8 +130,7 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
     for name, key, shape in kernels:
         p50 = {cand: statistics.median(s) for (k, cand), s in samples.items() if k == name}
         record = p50.pop("record", None)
-        timings.append(KernelTiming(name, key, f"{shape.height}x{shape.width}x{shape.channels} s{shape.stride}",
-                                    record, p50))
+        timings.append(KernelTiming(name, key, str(shape), record, p50))
     return timings
 
 

@@ -92,14 +92,16 @@ class GraphBuilder:
         return self._emit("CONV_2D", [x, weight, bias], out_shape, padding="SAME", stride=stride,
                           activation="RELU" if relu else "NONE")
 
-    def depthwise(self, x: Tensor, kernel: int = 3, stride: int = 1, relu: bool = False) -> Tensor:
+    def depthwise(self, x: Tensor, kernel: int = 3, stride: int = 1, relu: bool = False,
+                  dilation: int = 1) -> Tensor:
         n, h, w, c = x.shape
         weight = self._const("dw_w", self._weights((1, kernel, kernel, c), kernel * kernel,
                                                    math.sqrt(2.0) if relu else 1.0))
         bias = self._const("dw_b", self._bias(c))
         out_shape = (n, _same_out(h, stride), _same_out(w, stride), c)
+        dilated = {"dilation": dilation} if dilation != 1 else {}  # the twin's options, and so its bytes, unchanged
         return self._emit("DEPTHWISE_CONV_2D", [x, weight, bias], out_shape, padding="SAME",
-                          stride=stride, activation="RELU" if relu else "NONE")
+                          stride=stride, activation="RELU" if relu else "NONE", **dilated)
 
     def transpose_conv(self, x: Tensor, cout: int, kernel: int, stride: int) -> Tensor:
         n, h, w, cin = x.shape

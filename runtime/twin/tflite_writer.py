@@ -77,8 +77,8 @@ def _options(b: flatbuffers.Builder, op: str, o: dict) -> tuple[int, int]:
         DepthwiseConv2DOptions.AddStrideH(b, o["stride"])
         DepthwiseConv2DOptions.AddDepthMultiplier(b, 1)
         DepthwiseConv2DOptions.AddFusedActivationFunction(b, _ACTIVATION[o["activation"]])
-        DepthwiseConv2DOptions.AddDilationWFactor(b, 1)
-        DepthwiseConv2DOptions.AddDilationHFactor(b, 1)
+        DepthwiseConv2DOptions.AddDilationWFactor(b, o.get("dilation", 1))
+        DepthwiseConv2DOptions.AddDilationHFactor(b, o.get("dilation", 1))
         return T.DepthwiseConv2DOptions, DepthwiseConv2DOptions.End(b)
     if op == "TRANSPOSE_CONV":
         TransposeConvOptions.Start(b)
