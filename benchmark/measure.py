@@ -51,7 +51,7 @@ def default_graph_flop(model: ResolvedModel) -> float | None:
 
 def tuned_profile(model: ResolvedModel, threads: int) -> pd.DataFrame:
     from runtime.engines.tvm import set_tvm_threads
-    from tuning.record_latency import isolated_ms, kernel_schedules
+    from tuning.record_latency import kernel_sources
 
     from . import profile
 
@@ -60,10 +60,8 @@ def tuned_profile(model: ResolvedModel, threads: int) -> pd.DataFrame:
     library, meta_path = library_paths(build_dir(model.spec.name, target), "tuned")
     meta = LibraryMetadata.read(meta_path)
     table = profile.profile(library, agreement.inputs_for(model)[0][1], profile.kernel_flops(model, target, meta.graph))
-    isolated = isolated_ms(model, target, meta)
-    kernels = [k for k in table["kernel"] if k in isolated or k in meta.hand_scheduled_kernels
-               or k in meta.untuned_kernels]
-    return profile.with_isolated(table, isolated, kernel_schedules(meta, kernels))
+    sources = kernel_sources(model, target, meta)
+    return profile.with_isolated(table, sources.isolated_ms, sources.schedules)
 
 
 def measure_run(run: SavedRun, *, with_profile: bool = True) -> dict:

@@ -263,12 +263,12 @@ def profile_section(prof: pd.DataFrame, table: pd.DataFrame, threads: int, env: 
 def isolation_section(prof: pd.DataFrame) -> list[str]:
     """The ten slowest kernels' isolated timings (their tuning records) against their in-model times."""
     table = isolation_table(prof)
-    if table is None:  # a run saved before the profile kept them
+    if table is None or table["isolated_ms"].isna().all():  # saved before the profile kept them, or no record here
         return []
     with_record = int(table["within_bound"].notna().sum())
     within = int(table["within_bound"].eq(True).sum())  # NaN for a kernel without a record
     shown = table.assign(
-        calls=table["calls"].map(str),
+        schedule=table["schedule"].fillna("-"), calls=table["calls"].map(str),
         in_model_ms=table["in_model_ms"].map("{:.3f}".format),
         isolated_ms=table["isolated_ms"].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}"),
         isolated_over_in_model=table["isolated_over_in_model"].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
@@ -282,7 +282,8 @@ def isolation_section(prof: pd.DataFrame) -> list[str]:
         f"{within} of the {with_record} kernels here that run their tuning record are within {ISOLATION_BOUND:g}x "
         "of their in-model time either way. *Alone*: the record's mean latency as MetaSchedule's runner measured "
         "the kernel by itself while tuning, the figure the search ranked candidates by; *in the model*: the "
-        "instrumented whole-model run's mean per call. A hand or default schedule has no record.", ""]
+        "instrumented whole-model run's mean per call. A hand or default schedule has no record, and a record "
+        "measured on another CPU no isolated time of this one.", ""]
 
 
 def libraries_section(libraries: dict[str, dict]) -> list[str]:

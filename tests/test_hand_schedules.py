@@ -115,12 +115,13 @@ def test_tiles_take_the_widest_row_tile_that_divides_the_row():
     assert tiles(DepthwiseShape(13, 13, 16, 1), 8) == []  # a prime row: no tile without a tail
 
 
-def test_only_3x3_depthwise_kernels_with_stride_1_or_2_are_taken(mod, target, depthwise):
+def test_only_depthwise_kernels_the_schedule_handles_are_taken(mod, target, depthwise):
     others = [t.dispatched[0] for t in plan_tasks(mod, target.to_tvm()).tasks if t.task_name not in depthwise]
     assert others and all(depthwise_shape(k["main"]) is None for k in others)
     # AVX-512, 24 channels and 6 pixels: half a vector of channels, the whole row.
     assert tiles(DepthwiseShape(8, 6, 24, 1), 16) == [DepthwiseTile(8, 6)]
     assert tiles(DepthwiseShape(8, 8, 12, 1), 16) == []  # 12 channels: no vector of 8 or more divides them
+    assert tiles(DepthwiseShape(8, 8, 12, 1), 8) == []  # nor on AVX2: no half-vector (4-lane) tiles there
 
 
 def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():

@@ -173,3 +173,25 @@ def test_the_bots_timing_lane_starts_each_run_once_the_other_pools_are_idle(twin
     timing = report.timings["litert"]
     assert timing.state == "measured" and timing.runs == len(spinning_at_start) >= 2, timing
     assert spinning_at_start == [0] * len(spinning_at_start)
+
+
+def test_the_tuner_times_a_slow_engine_in_the_first_rounds_only(monkeypatch):
+    """An untuned library (seconds per run) is timed in the first SLOW_ROUNDS of the interleaved rounds, the
+    others in all of them: before and after still share the machine state of those rounds."""
+    import tuning.cli.tune as tune_cli
+
+    monkeypatch.setattr(tune_cli, "SLOW_MS", 20.0)
+    calls: list[str] = []
+
+    class Engine:
+        def __init__(self, name: str, seconds: float) -> None:
+            self.name, self.seconds = name, seconds
+
+        def run(self, x):
+            calls.append(self.name)
+            time.sleep(self.seconds)
+
+    medians = tune_cli._medians_ms({"before": Engine("before", 0.03), "after": Engine("after", 0.001)}, None,
+                                   rounds=5)
+    assert calls == ["before", "after"] + ["before", "after"] * 3 + ["after"] * 2  # warm-ups, then 5 rounds
+    assert medians["before"] >= 30 and set(medians) == {"before", "after"}  # a sleep lasts at least its time

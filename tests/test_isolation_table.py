@@ -45,3 +45,11 @@ def test_the_report_counts_the_kernels_within_the_bound_among_those_with_a_recor
 def test_a_profile_saved_before_it_had_records_gets_no_section():
     old = _profile().drop(columns=["schedule", "isolated_ms"])
     assert isolation_table(old) is None and isolation_section(old) == []
+
+
+def test_no_section_without_a_record_measured_here_and_a_dash_where_the_source_is_unknown():
+    elsewhere = _profile().assign(isolated_ms=np.nan)  # every record measured on another CPU
+    assert isolation_section(elsewhere) == []
+    view = _profile().assign(schedule=lambda df: df["schedule"].where(df["kernel"] != "add_e"))
+    add_row = next(line for line in "\n".join(isolation_section(view)).splitlines() if line.startswith("| add_e "))
+    assert add_row.split("|")[2].strip() == "-"

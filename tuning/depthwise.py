@@ -92,7 +92,7 @@ def tiles(shape: DepthwiseShape, vector_lanes: int) -> list[DepthwiseTile]:
     not divide get the nearest that do: half a vector of channels (72 channels on AVX-512), and the widest
     tile of 3 to 7 pixels that divides the row (33 pixels: 3; 65: 5), so no tile has a tail."""
     lanes = [n for n in (vector_lanes, 2 * vector_lanes) if shape.channels % n == 0]
-    if not lanes and vector_lanes // 2 >= 4 and shape.channels % (vector_lanes // 2) == 0:
+    if not lanes and vector_lanes >= 16 and shape.channels % (vector_lanes // 2) == 0:  # AVX-512: a ymm vector
         lanes = [vector_lanes // 2]
     widths = [w for w in (4, 8) if shape.width % w == 0]
     if not widths:

@@ -110,7 +110,7 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
     for task in plan_tasks(mod, target).tasks:
         kernel_mod = task.dispatched[0]
         shape = depthwise_shape(kernel_mod["main"])
-        if shape is None:
+        if shape is None or not tiles(shape, vector_lanes):  # no tile without a tail: it keeps its record
             continue
         reference = tvm.tirx.build(kernel_mod, target=target)
         if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:

@@ -8,6 +8,7 @@ reverse) was ranked on numbers that do not hold where it runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.acquire import ResolvedModel
@@ -16,37 +17,48 @@ from runtime.target import TargetSpec
 
 from . import STRUCTURAL
 from .build import selected_records, tuning_module
+from .database import build_cpu, measured_on
 from .importer import TUNED_GRAPH, GraphOptions
 from .tasks import mean_run_seconds, plan_tasks
 
-RECORD, HAND, DEFAULT = "record", "hand schedule", "default schedule"
+RECORD, OTHER_CPU, HAND, DEFAULT = "record", "record of another CPU", "hand schedule", "default schedule"
 
 
-def kernel_schedules(meta: LibraryMetadata, kernels: list[str]) -> dict[str, str]:
-    """Where each kernel's schedule came from in the library: its record, a hand schedule, or the default one."""
-    return {k: HAND if k in meta.hand_scheduled_kernels else DEFAULT if k in meta.untuned_kernels else RECORD
-            for k in kernels}
+@dataclass(frozen=True)
+class KernelSources:
+    """Where each planned kernel's schedule came from in a tuned library, and for a record measured on the CPU
+    the library prefers (this host's), that record's mean isolated latency in ms per call."""
+
+    schedules: dict[str, str]
+    isolated_ms: dict[str, float]
 
 
-def isolated_ms(model: ResolvedModel, target: TargetSpec, meta: LibraryMetadata) -> dict[str, float]:
-    """Per kernel the build took a record for: that record's mean measured latency, in ms per call. Empty when
-    the library names no record set, or when it is not on this machine (a library built elsewhere)."""
+def kernel_sources(model: ResolvedModel, target: TargetSpec, meta: LibraryMetadata) -> KernelSources:
+    """Empty when the library names no record set, or when it is not on this machine (built elsewhere). A
+    record measured on another CPU gives no isolated time: its latency is another machine's."""
     from tvm.s_tir import meta_schedule as ms
 
     if not meta.records or not Path(meta.records).is_dir():
-        return {}
+        return KernelSources({}, {})
     module_equality = (meta.records_provenance or {}).get("module_equality", STRUCTURAL)
     mod = tuning_module(model, target, GraphOptions(**meta.graph) if meta.graph else TUNED_GRAPH)
     tvm_target = target.to_tvm()
-    plan = plan_tasks(mod, tvm_target, module_equality=module_equality)
+    cpu = meta.records_ranked_by or build_cpu(target)
+    schedules: dict[str, str] = {}
     times: dict[str, float] = {}
     with selected_records(Path(meta.records), target, meta.records_ranked_by) as selected:
         db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=True, module_equality=module_equality)
-        for task in plan.tasks:
-            if task.task_name in meta.hand_scheduled_kernels:
+        for task in plan_tasks(mod, tvm_target, module_equality=module_equality).tasks:
+            name = task.task_name
+            if name in meta.hand_scheduled_kernels or name in meta.untuned_kernels:
+                schedules[name] = HAND if name in meta.hand_scheduled_kernels else DEFAULT
                 continue
-            record = db.query_tuning_record(task.dispatched[0], tvm_target, task.task_name)
+            record = db.query_tuning_record(task.dispatched[0], tvm_target, name)
             seconds = mean_run_seconds(record.run_secs) if record is not None else None
-            if seconds is not None:
-                times[task.task_name] = seconds * 1e3
-    return times
+            if seconds is None:
+                schedules[name] = DEFAULT
+            elif measured_on(dict(record.target.attrs)) != cpu:
+                schedules[name] = OTHER_CPU
+            else:
+                schedules[name], times[name] = RECORD, seconds * 1e3
+    return KernelSources(schedules, times)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 10
+SLOW_ROUNDS, SLOW_MS = 3, 1000.0  # an engine whose warm-up run took longer (an untuned library) runs 3 rounds
 BEFORE = "before"  # the library the run started from (untuned, or tuned from the records before it)
 SEARCHES = ("default", "small")  # --search: MetaSchedule's evolutionary search, or tuning.tune.small_search
 
@@ -81,12 +82,14 @@ def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, flo
     other engines' pools are idle (runtime/idle.py: the benchmark's and the bot's protocol)."""
     from runtime.idle import timed_after_idle_ms
 
-    for engine in engines.values():
-        engine.run(x)
+    warm_up_ms = {name: timed_after_idle_ms(lambda engine=engine: engine.run(x))[0] for name, engine in engines.items()}
+    # A slow engine (seconds per run) takes part in the first SLOW_ROUNDS rounds only.
+    own_rounds = {name: min(rounds, SLOW_ROUNDS) if ms > SLOW_MS else rounds for name, ms in warm_up_ms.items()}
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(rounds):
+    for i in range(rounds):
         for name, engine in engines.items():
-            times[name].append(timed_after_idle_ms(lambda engine=engine: engine.run(x))[0])
+            if i < own_rounds[name]:
+                times[name].append(timed_after_idle_ms(lambda engine=engine: engine.run(x))[0])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -154,6 +157,12 @@ def run(args) -> int:
 
 def tune_model(args, model, rpc, device) -> None:
     """One model's run: tune, publish the records, export tuned.so, statistics, the summary."""
+    # A copy of the library the run starts from lives here until it has been timed beside its successor.
+    with tempfile.TemporaryDirectory(prefix="selfie-tvm-before-") as kept:
+        _tune_model(args, model, rpc, device, Path(kept))
+
+
+def _tune_model(args, model, rpc, device, kept: Path) -> None:
     import numpy as np
 
     from runtime.artifacts import build_dir, library_paths, report_dir
@@ -225,13 +234,12 @@ def tune_model(args, model, rpc, device) -> None:
     in_model_ms = None
     # The library before the run, timed at the end in the same interleaved rounds as its successor and LiteRT
     # (a copy: the export below replaces tuned.so).
-    kept = tempfile.TemporaryDirectory(prefix="selfie-tvm-before-")
     before_library = library_paths(out, "default")[0]
     if existing is not None:
         print("continuing from " + existing.summary())
         export(model, target, "tuned", records=existing, out_root=out, warn=False, ranked_by=ranked_by)
         if rpc is None:
-            before_library = _keep(library_paths(out, "tuned")[0], Path(kept.name))
+            before_library = _keep(library_paths(out, "tuned")[0], kept)
         if rpc is None and args.profile_guided:
             # Aim the trials at where the current tuned build spends its time.
             times = kernel_times(library_paths(out, "tuned")[0], x)
@@ -273,7 +281,6 @@ def tune_model(args, model, rpc, device) -> None:
                                TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
                                LITERT: create_engine(LITERT, model, threads, isa=litert_kernels)}, x)
         before_ms, after_ms, litert_ms = medians[BEFORE], medians[TVM_TUNED], medians[LITERT]
-        kept.cleanup()
         stats.append_run(report_dir(model.spec.name, target), s.total_trials, result.seconds / 60, after_ms,
                          litert_ms, litert_kernels=litert_kernels, threads=threads,
                          cpu=host_target().mcpu)
