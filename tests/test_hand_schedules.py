@@ -24,6 +24,7 @@ from tuning.hand_schedules import (
     hand_scheduled,
     measure,
     read_choices,
+    updated_choices,
     workload_key,
     write_choices,
 )
@@ -133,6 +134,17 @@ def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():
     assert sorted(chosen) == ["faster", "no_record"]
     assert chosen["faster"].tile == {"lanes": 16, "w_tile": 4} and chosen["faster"].ratio == pytest.approx(0.6)
     assert chosen["no_record"].tile == {"lanes": 32, "w_tile": 8} and chosen["no_record"].ratio is None
+
+
+def test_measuring_one_models_kernels_keeps_the_other_models_choices():
+    def choice(kernel: str, key: str) -> HandChoice:
+        return HandChoice(kernel, key, {"lanes": 8, "w_tile": 4}, 1.0, 2.0, "znver3", 2)
+
+    twin, re_measured, lost = choice("twin_dw", "k1"), choice("dw_a", "k2"), choice("dw_b", "k3")
+    timings = [KernelTiming("dw_a", "k2", "8x8x32 s1", 100.0, {"c8w4": 60.0}),
+               KernelTiming("dw_b", "k3", "8x8x32 s1", 100.0, {"c8w4": 130.0})]  # its record won this time
+    fresh = choice("dw_a", "k2")
+    assert updated_choices([twin, re_measured, lost], timings, [fresh]) == [twin, fresh]
 
 
 def test_a_build_gives_the_hand_schedule_to_the_chosen_kernels_only(model, mod, depthwise, target, tmp_path):

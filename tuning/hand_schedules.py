@@ -150,6 +150,15 @@ def choose(timings: list[KernelTiming], cpu: str, threads: int, margin: float = 
     return chosen
 
 
+def updated_choices(existing: list[HandChoice], timings: list[KernelTiming],
+                    chosen: list[HandChoice]) -> list[HandChoice]:
+    """A record set's choices after measuring some kernels (one model's): the measured kernels' choices are
+    this measurement's (chosen, or none where the record won), every other kernel's are kept, so measuring one
+    model does not drop another's."""
+    measured = {t.key for t in timings}
+    return [c for c in existing if c.key not in measured] + chosen
+
+
 def _all_tiles(t: KernelTiming) -> Iterator[DepthwiseTile]:
     for name in t.hand_us:
         lanes, w_tile = name.removeprefix("c").split("w")

@@ -22,7 +22,7 @@ from runtime.acquire import AUTO, resolve_model
 from runtime.target import host_target, portable_target
 
 from .build import selected_records, tuning_module
-from .hand_schedules import choose, measure, write_choices
+from .hand_schedules import choose, measure, read_choices, updated_choices, write_choices
 from .records import isa_level, resolve_records
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{table[['record_us', 'hand_us']].min(axis=1).sum():.0f} us; {csv}")
     if args.choose:
         choices = choose(timings, cpu=host_target().mcpu, threads=threads)  # the measuring host, also for --portable
-        path = write_choices(records.path, choices)
+        path = write_choices(records.path, updated_choices(read_choices(records.path), timings, choices))
         print(f"{len(choices)} of {len(timings)} kernels take the hand schedule: {path}")
 
 
