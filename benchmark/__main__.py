@@ -58,7 +58,10 @@ def fresh_process_env(threads: int) -> dict[str, str]:
     One thread count per process: a pool resized earlier in a process slowed LiteRT's 2-thread runs
     about 2x in half the runs (TVM pins its workers to cores, XNNPACK keeps a pool of its own).
     """
-    return {**os.environ, "TVM_NUM_THREADS": str(threads)}
+    # The latency run is a pytest session of its own: started from a pytest-xdist worker (the test suite), it must
+    # not inherit the worker's variables, with which pytest-benchmark disables itself.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    return {**inherited, "TVM_NUM_THREADS": str(threads)}
 
 
 def measure_latency(threads: int, bench_json: Path, options: list[str], pytest_args: list[str], *,

@@ -55,11 +55,12 @@ def with_isolated(table: pd.DataFrame, isolated_ms: dict[str, float], schedules:
 
 
 def isolation_table(prof: pd.DataFrame, top: int = 10) -> pd.DataFrame | None:
-    """The `top` slowest kernels (of a profile with `isolated_ms`): in-model and isolated ms per call, their
-    ratio, and whether it is within ISOLATION_BOUND either way. None for a profile saved without it."""
+    """The `top` slowest kernels of the tuning plan (of a profile with `isolated_ms`): in-model and isolated ms
+    per call, their ratio, and whether it is within ISOLATION_BOUND either way. None for a profile saved
+    without it."""
     if "isolated_ms" not in prof.columns:
         return None
-    rows = prof.head(top)
+    rows = prof[prof["schedule"].notna()].head(top)  # the tuning plan's kernels, not the VM's builtins
     in_model = rows["ms"] / rows["calls"]
     ratio = rows["isolated_ms"] / in_model
     within = ratio.between(1 / ISOLATION_BOUND, ISOLATION_BOUND).where(ratio.notna())

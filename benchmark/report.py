@@ -268,7 +268,7 @@ def isolation_section(prof: pd.DataFrame) -> list[str]:
     with_record = int(table["within_bound"].notna().sum())
     within = int(table["within_bound"].eq(True).sum())  # NaN for a kernel without a record
     shown = table.assign(
-        schedule=table["schedule"].fillna("-"), calls=table["calls"].map(str),
+        calls=table["calls"].map(lambda v: f"{v:.0f}"),
         in_model_ms=table["in_model_ms"].map("{:.3f}".format),
         isolated_ms=table["isolated_ms"].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}"),
         isolated_over_in_model=table["isolated_over_in_model"].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),

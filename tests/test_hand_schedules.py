@@ -31,6 +31,7 @@ from tuning.hand_schedules import (
 from tuning.records import Provenance, RecordSet, isa_level, read_provenance
 from tuning.tasks import plan_tasks
 
+from .conftest import need_model
 from .tiny_models import simple_records, tiny_depthwise, tiny_depthwise_real_shapes
 
 pytestmark = pytest.mark.slow  # compiles kernels and two tiny libraries (~10 s)
@@ -195,20 +196,26 @@ COMMITTED_SETS = sorted(p.parent for p in (Path(__file__).resolve().parent.paren
 
 
 @pytest.mark.parametrize("records", COMMITTED_SETS, ids=lambda p: p.name)
-def test_every_committed_choice_schedules_a_kernel_of_the_twin_at_its_isa_level(records):
-    """Keys depend on the kernel's computation only: the choices of a set apply to the twin's build of
-    that ISA level for a generic CPU of the level and for this host's CPU (when it has that level)."""
+def test_every_committed_choice_schedules_a_kernel_of_a_model_of_its_set(records):
+    """Keys depend on the kernel's computation only: the choices of a set apply to the builds of the models it
+    was tuned for (its provenance's `models`: the twin, real models), at that ISA level, for a generic CPU of
+    the level and for this host's CPU (when it has that level)."""
     choices = read_choices(records)
     provenance = read_provenance(records, records.name)
-    twin = resolve_model("selfie_multiclass_twin")
+    models = [resolve_model(name, path=None if name == "selfie_multiclass_twin" else need_model(name))
+              for name in provenance.models]
     host = host_target()
     targets = [portable_target(level=records.name)] + ([host] if isa_level(host) == records.name else [])
+    chosen = {c.key for c in choices}
     for target in targets:
-        twin_mod = tuning_module(twin, target, provenance.graph_options)
-        keys = {workload_key(t.dispatched[0]) for t in plan_tasks(twin_mod, target.to_tvm()).tasks}
-        unmatched = sorted(c.kernel for c in choices if c.key not in keys)
-        assert not unmatched, f"{records.name} choices match no kernel of the twin built for {target.mcpu}: {unmatched}"
-        assert len(applied(twin_mod, target.to_tvm(), choices)) == len(choices)
+        matched: set[str] = set()
+        for model in models:
+            mod = tuning_module(model, target, provenance.graph_options)
+            keys = {workload_key(t.dispatched[0]) for t in plan_tasks(mod, target.to_tvm()).tasks}
+            assert len(applied(mod, target.to_tvm(), choices)) == len(chosen & keys), model.spec.name
+            matched |= chosen & keys
+        unmatched = sorted(c.kernel for c in choices if c.key not in matched)
+        assert not unmatched, f"{records.name} choices match no kernel of its models for {target.mcpu}: {unmatched}"
 
 
 def test_a_key_ignores_the_weight_prepack_attribute(mod):

@@ -71,19 +71,28 @@ def depthwise_shape(func: tvm.tirx.PrimFunc) -> DepthwiseShape | None:
 TAPS = (3, 5)
 
 
-def _factor(term) -> int | None:
-    """s of a row-index term `v * s`, 1 of a bare `v`; None for anything else."""
-    if isinstance(term, tvm.tirx.Mul) and isinstance(term.b, tvm.tirx.IntImm):
-        return int(term.b.value)
-    return 1 if isinstance(term, tvm.tirx.Var) else None
+def _term(term) -> tuple[tvm.tirx.Var | None, int | None]:
+    """(v, s) of a row-index term `v * s`, (v, 1) of a bare `v`; (None, None) for anything else."""
+    if isinstance(term, tvm.tirx.Mul) and isinstance(term.a, tvm.tirx.Var) and isinstance(term.b, tvm.tirx.IntImm):
+        return term.a, int(term.b.value)
+    return (term, 1) if isinstance(term, tvm.tirx.Var) else (None, None)
 
 
 def _stride_and_dilation(block) -> tuple[int | None, int | None]:
-    """The conv's stride and dilation along H, read from its input row index `yy * s + ry * d`."""
+    """The conv's stride and dilation along H, read from its input row index `yy * s + ry * d`, whose terms TVM
+    may order either way (`ry * 2 + yy` for dilation 2): each factor is taken by its variable, the output row
+    (the block's second iterator) for the stride and the kernel row (its fifth) for the dilation."""
     row = block.reads[0].region[1].min
     if not isinstance(row, tvm.tirx.Add):
         return None, None
-    return _factor(row.a), _factor(row.b)
+    yy, ry = block.iter_vars[1].var, block.iter_vars[4].var
+    stride = dilation = None
+    for var, factor in (_term(row.a), _term(row.b)):
+        if var is not None and var.same_as(yy):
+            stride = factor
+        elif var is not None and var.same_as(ry):
+            dilation = factor
+    return stride, dilation
 
 
 def tiles(shape: DepthwiseShape, vector_lanes: int) -> list[DepthwiseTile]:

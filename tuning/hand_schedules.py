@@ -112,6 +112,11 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
         shape = depthwise_shape(kernel_mod["main"])
         if shape is None or not tiles(shape, vector_lanes):  # no tile without a tail: it keeps its record
             continue
+        try:
+            hand_scheduled(kernel_mod, tiles(shape, vector_lanes)[0])
+        except (ValueError, s_tir.schedule.ScheduleError) as e:  # e.g. a conv also feeding a squeeze-and-excite
+            log(f"{task.task_name}: {shape}: not for the hand schedule ({e})")
+            continue
         reference = tvm.tirx.build(kernel_mod, target=target)
         if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:
             runs[(task.task_name, "record")] = _timer(sch.mod, target, device)
