@@ -59,8 +59,9 @@ def tuned_profile(model: ResolvedModel, threads: int) -> pd.DataFrame:
     target = host_target()
     library, meta_path = library_paths(build_dir(model.spec.name, target), "tuned")
     meta = LibraryMetadata.read(meta_path)
-    table = profile.profile(library, agreement.inputs_for(model)[0][1], profile.kernel_flops(model, target, meta.graph))
-    sources = kernel_sources(model, target, meta)
+    mod = profile.library_module(model, target, meta.graph)  # imported once, for the FLOPs and the records
+    table = profile.profile(library, agreement.inputs_for(model)[0][1], profile.module_kernel_flops(mod))
+    sources = kernel_sources(mod, target, meta)
     return profile.with_isolated(table, sources.isolated_ms, sources.schedules)
 
 

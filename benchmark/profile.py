@@ -15,9 +15,14 @@ from tuning.importer import STOCK_GRAPH, TUNED_GRAPH, GraphOptions
 from tuning.tasks import plan_tasks, task_flops
 
 
+def library_module(model: ResolvedModel, target: TargetSpec, graph: dict | None = None) -> tvm.IRModule:
+    """The optimised module of the graph a library was built from (its metadata's `graph`)."""
+    return tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH)
+
+
 def kernel_flops(model: ResolvedModel, target: TargetSpec, graph: dict | None = None) -> dict[str, float]:
     """FLOPs of every kernel of the graph a library was built from (its metadata's `graph`)."""
-    return module_kernel_flops(tuning_module(model, target, GraphOptions(**graph) if graph else TUNED_GRAPH))
+    return module_kernel_flops(library_module(model, target, graph))
 
 
 def module_kernel_flops(mod: tvm.IRModule) -> dict[str, float]:

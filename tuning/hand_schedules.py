@@ -110,21 +110,21 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
     for task in plan_tasks(mod, target).tasks:
         kernel_mod = task.dispatched[0]
         shape = depthwise_shape(kernel_mod["main"])
-        if shape is None or not tiles(shape, vector_lanes):  # no tile without a tail: it keeps its record
+        grid = tiles(shape, vector_lanes) if shape is not None else []
+        if not grid:  # not a depthwise kernel, or no tile without a tail: it keeps its record
             continue
         try:
-            hand_scheduled(kernel_mod, tiles(shape, vector_lanes)[0])
+            scheduled = {tile: hand_scheduled(kernel_mod, tile) for tile in grid}
         except (ValueError, s_tir.schedule.ScheduleError) as e:  # e.g. a conv also feeding a squeeze-and-excite
             log(f"{task.task_name}: {shape}: not for the hand schedule ({e})")
             continue
         reference = tvm.tirx.build(kernel_mod, target=target)
         if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:
             runs[(task.task_name, "record")] = _timer(sch.mod, target, device)
-        for tile in tiles(shape, vector_lanes):
-            scheduled = hand_scheduled(kernel_mod, tile)
-            built = tvm.tirx.build(scheduled, target=target)
+        for tile, tile_mod in scheduled.items():
+            built = tvm.tirx.build(tile_mod, target=target)
             _check(task.task_name, reference, built, kernel_mod, device)
-            runs[(task.task_name, tile.name)] = _timer(scheduled, target, device, built)
+            runs[(task.task_name, tile.name)] = _timer(tile_mod, target, device, built)
         kernels.append((task.task_name, workload_key(kernel_mod), shape))
         log(f"{task.task_name}: {shape}")
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.acquire import ResolvedModel
+import tvm
+
 from runtime.artifacts import LibraryMetadata
 from runtime.target import TargetSpec
 
 from . import STRUCTURAL
-from .build import selected_records, tuning_module
+from .build import selected_records
 from .database import build_cpu, measured_on
-from .importer import TUNED_GRAPH, GraphOptions
 from .tasks import mean_run_seconds, plan_tasks
 
 RECORD, OTHER_CPU, HAND, DEFAULT = "record", "record of another CPU", "hand schedule", "default schedule"
@@ -33,15 +33,15 @@ class KernelSources:
     isolated_ms: dict[str, float]
 
 
-def kernel_sources(model: ResolvedModel, target: TargetSpec, meta: LibraryMetadata) -> KernelSources:
-    """Empty when the library names no record set, or when it is not on this machine (built elsewhere). A
-    record measured on another CPU gives no isolated time: its latency is another machine's."""
+def kernel_sources(mod: tvm.IRModule, target: TargetSpec, meta: LibraryMetadata) -> KernelSources:
+    """`mod`: the tuning module of the library's graph (`tuning_module(model, target, meta's graph)`). Empty when
+    the library names no record set, or when it is not on this machine (built elsewhere). A record measured on
+    another CPU gives no isolated time: its latency is another machine's."""
     from tvm.s_tir import meta_schedule as ms
 
     if not meta.records or not Path(meta.records).is_dir():
         return KernelSources({}, {})
     module_equality = (meta.records_provenance or {}).get("module_equality", STRUCTURAL)
-    mod = tuning_module(model, target, GraphOptions(**meta.graph) if meta.graph else TUNED_GRAPH)
     tvm_target = target.to_tvm()
     cpu = meta.records_ranked_by or build_cpu(target)
     schedules: dict[str, str] = {}
