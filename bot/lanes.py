@@ -1,12 +1,15 @@
 """The two lanes engines run on, and the accounting that keeps the timing lane out of the replies' way.
 
 - The *reply lane* (one thread) runs the answering engine plus pre/post-processing and encoding.
-- The *timing lane* (one thread at the lowest CPU priority) times the other engines on the same photo
-  afterwards, and only while the reply lane is idle: new requests always go first. An engine's timing is
-  the median of as many runs as fit a short budget, so a moment's contention on a busy host (a single run
-  at the lowest priority can take twice its time) does not make the figure. When its backlog is too long,
-  a photo gets the benchmark's p50 for those engines instead of a measurement. Each run starts once the
-  process's other threads are idle, as the benchmark's and the tuner's do (runtime/idle.py).
+- The *timing lane* (one thread at the lowest CPU priority) times the engines on the same photo afterwards,
+  and only while the reply lane is idle: new requests always go first. It times the answering engine again
+  too, in interleaved rounds with the others (the benchmark's protocol): the reply's own run is a single
+  run on another lane, and a ratio of it to a lane's median once read 0.64x where side by side the two
+  engines measured 1.17x. An engine's figure is the median of as many runs as fit a short budget, so a
+  moment's contention on a busy host (a single run at the lowest priority can take twice its time) does
+  not make the figure. When its backlog is too long, a photo gets the benchmark's p50 for the slower
+  engines instead of a measurement. Each run starts once the process's other threads are idle, as the
+  benchmark's and the tuner's do (runtime/idle.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
@@ -104,62 +108,86 @@ class Lanes:
             raise
 
     def plan_background(self, report: TimingReport) -> None:
-        """Decide, per slower engine, between timing it on this photo and quoting the benchmark."""
+        """Decide, per slower engine, between timing it on this photo and quoting the benchmark. When any is
+        timed, the answering engine is timed again beside it (its reply figure stands until then)."""
         budget = self.backlog_s() * 1000
-        for name in report.engines.order[1:]:
+        order = report.engines.order
+        answering = order[0]
+        planned = False
+        for name in order[1:]:
             estimate = timing_cost_ms(report.engines.warm_ms.get(name, 0.0))
+            if not planned:  # the first engine timed brings the answering engine's series with it
+                estimate += timing_cost_ms(report.engines.warm_ms.get(answering, 0.0))
             with self._lock:
                 fits = self._backlog_ms + estimate <= budget
                 if fits:
                     self._backlog_ms += estimate
             if fits:
+                planned = True
                 report.timings[name] = Timing(state="measuring")
             elif report.published_ms(name) is not None:
                 report.timings[name] = Timing(state="published")
             else:
                 report.timings[name] = Timing(state="skipped")
+        if planned and answering in report.timings:
+            report.timings[answering] = replace(report.timings[answering], state="measuring")
 
     def drop_background(self, report: TimingReport) -> None:
-        """The reply was not delivered: give back the planned timing work."""
+        """The reply was not delivered: give back the planned timing work (the reply's own figure stays)."""
         for name in report.measuring():
-            with self._lock:
-                self._backlog_ms = max(0.0, self._backlog_ms - timing_cost_ms(report.engines.warm_ms.get(name, 0.0)))
-            report.timings[name] = Timing(state="skipped")
+            self._release(report, name)
+            t = report.timings[name]
+            report.timings[name] = replace(t, state="measured") if t.ms is not None else Timing(state="skipped")
+
+    def _release(self, report: TimingReport, name: str) -> None:
+        with self._lock:
+            cost = timing_cost_ms(report.engines.warm_ms.get(name, 0.0))
+            self._backlog_ms = max(0.0, self._backlog_ms - cost)
 
     def _time_engines(self, report: TimingReport, rgb: np.ndarray) -> None:
-        """Timing lane: each engine still to measure, each run started only while no reply is due. A reply
-        that comes in after the first run ends the engine's series there (new requests go first)."""
-        for name in report.measuring():
-            warm = report.engines.warm_ms.get(name, 0.0)
-            try:
-                report.timings[name] = self._time_engine(report, name, rgb, timing_runs(warm))
-            finally:
-                with self._lock:
-                    self._backlog_ms = max(0.0, self._backlog_ms - timing_cost_ms(warm))
-
-    def _time_engine(self, report: TimingReport, name: str, rgb: np.ndarray, runs: int) -> Timing:
-        samples: list[float] = []
-        contended = False
-        while len(samples) < runs:
-            with self._lock:
-                if samples and (self._replying or self._closing):
-                    break
-                while self._replying and not self._closing:
-                    self._lock.wait(0.5)
-                if self._closing:
-                    return Timing(state="skipped")
-                starts = self._reply_starts
-            # The protocol of every timing here (runtime/idle.py): the answering engine's pool, which ran just
-            # before, still spins for up to ~0.1 s, and a run beside it would be timed at up to twice its time.
-            wait_until_idle()
-            try:
-                samples.append(report.engines.segment(name, rgb).timings.inference_ms)
-            except Exception:
-                log.exception("background timing of %s failed", name)
-                return Timing(state="failed")
-            with self._lock:
-                contended = contended or self._replying > 0 or self._reply_starts != starts
-        return Timing(statistics.median(samples), "measured", contended, runs=len(samples))
+        """Timing lane: the engines still to measure, in interleaved rounds (each engine once per round, up to
+        its own number of runs), each run started only while no reply is due. A reply that comes in once every
+        engine has one run ends the series there (new requests go first)."""
+        names = report.measuring()
+        runs = {name: timing_runs(report.engines.warm_ms.get(name, 0.0)) for name in names}
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        contended = dict.fromkeys(names, False)
+        failed: set[str] = set()
+        try:
+            for _ in range(max(runs.values(), default=0)):
+                for name in names:
+                    if name in failed or len(samples[name]) >= runs[name]:
+                        continue
+                    with self._lock:
+                        if self._closing or (all(samples[n] for n in names if n not in failed) and self._replying):
+                            return
+                        while self._replying and not self._closing:
+                            self._lock.wait(0.5)
+                        if self._closing:
+                            return
+                        starts = self._reply_starts
+                    # The protocol of every timing here (runtime/idle.py): the pool of the engine that ran just
+                    # before still spins for up to ~0.1 s, and a run beside it would be timed at up to twice its time.
+                    wait_until_idle()
+                    try:
+                        samples[name].append(report.engines.segment(name, rgb).timings.inference_ms)
+                    except Exception:
+                        log.exception("background timing of %s failed", name)
+                        failed.add(name)
+                        continue
+                    with self._lock:
+                        contended[name] = contended[name] or self._replying > 0 or self._reply_starts != starts
+        finally:
+            for name in names:
+                self._release(report, name)
+                before = report.timings[name]
+                if samples[name]:
+                    report.timings[name] = Timing(statistics.median(samples[name]), "measured", contended[name],
+                                                  runs=len(samples[name]))
+                elif before.ms is not None:  # the answering engine keeps its reply figure
+                    report.timings[name] = replace(before, state="measured")
+                else:
+                    report.timings[name] = Timing(state="failed" if name in failed else "skipped")
 
     async def time_others(self, result: Result) -> bool:
         """Time the slower engines on the result's photo (background, lower priority). True if any was timed."""

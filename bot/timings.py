@@ -13,8 +13,9 @@ from runtime.ratios import in_words
 from .engines import EngineSet
 from .published import PublishedLatency
 
-# measured: timed on this photo; measuring: queued on the timing lane; published: the benchmark's p50 is
-# quoted instead; failed: the timing run raised; skipped: not timed (backlog full, reply not delivered, stop)
+# measured: timed on this photo; measuring: queued on the timing lane (the answering engine keeps its reply's
+# figure meanwhile); published: the benchmark's p50 is quoted instead; failed: the timing run raised;
+# skipped: not timed (backlog full, reply not delivered, stop)
 TimingState = Literal["measured", "measuring", "published", "failed", "skipped"]
 
 
@@ -52,6 +53,8 @@ class TimingReport:
             if t.state == "measured":
                 notes = [f"median of {t.runs}"] * (t.runs > 1) + ["while busy"] * t.contended
                 parts.append(f"{label} {t.ms:.0f} ms" + (f" ({', '.join(notes)})" if notes else ""))
+            elif t.state == "measuring" and t.ms is not None:  # the answering engine, timed again beside the others
+                parts.append(f"{label} {t.ms:.0f} ms (this reply; timing it again beside the others)")
             elif t.state == "measuring":
                 parts.append(f"{label} … (timing it now)")
             elif t.state == "published":
