@@ -66,7 +66,7 @@ class TimingReport:
                 parts.append(f"{label} not timed (too many photos queued)")
         first = next(iter(self.timings))
         lines = [f"{self.engines.spec.name}, {self.threads} threads each: " + " · ".join(parts),
-                 f"(answered by {engine_label(first)}, the fastest here)"]
+                 f"(answered by {engine_label(first)}, the fastest at start-up)"]
         ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms}
         for other in (LITERT, TVM_DEFAULT):  # one direction, as in the reports: tuned / other, said in words
             if TVM_TUNED in ms and other in ms:
