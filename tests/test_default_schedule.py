@@ -41,7 +41,20 @@ def _kernels() -> dict[str, tvm.IRModule]:
         "global_sum": _func(x, topi.sum(x, axis=(1, 2), keepdims=True)),
         "resize": _func(x, topi.image.resize2d(x, (0, 0, 0, 0), (24, 20), layout="NHWC", method="linear",
                                                coordinate_transformation_mode="half_pixel")),
+        "squeeze_excite_gate": _squeeze_excite_gate(),
     }
+
+
+def _squeeze_excite_gate() -> tvm.IRModule:
+    """selfie_segmenter's gate kernels: a 1x1 conv of the pooled 16 channels, sigmoid, times the feature map,
+    plus a residual."""
+    pooled = te.placeholder((1, 1, 1, 16), name="pooled")
+    w = te.placeholder((1, 1, 16, 16), name="w")
+    bias = te.placeholder((16,), name="bias")
+    x = te.placeholder((1, 36, 64, 16), name="x")
+    residual = te.placeholder((1, 36, 64, 16), name="residual")
+    gate = topi.sigmoid(topi.add(topi.nn.conv2d_nhwc(pooled, w, 1, 0, 1), bias))
+    return _func(pooled, w, bias, x, residual, topi.add(topi.multiply(x, gate), residual))
 
 
 def _run(mod: tvm.IRModule, inputs: list[np.ndarray], out_shape) -> np.ndarray:
@@ -65,6 +78,17 @@ def test_the_default_schedule_is_parallel_vectorised_and_computes_the_same(name)
     inputs = [rng.standard_normal(s).astype("float32") for s in shapes[:-1]]
     np.testing.assert_allclose(_run(sch.mod, inputs, shapes[-1]), _run(mod, inputs, shapes[-1]),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_gate_the_map_broadcasts_is_computed_once_not_per_pixel():
+    """Inlined into the multiply, the sigmoid (and its bias add) would run 36x64 times per channel instead of once:
+    it stays a block of its own, of 16 values, while the multiply is inlined into the residual add."""
+    sch = s_tir.Schedule(_squeeze_excite_gate())
+    assert default_schedule(sch, cores=2)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    assert [sch.get(b).name_hint for b in blocks] == ["conv2d_nhwc_init", "conv2d_nhwc_update", "compute", "T_add_1"]
+    assert "T.sigmoid" in str(sch.get(blocks[2])) and "T.sigmoid" not in str(sch.get(blocks[3]))
+    assert [int(iv.dom.extent) for iv in sch.get(blocks[2]).iter_vars] == [1, 1, 1, 16]
 
 
 @pytest.mark.parametrize("name", REAL_MODELS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,11 @@ from runtime.artifacts import LibraryMetadata
 from runtime.target import host_target, portable_target
 from tuning.build import apply_records, export, tuning_module
 from tuning.database import build_cpu
+from tuning.default_schedule import DEFAULT_SCHEDULE_ANNOTATION
 from tuning.depthwise import PAD_BLOCK, DepthwiseShape, DepthwiseTile, depthwise_shape, tiles
 from tuning.hand_schedules import (
+    DEFAULT,
+    DEPTHWISE,
     HandChoice,
     KernelTiming,
     applied,
@@ -137,6 +141,28 @@ def test_the_hand_schedule_is_chosen_only_where_it_measured_faster():
     assert chosen["no_record"].tile == {"lanes": 32, "w_tile": 8} and chosen["no_record"].ratio is None
 
 
+def test_the_default_schedule_is_chosen_where_it_beat_the_record_and_the_tiles():
+    timings = [KernelTiming("gate", "1", "-", record_us=500.0, hand_us={"default": 40.0}),
+               KernelTiming("dw", "2", "8x8x32 s1", record_us=100.0, hand_us={"c16w4": 60.0, "default": 50.0}),
+               KernelTiming("conv", "3", "-", record_us=100.0, hand_us={"default": 300.0})]
+    chosen = {c.kernel: c for c in choose(timings, cpu="somecpu", threads=2)}
+    assert sorted(chosen) == ["dw", "gate"]
+    assert (chosen["gate"].schedule, chosen["gate"].tile, chosen["gate"].ratio) == (DEFAULT, {}, 0.08)
+    assert chosen["dw"].schedule == DEFAULT
+    # read back from hand_schedules.json, and old files without the field are depthwise choices
+    assert HandChoice(**{k: v for k, v in asdict(chosen["dw"]).items() if k != "schedule"}).schedule == DEPTHWISE
+
+
+def test_a_build_gives_the_default_schedule_to_a_kernel_chosen_for_it(mod, depthwise, target, tmp_path):
+    records = simple_records(mod, target, tmp_path / "records")
+    name = sorted(depthwise)[0]
+    choice = HandChoice(name, workload_key(depthwise[name]), {}, 1.0, 2.0, target.mcpu, 2, DEFAULT)
+    built = tvm.IRModule({"main": apply_records(mod, target.to_tvm(), records, hand=[choice])[name]})
+    assert DEFAULT_SCHEDULE_ANNOTATION in built.script()
+    assert DEFAULT_SCHEDULE_ANNOTATION not in tvm.IRModule(
+        {"main": apply_records(mod, target.to_tvm(), records)[name]}).script()  # its record otherwise
+
+
 def test_measuring_one_models_kernels_keeps_the_other_models_choices():
     def choice(kernel: str, key: str) -> HandChoice:
         return HandChoice(kernel, key, {"lanes": 8, "w_tile": 4}, 1.0, 2.0, "znver3", 2)
@@ -189,6 +215,11 @@ def test_measuring_times_the_record_and_every_tile_of_each_depthwise_kernel(mod,
     for t in timings:
         assert t.record_us > 0 and len(t.hand_us) == 4 and all(us > 0 for us in t.hand_us.values())
         assert t.key == workload_key(depthwise[t.kernel])
+    # with the default schedule as a candidate: every kernel, the depthwise ones with their tiles too
+    timings = {t.kernel: t for t in measure(mod, target.to_tvm(), db, LANES[target.vector_isa], rounds=1, cores=2)}
+    assert sorted(timings) == sorted(t.task_name for t in plan_tasks(mod, target.to_tvm()).tasks)
+    assert all(DEFAULT in t.hand_us and t.record_us > 0 for t in timings.values())
+    assert all(len(timings[name].hand_us) == 5 for name in depthwise)
 
 
 COMMITTED_SETS = sorted(p.parent for p in (Path(__file__).resolve().parent.parent / "results" / "tuning")

@@ -265,7 +265,7 @@ def test_a_tuned_library_older_than_its_records_is_rebuilt(tmp_path, monkeypatch
     assert prepare(model, target, [TVM_TUNED], tune_if_missing=False) == {}
     out = build_dir("tiny", target)
     assert not _tuned_missing_or_stale(out, target)
-    # New hand-written schedule choices (tuning/measure_depthwise.py --choose) rebuild it too.
+    # New hand-written schedule choices (tuning/measure_hand.py --choose) rebuild it too.
     hand = records / "hand_schedules.json"
     chosen = hand.read_text()
     hand.write_text("[]\n")

@@ -117,7 +117,7 @@ def apply_records(mod: tvm.IRModule, target: tvm.target.Target, database: Path,
     db = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False, module_equality=module_equality)
     cores = int(target.attrs.get("num-cores", 1))
     # Kernels without a record (nor a hand schedule) get the default schedule, not naive loops.
-    with (target, ms.database.OrderedUnionDatabase(ahead_of(db, list(hand)), default_database(cores)),
+    with (target, ms.database.OrderedUnionDatabase(ahead_of(db, list(hand), cores), default_database(cores)),
           tvm.transform.PassContext(opt_level=3)):
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
 

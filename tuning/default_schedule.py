@@ -6,7 +6,9 @@ ran at 0.22 GFLOP/s, and a partially tuned library was slower than the untuned o
 gives every such kernel what MetaSchedule's `ParallelizeVectorizeUnroll` rule gives an untiled one:
 
 - elementwise producers inlined into their consumers (pads, whose `if_then_else` would sit inside a
-  reduction's inner loop, stay materialised, as MetaSchedule's LLVM AutoInline keeps them);
+  reduction's inner loop, stay materialised, as MetaSchedule's LLVM AutoInline keeps them; so does a
+  small producer a consumer broadcasts, such as a squeeze-and-excite gate's sigmoid over a whole
+  feature map, which inlining would recompute for every pixel);
 - a reduction block (conv, pool, mean) with its innermost spatial axis (the NHWC channels) moved
   inside the reduction loops and vectorised, its init split off (`RewriteReductionBlock`);
 - outer spatial loops fused and parallel, the innermost contiguous loop vectorised
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 MAX_VECTOR = 64  # as MetaSchedule's default max_vectorize_extent for llvm
 PARALLEL_PER_CORE = 16  # as ParallelizeVectorizeUnroll's max_jobs_per_core
 DEFAULT_SCHEDULE_ANNOTATION = "selfie_tvm.default_schedule"
+# A producer whose consumer writes this many times its elements is not inlined (it would be recomputed).
+BROADCAST_FACTOR = 8
 
 
 def default_schedule(sch: s_tir.Schedule, cores: int) -> bool:
@@ -84,14 +88,30 @@ def _calls_if_then_else(expr) -> bool:
                if isinstance(getattr(expr, field, None), tvm.ir.expr.Expr))
 
 
+def _elements(sch: s_tir.Schedule, block) -> int:
+    """Elements a block writes: the product of its spatial iteration extents."""
+    elements = 1
+    for iv in sch.get(block).iter_vars:
+        if iv.iter_type == tvm.tirx.IterVar.DataPar:
+            elements *= int(iv.dom.extent)
+    return elements
+
+
+def _broadcast(sch: s_tir.Schedule, block) -> bool:
+    """A consumer of `block` writes many more elements than the block: inlined, the block would be recomputed
+    for each of them (a squeeze-and-excite gate of C values multiplying an HxWxC map)."""
+    return any(_elements(sch, c) >= BROADCAST_FACTOR * _elements(sch, block) for c in sch.get_consumers(block))
+
+
 def _inline_elementwise(sch: s_tir.Schedule) -> None:
-    """Inline every spatial block that is not an output and holds no `if_then_else`, until none is left."""
+    """Inline every spatial block that is not an output, holds no `if_then_else` and is not broadcast by a
+    consumer, until none is left."""
     changed = True
     while changed:
         changed = False
         blocks = _blocks(sch)
         for block in blocks[:-1]:  # the last block writes the output
-            if _is_reduction(sch, block) or _has_if_then_else(sch, block):
+            if _is_reduction(sch, block) or _has_if_then_else(sch, block) or _broadcast(sch, block):
                 continue
             try:
                 sch.compute_inline(block)

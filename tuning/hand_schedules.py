@@ -1,7 +1,10 @@
-"""Hand-written depthwise schedules (tuning/depthwise.py) as measured candidates beside the tuning records.
+"""Hand-written schedules as measured candidates beside the tuning records: the depthwise schedule
+(tuning/depthwise.py) for depthwise kernels, the default schedule (tuning/default_schedule.py) for every kernel.
 
-A kernel gets the hand schedule only where it measured faster than the kernel's selected record, both
-timed on this machine in the same interleaved run (`measure`, `choose`). The choices are committed beside
+A kernel gets a hand schedule only where it measured faster than the kernel's selected record, both
+timed on this machine in the same interleaved run (`measure`, `choose`). The default schedule wins where
+MetaSchedule's space, built around a kernel's conv, has nothing good: a squeeze-and-excite gate (a 1x1 conv
+of C values, sigmoid, times an HxWxC map). The choices are committed beside
 the records (`hand_schedules.json` in the ISA level's directory) with both timings, the CPU and the
 thread count; a build applies them through a schedule-function database queried before the records.
 """
@@ -21,10 +24,12 @@ import tvm_ffi
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from .default_schedule import default_schedule
 from .depthwise import DepthwiseTile, depthwise_shape, schedule, tiles
 from .tasks import plan_tasks
 
 HAND_SCHEDULES = "hand_schedules.json"
+DEPTHWISE, DEFAULT = "depthwise", "default"  # HandChoice.schedule; DEFAULT is also the candidate's name
 # A hand schedule must beat the record by this much in the interleaved run: it replaces a searched
 # schedule, so a tie or noise keeps the record.
 MARGIN = 0.95
@@ -56,6 +61,7 @@ class HandChoice:
     record_us: float | None  # None: the kernel had no record
     cpu: str
     threads: int
+    schedule: str = DEPTHWISE  # DEPTHWISE (with `tile`) or DEFAULT (tile {})
 
     @property
     def ratio(self) -> float | None:
@@ -82,6 +88,12 @@ def hand_scheduled(mod: tvm.IRModule, tile: DepthwiseTile) -> tvm.IRModule:
     return sch.mod
 
 
+def default_scheduled(mod: tvm.IRModule, cores: int) -> tvm.IRModule | None:
+    """The kernel under the default schedule; None where it refuses."""
+    sch = s_tir.Schedule(mod)
+    return sch.mod if default_schedule(sch, cores) else None
+
+
 def _arguments(mod: tvm.IRModule, device, seed: int) -> list:
     rng = np.random.default_rng(seed)
     return [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), device)
@@ -101,9 +113,11 @@ def _check(kernel: str, reference, candidate, mod: tvm.IRModule, device) -> None
 
 
 def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database.Database | None,
-            vector_lanes: int, rounds: int, log: Callable[[str], None] = lambda _: None) -> list[KernelTiming]:
-    """Every depthwise kernel of `mod`: its record's schedule and each hand tile, built for `target`,
-    checked against the unscheduled kernel and timed round-robin (`rounds` rounds) in this process."""
+            vector_lanes: int, rounds: int, log: Callable[[str], None] = lambda _: None,
+            cores: int | None = None) -> list[KernelTiming]:
+    """Every kernel of `mod`: its record's schedule, each depthwise tile (depthwise kernels) and, with `cores`,
+    the default schedule for that many cores, built for `target`, checked against the unscheduled kernel and
+    timed round-robin (`rounds` rounds) in this process."""
     device = tvm.cpu()
     runs: dict[tuple[str, str], tuple[Callable, list]] = {}
     kernels = []
@@ -111,22 +125,24 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
         kernel_mod = task.dispatched[0]
         shape = depthwise_shape(kernel_mod["main"])
         grid = tiles(shape, vector_lanes) if shape is not None else []
-        if not grid:  # not a depthwise kernel, or no tile without a tail: it keeps its record
-            continue
+        scheduled: dict[str, tvm.IRModule] = {}
         try:
-            scheduled = {tile: hand_scheduled(kernel_mod, tile) for tile in grid}
+            scheduled = {tile.name: hand_scheduled(kernel_mod, tile) for tile in grid}
         except (ValueError, s_tir.schedule.ScheduleError) as e:  # e.g. a conv also feeding a squeeze-and-excite
-            log(f"{task.task_name}: {shape}: not for the hand schedule ({e})")
+            log(f"{task.task_name}: {shape}: not for the depthwise schedule ({e})")
+        if cores is not None and (default_mod := default_scheduled(kernel_mod, cores)) is not None:
+            scheduled[DEFAULT] = default_mod
+        if not scheduled:  # no candidate: the kernel keeps its record
             continue
         reference = tvm.tirx.build(kernel_mod, target=target)
         if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:
             runs[(task.task_name, "record")] = _timer(sch.mod, target, device)
-        for tile, tile_mod in scheduled.items():
-            built = tvm.tirx.build(tile_mod, target=target)
+        for name, candidate in scheduled.items():
+            built = tvm.tirx.build(candidate, target=target)
             _check(task.task_name, reference, built, kernel_mod, device)
-            runs[(task.task_name, tile.name)] = _timer(tile_mod, target, device, built)
-        kernels.append((task.task_name, workload_key(kernel_mod), shape))
-        log(f"{task.task_name}: {shape}")
+            runs[(task.task_name, name)] = _timer(candidate, target, device, built)
+        kernels.append((task.task_name, workload_key(kernel_mod), shape or "-"))
+        log(f"{task.task_name}: {shape or 'not depthwise'}: {', '.join(scheduled)}")
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(rounds):
         for key, (run, args) in runs.items():
@@ -150,6 +166,9 @@ def choose(timings: list[KernelTiming], cpu: str, threads: int, margin: float = 
     for t in timings:
         best = t.best_tile()
         if t.record_us is None or t.hand_us[best] < margin * t.record_us:
+            if best == DEFAULT:
+                chosen.append(HandChoice(t.kernel, t.key, {}, t.hand_us[best], t.record_us, cpu, threads, DEFAULT))
+                continue
             tile = next(tile for tile in _all_tiles(t) if tile.name == best)
             chosen.append(HandChoice(t.kernel, t.key, tile.as_dict(), t.hand_us[best], t.record_us, cpu, threads))
     return chosen
@@ -166,6 +185,8 @@ def updated_choices(existing: list[HandChoice], timings: list[KernelTiming],
 
 def _all_tiles(t: KernelTiming) -> Iterator[DepthwiseTile]:
     for name in t.hand_us:
+        if name == DEFAULT:
+            continue
         lanes, w_tile = name.removeprefix("c").split("w")
         yield DepthwiseTile(int(lanes), int(w_tile))
 
@@ -190,23 +211,26 @@ def choices_digest(directory: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
-def hand_database(choices: list[HandChoice]) -> ms.database.Database:
-    """A database that schedules exactly the chosen kernels (by structure), and answers nothing else."""
-    by_key = {c.key: DepthwiseTile(**c.tile) for c in choices}
+def hand_database(choices: list[HandChoice], cores: int) -> ms.database.Database:
+    """A database that schedules exactly the chosen kernels (by structure), and answers nothing else;
+    `cores`: the build target's, for the default schedule's parallel loops."""
+    by_key = {c.key: c for c in choices}
 
     def apply(sch: s_tir.Schedule) -> bool:
-        tile = by_key.get(workload_key(sch.mod))
-        if tile is None:
+        choice = by_key.get(workload_key(sch.mod))
+        if choice is None:
             return False
-        schedule(sch, tile)
+        if choice.schedule == DEFAULT:  # tried on a copy first: a refusal half-way would spoil `sch`
+            return default_schedule(sch.copy(), cores) and default_schedule(sch, cores)
+        schedule(sch, DepthwiseTile(**choice.tile))
         return True
 
     return ms.database.ScheduleFnDatabase(apply)
 
 
-def ahead_of(records: ms.database.Database, choices: list[HandChoice]) -> ms.database.Database:
+def ahead_of(records: ms.database.Database, choices: list[HandChoice], cores: int) -> ms.database.Database:
     """`records`, or the hand schedules first and then `records` when there are choices."""
-    return ms.database.OrderedUnionDatabase(hand_database(choices), records) if choices else records
+    return ms.database.OrderedUnionDatabase(hand_database(choices, cores), records) if choices else records
 
 
 def applied(mod: tvm.IRModule, target: tvm.target.Target, choices: list[HandChoice]) -> list[str]:

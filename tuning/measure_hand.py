@@ -1,10 +1,11 @@
-"""Time the hand-written depthwise schedule against each kernel's record, kernel by kernel, in one run.
+"""Time the hand-written schedules against each kernel's record, kernel by kernel, in one run: every depthwise
+tile on depthwise kernels, the default schedule on every kernel.
 
-    TVM_NUM_THREADS=2 python -m tuning.measure_depthwise --model selfie_multiclass_twin [--portable] \\
+    TVM_NUM_THREADS=2 python -m tuning.measure_hand --model selfie_multiclass_twin [--portable] \\
         --rounds 9 --out DIR [--choose]
 
-Writes DIR/depthwise_<isa>_<threads>t.csv (p50 of interleaved rounds, microseconds, every tile) and
-prints a markdown table. `--choose` also writes the kernels where the hand schedule won (by
+Writes DIR/hand_<isa>_<threads>t.csv (p50 of interleaved rounds, microseconds, every candidate) and
+prints a markdown table. `--choose` also writes the kernels where a hand schedule won (by
 hand_schedules.MARGIN) into the record set's hand_schedules.json, which later builds apply.
 """
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--choose", action="store_true", help="write the winners into the records' hand_schedules.json")
+    parser.add_argument("--no-default", action="store_true",
+                        help="depthwise tiles only (the default schedule is not a candidate)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     with selected_records(records.path, target) as selected:
         db = ms.database.JSONDatabase(work_dir=str(selected), allow_missing=False,
                                       module_equality=records.provenance.module_equality)
-        timings = measure(mod, target.to_tvm(), db, _LANES[target.vector_isa], args.rounds, log.info)
+        timings = measure(mod, target.to_tvm(), db, _LANES[target.vector_isa], args.rounds, log.info,
+                          cores=None if args.no_default else target.num_cores)
     rows = [{"kernel": t.kernel, "shape": t.shape, "record_us": t.record_us, "best_tile": t.best_tile(),
              "hand_us": t.hand_us[t.best_tile()],
              "hand_vs_record": t.hand_us[t.best_tile()] / t.record_us if t.record_us else None,
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.DataFrame(rows)
     isa = isa_level(target)
     args.out.mkdir(parents=True, exist_ok=True)
-    csv = args.out / f"depthwise_{isa}_{threads}t.csv"
+    csv = args.out / f"hand_{isa}_{threads}t.csv"
     table.to_csv(csv, index=False, float_format="%.1f")
     print(f"{isa} ({target.mcpu}), {threads} threads, p50 of {args.rounds} interleaved rounds:\n")
     print(table[["kernel", "shape", "record_us", "best_tile", "hand_us", "hand_vs_record"]]
