@@ -35,8 +35,8 @@ def run(args) -> int:
         print(f"wrote {lib}")
         meta = LibraryMetadata.read(library_paths(lib.parent, "tuned")[1])
         if meta.hand_scheduled_kernels:
-            print(f"{len(meta.hand_scheduled_kernels)} depthwise kernels with the hand-written schedule, "
-                  f"measured faster than their records (hand_schedules.json beside the records)")
+            print(f"{len(meta.hand_scheduled_kernels)} kernels with a hand schedule (depthwise tiles or the default "
+                  f"schedule), measured faster than their records (hand_schedules.json beside the records)")
         warning = meta.tuning_warning
         if warning:
             print(f"warning: {warning}; tune here with `selfie-tvm tune --model {model.spec.name}`")
