@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -46,6 +47,10 @@ class EngineSet:
         if not self.segmenters:
             raise SelfieTvmError(f"no engine can run {model}: {self.unavailable}")
         self.warm_ms: dict[str, float] = {}  # inference time measured at start, per engine
+        # One run at a time per engine: the timing lane re-times the answering engine while the reply lane may
+        # need it (neither a LiteRT interpreter nor a TVM VirtualMachine may run on two threads at once). A reply
+        # waits at most for the one run under way: the timing lane starts none while a reply is due.
+        self.locks = {name: threading.Lock() for name in self.segmenters}
 
     @property
     def spec(self):
@@ -66,4 +71,5 @@ class EngineSet:
         return {n: s.engine for n, s in self.segmenters.items() if hasattr(s.engine, "actual_threads")}
 
     def segment(self, name: str, rgb: np.ndarray) -> Segmentation:
-        return self.segmenters[name].segment(rgb)
+        with self.locks[name]:
+            return self.segmenters[name].segment(rgb)

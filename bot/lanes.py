@@ -111,10 +111,9 @@ class Lanes:
         """Decide, per slower engine, between timing it on this photo and quoting the benchmark. When any is
         timed, the answering engine is timed again beside it (its reply figure stands until then)."""
         budget = self.backlog_s() * 1000
-        order = report.engines.order
-        answering = order[0]
+        answering = next(iter(report.timings))  # the engine that answered: its reply figure comes first
         planned = False
-        for name in order[1:]:
+        for name in [n for n in report.engines.order if n != answering]:
             estimate = timing_cost_ms(report.engines.warm_ms.get(name, 0.0))
             if not planned:  # the first engine timed brings the answering engine's series with it
                 estimate += timing_cost_ms(report.engines.warm_ms.get(answering, 0.0))
@@ -129,7 +128,7 @@ class Lanes:
                 report.timings[name] = Timing(state="published")
             else:
                 report.timings[name] = Timing(state="skipped")
-        if planned and answering in report.timings:
+        if planned:
             report.timings[answering] = replace(report.timings[answering], state="measuring")
 
     def drop_background(self, report: TimingReport) -> None:
@@ -183,14 +182,15 @@ class Lanes:
                 before = report.timings[name]
                 if samples[name]:
                     report.timings[name] = Timing(statistics.median(samples[name]), "measured", contended[name],
-                                                  runs=len(samples[name]))
+                                                  runs=len(samples[name]), lane="timing")
                 elif before.ms is not None:  # the answering engine keeps its reply figure
                     report.timings[name] = replace(before, state="measured")
                 else:
                     report.timings[name] = Timing(state="failed" if name in failed else "skipped")
 
     async def time_others(self, result: Result) -> bool:
-        """Time the slower engines on the result's photo (background, lower priority). True if any was timed."""
+        """Time the slower engines, and the answering one again beside them, on the result's photo (background,
+        lower priority). True if any was timed."""
         if not result.report.measuring():
             return False
         await asyncio.wrap_future(self.timing.submit(self._time_engines, result.report, result.rgb))

@@ -135,7 +135,8 @@ async def _process(message, service: SegmentationService, inputs, task, album, o
 
 
 async def _late_timings(message: Message, service: SegmentationService, result: Result, sent: Message) -> None:
-    """Time the slower engines on the same photo in the background, then edit the reply's caption."""
+    """Time the slower engines (and the answering one again) on the same photo in the background, then edit the
+    reply's caption."""
     try:
         if not await service.lanes.time_others(result):
             return

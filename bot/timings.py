@@ -25,6 +25,7 @@ class Timing:
     state: TimingState = "measured"
     contended: bool = False  # another request ran during the measurement
     runs: int = 1  # ms is the median of this many runs
+    lane: Literal["reply", "timing"] = "reply"  # where it was timed: ratios compare timings of one lane only
 
 
 @dataclass
@@ -67,7 +68,8 @@ class TimingReport:
         first = next(iter(self.timings))
         lines = [f"{self.engines.spec.name}, {self.threads} threads each: " + " · ".join(parts),
                  f"(answered by {engine_label(first)}, the fastest at start-up)"]
-        ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms}
+        # The caption's ratios compare the timing lane's interleaved medians only, never a reply's single run.
+        ms = {n: t.ms for n, t in self.timings.items() if t.state == "measured" and t.ms and t.lane == "timing"}
         for other in (LITERT, TVM_DEFAULT):  # one direction, as in the reports: tuned / other, said in words
             if TVM_TUNED in ms and other in ms:
                 lines.append(in_words(ms[TVM_TUNED] / ms[other], engine_label(TVM_TUNED), engine_label(other)))

@@ -1224,6 +1224,7 @@ def test_background_work_given_back_when_a_reply_is_not_delivered(twin_tvm_servi
         lanes.drop_background(first)
         assert first.timings[slow].state == "skipped"
         assert first.timings[engines.primary] == Timing(50.0)  # the reply's own figure stays
+        assert lanes._backlog_ms == 0  # both shares given back, the answering engine's too
         assert planned().timings[slow].state == "measuring"  # its share was given back
     finally:
         lanes.close()
@@ -1296,9 +1297,51 @@ def test_the_answering_engine_is_timed_again_in_interleaved_rounds_with_the_othe
     finally:
         lanes.close()
     assert calls == ["litert", "tvm-tuned"] * 5
-    assert report.timings["litert"] == Timing(51.0, "measured", runs=5)
-    assert report.timings["tvm-tuned"] == Timing(61.0, "measured", runs=5)
+    assert report.timings["litert"] == Timing(51.0, "measured", runs=5, lane="timing")
+    assert report.timings["tvm-tuned"] == Timing(61.0, "measured", runs=5, lane="timing")
     assert "TVM tuned takes 1.20x TFLite (LiteRT)'s time" in report.text()
+    assert lanes._backlog_ms == 0
+
+
+def test_no_ratio_compares_a_reply_run_with_the_timing_lanes_medians():
+    """The answering engine's re-timing failed: it keeps its reply figure, and no ratio is drawn from it."""
+    from bot.lanes import Lanes
+
+    def segment(name, rgb):
+        if name == "litert":
+            raise RuntimeError("interpreter gone")
+        return _inference(60.0)
+
+    report = _fake_timing_report(57.0, segment)
+    report.timings["litert"] = Timing(96.0, "measuring")
+    lanes = Lanes(timeout_s=lambda: 60.0, backlog_s=lambda: 60.0)
+    try:
+        lanes._time_engines(report, np.zeros((8, 8, 3), np.uint8))
+    finally:
+        lanes.close()
+    assert report.timings["litert"] == Timing(96.0, "measured")
+    assert report.timings["tvm-tuned"] == Timing(60.0, "measured", runs=5, lane="timing")
+    assert "TFLite (LiteRT) 96 ms" in report.text() and "takes" not in report.text()
+
+
+def test_an_engine_runs_on_one_lane_at_a_time():
+    """The timing lane re-times the answering engine, which the reply lane may need at the same moment: each
+    engine's runs hold its lock (a LiteRT interpreter or a TVM VM must not run on two threads at once)."""
+    from types import SimpleNamespace
+
+    from bot.engines import EngineSet
+
+    engines = EngineSet.__new__(EngineSet)
+    held: list[bool] = []
+
+    def segment(rgb):
+        held.append(engines.locks["litert"].locked())
+        return _inference(1.0)
+
+    engines.segmenters = {"litert": SimpleNamespace(segment=segment)}
+    engines.locks = {"litert": threading.Lock()}
+    engines.segment("litert", np.zeros((8, 8, 3), np.uint8))
+    assert held == [True] and not engines.locks["litert"].locked()
 
 
 def test_a_reply_that_comes_in_ends_the_timing_series_after_the_run_under_way():

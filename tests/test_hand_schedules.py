@@ -151,6 +151,12 @@ def test_the_default_schedule_is_chosen_where_it_beat_the_record_and_the_tiles()
     assert chosen["dw"].schedule == DEFAULT
     # read back from hand_schedules.json, and old files without the field are depthwise choices
     assert HandChoice(**{k: v for k, v in asdict(chosen["dw"]).items() if k != "schedule"}).schedule == DEPTHWISE
+    # Without a record the default schedule is the build's fallback anyway: never pinned, a tile must beat it.
+    no_record = [KernelTiming("gate", "1", "-", record_us=None, hand_us={"default": 40.0}),
+                 KernelTiming("dw_tile_wins", "2", "8x8x32 s1", None, {"c16w4": 30.0, "default": 50.0}),
+                 KernelTiming("dw_tie", "3", "8x8x32 s1", None, {"c16w4": 49.0, "default": 50.0})]
+    chosen = {c.kernel: c for c in choose(no_record, cpu="somecpu", threads=2)}
+    assert sorted(chosen) == ["dw_tile_wins"] and chosen["dw_tile_wins"].tile == {"lanes": 16, "w_tile": 4}
 
 
 def test_a_build_gives_the_default_schedule_to_a_kernel_chosen_for_it(mod, depthwise, target, tmp_path):

@@ -137,12 +137,21 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
         reference = tvm.tirx.build(kernel_mod, target=target)
         if record_db is not None and (sch := record_db.query_schedule(kernel_mod, target, "main")) is not None:
             runs[(task.task_name, "record")] = _timer(sch.mod, target, device)
+        timed = []
         for name, candidate in scheduled.items():
             built = tvm.tirx.build(candidate, target=target)
-            _check(task.task_name, reference, built, kernel_mod, device)
+            try:
+                _check(task.task_name, reference, built, kernel_mod, device)
+            except ValueError as e:  # a schedule bug: say so, and let the other candidates compete
+                log(f"{task.task_name}: {name} left out: {e}")
+                continue
             runs[(task.task_name, name)] = _timer(candidate, target, device, built)
+            timed.append(name)
+        if not timed:
+            runs.pop((task.task_name, "record"), None)
+            continue
         kernels.append((task.task_name, workload_key(kernel_mod), shape or "-"))
-        log(f"{task.task_name}: {shape or 'not depthwise'}: {', '.join(scheduled)}")
+        log(f"{task.task_name}: {shape or 'not depthwise'}: {', '.join(timed)}")
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(rounds):
         for key, (run, args) in runs.items():
@@ -161,16 +170,25 @@ def _timer(mod: tvm.IRModule, target, device, built=None) -> tuple[Callable, lis
 
 
 def choose(timings: list[KernelTiming], cpu: str, threads: int, margin: float = MARGIN) -> list[HandChoice]:
-    """The kernels whose best hand tile beat their record by `margin` (or that had no record)."""
+    """The kernels whose best candidate beat their record by `margin`; a kernel without a record: its best
+    depthwise tile, unless the default schedule (its fallback, when measured) was as fast within `margin`."""
     chosen = []
     for t in timings:
         best = t.best_tile()
-        if t.record_us is None or t.hand_us[best] < margin * t.record_us:
-            if best == DEFAULT:
-                chosen.append(HandChoice(t.kernel, t.key, {}, t.hand_us[best], t.record_us, cpu, threads, DEFAULT))
+        if t.record_us is None and DEFAULT in t.hand_us:
+            # No record: the build's fallback is the default schedule itself, so a tile must beat it by the
+            # margin; a choice of DEFAULT would only pin it ahead of any record tuned later.
+            tile_us = {name: us for name, us in t.hand_us.items() if name != DEFAULT}
+            best = min(tile_us, key=tile_us.get) if tile_us else DEFAULT
+            if best == DEFAULT or t.hand_us[best] >= margin * t.hand_us[DEFAULT]:
                 continue
-            tile = next(tile for tile in _all_tiles(t) if tile.name == best)
-            chosen.append(HandChoice(t.kernel, t.key, tile.as_dict(), t.hand_us[best], t.record_us, cpu, threads))
+        elif t.record_us is not None and t.hand_us[best] >= margin * t.record_us:
+            continue
+        if best == DEFAULT:
+            chosen.append(HandChoice(t.kernel, t.key, {}, t.hand_us[best], t.record_us, cpu, threads, DEFAULT))
+            continue
+        tile = next(tile for tile in _all_tiles(t) if tile.name == best)
+        chosen.append(HandChoice(t.kernel, t.key, tile.as_dict(), t.hand_us[best], t.record_us, cpu, threads))
     return chosen
 
 
