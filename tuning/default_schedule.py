@@ -54,17 +54,17 @@ def default_schedule(sch: s_tir.Schedule, cores: int) -> bool:
         return False
 
 
+def apply_default_schedule(sch: s_tir.Schedule, cores: int) -> bool:
+    """`default_schedule` for a database's schedule function: tried on a copy first, since a refusal half-way
+    would leave `sch` unusable; False (and `sch` untouched) where it refuses."""
+    if not default_schedule(sch.copy(), cores):
+        return False
+    return default_schedule(sch, cores)  # the same, deterministic, on the schedule the pass keeps
+
+
 def default_database(cores: int) -> ms.database.Database:
     """A database answering every kernel with `default_schedule` (put it last in a union)."""
-
-    def apply(sch: s_tir.Schedule) -> bool:
-        trial = sch.copy()
-        if not default_schedule(trial, cores):
-            return False
-        default_schedule(sch, cores)  # the same, deterministic, on the schedule the pass keeps
-        return True
-
-    return ms.database.ScheduleFnDatabase(apply)
+    return ms.database.ScheduleFnDatabase(lambda sch: apply_default_schedule(sch, cores))
 
 
 def _blocks(sch: s_tir.Schedule) -> list:

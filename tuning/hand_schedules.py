@@ -24,7 +24,7 @@ import tvm_ffi
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
-from .default_schedule import default_schedule
+from .default_schedule import apply_default_schedule, default_schedule
 from .depthwise import DepthwiseTile, depthwise_shape, schedule, tiles
 from .tasks import plan_tasks
 
@@ -174,15 +174,16 @@ def choose(timings: list[KernelTiming], cpu: str, threads: int, margin: float = 
     depthwise tile, unless the default schedule (its fallback, when measured) was as fast within `margin`."""
     chosen = []
     for t in timings:
-        best = t.best_tile()
-        if t.record_us is None and DEFAULT in t.hand_us:
-            # No record: the build's fallback is the default schedule itself, so a tile must beat it by the
-            # margin; a choice of DEFAULT would only pin it ahead of any record tuned later.
-            tile_us = {name: us for name, us in t.hand_us.items() if name != DEFAULT}
-            best = min(tile_us, key=tile_us.get) if tile_us else DEFAULT
-            if best == DEFAULT or t.hand_us[best] >= margin * t.hand_us[DEFAULT]:
-                continue
-        elif t.record_us is not None and t.hand_us[best] >= margin * t.record_us:
+        if t.record_us is not None:
+            bar, candidates = t.record_us, t.hand_us
+        else:
+            # No record: the build falls back to the default schedule itself, so that is the bar (when measured),
+            # and choosing it would only pin it ahead of any record tuned later.
+            bar, candidates = t.hand_us.get(DEFAULT), {n: us for n, us in t.hand_us.items() if n != DEFAULT}
+        if not candidates:
+            continue
+        best = min(candidates, key=candidates.get)
+        if bar is not None and candidates[best] >= margin * bar:
             continue
         if best == DEFAULT:
             chosen.append(HandChoice(t.kernel, t.key, {}, t.hand_us[best], t.record_us, cpu, threads, DEFAULT))
@@ -238,8 +239,8 @@ def hand_database(choices: list[HandChoice], cores: int) -> ms.database.Database
         choice = by_key.get(workload_key(sch.mod))
         if choice is None:
             return False
-        if choice.schedule == DEFAULT:  # tried on a copy first: a refusal half-way would spoil `sch`
-            return default_schedule(sch.copy(), cores) and default_schedule(sch, cores)
+        if choice.schedule == DEFAULT:
+            return apply_default_schedule(sch, cores)
         schedule(sch, DepthwiseTile(**choice.tile))
         return True
 
