@@ -31,6 +31,9 @@ KINDS = {"add": "add", "multiply": "multiply", "subtract": "subtract", "divide":
          "softmax": "softmax", "sum": "sum", "mean": "mean", "transpose": "transpose", "reshape": "reshape",
          "sigmoid": "sigmoid", "avg_pool2d": "avg-pool", "max_pool2d": "max-pool", "concatenate": "concatenate",
          "relu": "relu", "prelu": "prelu", "clip": "clip"}
+# Operators that only re-index their input for the next one: a fused kernel is named by what follows them
+# (`fused_broadcast_to_concatenate1` is deeplab_v3's concatenation, with its pooled branch broadcast inside).
+RE_INDEXING = ("broadcast_to", "expand_dims", "reshape", "squeeze")
 
 
 def _shape(buffer) -> tuple[int, ...]:
@@ -87,8 +90,13 @@ def _stock_transposed(sch: s_tir.Schedule, blocks) -> Signature:
 
 
 def _first_operator(name: str) -> str:
-    """`fused_resize2d1_add3` -> resize; `transpose2` -> transpose."""
+    """`fused_resize2d1_add3` -> resize; `transpose2` -> transpose; `fused_broadcast_to_concatenate1` ->
+    concatenate."""
     rest = name.removeprefix("fused_")
+    for op in RE_INDEXING:
+        following = re.match(rf"{op}\d*_(?=[a-z])", rest)
+        if following:
+            return _first_operator(rest[following.end():])
     for op in sorted(KINDS, key=len, reverse=True):  # whole multi-word names (avg_pool2d) before their parts
         if re.match(rf"{op}(\d|_|$)", rest):
             return KINDS[op]
