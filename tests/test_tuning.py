@@ -492,3 +492,28 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     own = tmp_path / "own"
     assert main([*common, "--budget", "8", "--work-dir", str(own), "--out", str(tmp_path / "own_lib")]) == 0
     assert f"`selfie-tvm records merge {own}`" in capsys.readouterr().out
+
+
+def test_an_only_prefix_that_matches_no_kernel_is_named(tiny_mod, target, tmp_path, capsys, monkeypatch):
+    """A typo in --only fails before any build or measurement and lists the kernels there are; a prefix beside
+    others that match is tuned without, with a warning."""
+    from runtime.acquire import sha256_of
+    from runtime.cli import main
+    from tuning.errors import NoKernelMatchedError
+    from tuning.tasks import plan_tasks
+
+    plan = plan_tasks(tiny_mod, target.to_tvm(), ["fused_conv2d_add_", "fused_conv2d_ad_typo"])
+    assert plan.unmatched == ["fused_conv2d_ad_typo"] and plan.names
+    assert all(name.startswith("fused_conv2d_add_") for name in plan.names)
+    with pytest.raises(NoKernelMatchedError, match="fused_conv2d_ad_typo"):
+        plan_tasks(tiny_mod, target.to_tvm(), ["fused_conv2d_ad_typo"])
+
+    model_file = tiny_file_model(tmp_path / "mine.tflite")
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path / "build"))
+    work = tmp_path / "work"
+    assert main(["tune", "--model-path", str(model_file), *QUICK, "--work-dir", str(work), "--only", "conv_typo"]) == 2
+    err = capsys.readouterr().err
+    assert "--only conv_typo: no kernel of this model starts with that" in err and "fused_conv2d_add_" in err
+    assert not (tmp_path / "build").exists() and count_records(work) == 0
+    assert not (tmp_path / "results" / f"file-{sha256_of(model_file)[:12]}").exists()

@@ -47,3 +47,13 @@ class NoDeviceError(FarmError):
 class DeviceUnresponsiveError(Exception):
     """One device did not answer its RPC handshake in time: measure on another (not a FarmError,
     which stops the run)."""
+
+
+class NoKernelMatchedError(SelfieTvmError):
+    """`--only` named prefixes that no kernel of the model starts with: nothing to tune."""
+
+    def __init__(self, prefixes: list[str], kernels: list[str]) -> None:
+        self.prefixes = prefixes
+        shown = ", ".join(kernels[:12]) + (f" and {len(kernels) - 12} more" if len(kernels) > 12 else "")
+        super().__init__(f"--only {' '.join(prefixes)}: no kernel of this model starts with that; its {len(kernels)} "
+                         f"kernels are {shown} (their tuning statistics list them all)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tvm
 from tvm import relax
@@ -10,6 +10,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.analysis import estimate_tir_flops
 
 from . import STRUCTURAL
+from .errors import NoKernelMatchedError
 
 # MetaSchedule commits a failed run with this cost; anything from a tenth of it counts as failed.
 FAILED_RUN_S = 1e10
@@ -31,6 +32,7 @@ class TaskPlan:
 
     tasks: list  # ms.ExtractedTask, largest weighted FLOPs first
     skipped: list[str]  # kernels the build turns into views (reshapes): nothing to tune
+    unmatched: list[str] = field(default_factory=list)  # `only` prefixes no tuned kernel's name starts with
 
     @property
     def names(self) -> list[str]:
@@ -60,6 +62,13 @@ def kernels_called(mod: tvm.IRModule) -> set[str]:
     return called
 
 
+def check_only(mod: tvm.IRModule, only: list[str]) -> None:
+    """NoKernelMatchedError unless some kernel of `mod` (an optimised module) starts with one of the prefixes."""
+    kernels = sorted(kernels_called(mod))
+    if not any(name.startswith(prefix) for name in kernels for prefix in only):
+        raise NoKernelMatchedError(only, kernels)
+
+
 def task_flops(task) -> float:
     """TVM's FLOP estimate of one call of the task's kernel (0 for copies; symbolic loops count 1).
 
@@ -79,6 +88,9 @@ def plan_tasks(mod: tvm.IRModule, target: tvm.target.Target, only: list[str] | N
     tasks = [t for t in extracted if t.task_name in called
              and (not only or any(t.task_name.startswith(prefix) for prefix in only))]
     skipped = [t.task_name for t in extracted if t.task_name not in called]
+    unmatched = [prefix for prefix in only or [] if not any(t.task_name.startswith(prefix) for t in tasks)]
+    if only and not tasks:
+        raise NoKernelMatchedError(only, sorted(t.task_name for t in extracted if t.task_name in called))
     # Largest work first, so the first round reaches what matters early; copies (no FLOPs) last.
     tasks.sort(key=lambda t: -(int(t.weight) * task_flops(t)))
-    return TaskPlan(tasks, skipped)
+    return TaskPlan(tasks, skipped, unmatched)

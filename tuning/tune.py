@@ -159,6 +159,9 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     work_dir.mkdir(parents=True, exist_ok=True)
     before = count_records(work_dir)
     plan = plan_tasks(mod, target, only, module_equality)
+    if plan.unmatched:
+        log.warning("--only %s: no kernel of this model starts with that (tuning the %d kernels the other "
+                    "prefixes match)", " ".join(plan.unmatched), len(plan.tasks))
     db = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
     cpu = measured_on(target.attrs)
     state = resume_state(db, plan, cpu)

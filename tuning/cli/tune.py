@@ -13,6 +13,7 @@ from runtime.acquire import ALL
 from runtime.cli.common import positive_int
 from runtime.errors import SelfieTvmError
 from tuning import DEFAULT_BUDGET, MODULE_EQUALITIES, STRUCTURAL
+from tuning.errors import NoKernelMatchedError
 
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
 
@@ -139,11 +140,14 @@ def run(args) -> int:
     models = available_models()
     print(f"tuning {len(models)} models one after another, each for up to {args.budget} trials or "
           f"{args.time_limit:g} min: {', '.join(m.spec.name for m in models)}")
-    failed = []
+    failed, unmatched = [], []
     for i, model in enumerate(models, 1):
         print(f"\n[{i}/{len(models)}] {model.spec.name}")
         try:
             tune_model(args, model, rpc, device)
+        except NoKernelMatchedError:  # --only aimed at other models' kernels
+            print(f"{model.spec.name}: no kernel starts with --only {' '.join(args.only)}; left alone")
+            unmatched.append(model.spec.name)
         except SelfieTvmError as e:  # one model's failure does not cost the others their time
             print(f"error: {model.spec.name}: {e}")
             failed.append(model.spec.name)
@@ -152,6 +156,8 @@ def run(args) -> int:
             failed.append(model.spec.name)
     if failed:
         print(f"{len(failed)} of {len(models)} models failed: {', '.join(failed)}")
+    if len(unmatched) == len(models):
+        raise SelfieTvmError(f"--only {' '.join(args.only)}: no kernel of any model starts with that")
     return 1 if failed else 0
 
 
@@ -187,6 +193,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
         working_dir,
         write_provenance,
     )
+    from tuning.tasks import check_only
     from tuning.tune import small_search, tune
 
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
@@ -217,6 +224,8 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
           + (f"; kernels sharing an anchor block share a task ({args.module_equality})"
              if args.module_equality != STRUCTURAL else ""))
     mod = tuning_module(model, target, options)
+    if args.only:  # before any build: a prefix that matches nothing is most likely a typo
+        check_only(mod, args.only)
     if existing is not None:
         cover = record_coverage(mod, target, existing)
         if len(cover.untuned) == cover.kernels:
