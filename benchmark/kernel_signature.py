@@ -3,8 +3,8 @@
 A fused kernel (conv + bias + ReLU + residual add, ...) is named by its anchor: the convolution block
 (`conv2d_nhwc`, `group_conv2d_nhwc`, `subpixel_conv2d_transpose`), whose iteration extents give the
 output and kernel shape and whose data, followed back through the padding block, is the input
-parameter. A kernel without a convolution is named by its first operator (from its name, as Relax
-fuses `fused_<op>_<op>...`) and its output shape.
+parameter. A kernel without a convolution is named by its first operator that computes (from its name, as
+Relax fuses `fused_<op>_<op>...`; a chain of layout operators by its first) and its output shape.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ KINDS = {"add": "add", "multiply": "multiply", "subtract": "subtract", "divide":
 # Operators that only re-index their input for the next one: a fused kernel is named by what follows them
 # (`fused_broadcast_to_concatenate1` is deeplab_v3's concatenation, with its pooled branch broadcast inside).
 RE_INDEXING = ("broadcast_to", "expand_dims", "reshape", "squeeze")
+# A kernel of layout operators only keeps its first one's name, as LiteRT's RESHAPE+TRANSPOSE... chain does.
+LAYOUT_KINDS = {"transpose", "reshape", "squeeze", "expand", "broadcast"}
 
 
 def _shape(buffer) -> tuple[int, ...]:
@@ -95,8 +97,8 @@ def _first_operator(name: str) -> str:
     rest = name.removeprefix("fused_")
     for op in RE_INDEXING:
         following = re.match(rf"{op}\d*_(?=[a-z])", rest)
-        if following:
-            return _first_operator(rest[following.end():])
+        if following and (kind := _first_operator(rest[following.end():])) not in LAYOUT_KINDS:
+            return kind
     for op in sorted(KINDS, key=len, reverse=True):  # whole multi-word names (avg_pool2d) before their parts
         if re.match(rf"{op}(\d|_|$)", rest):
             return KINDS[op]

@@ -209,7 +209,8 @@ def test_a_missing_or_foreign_library_is_one_clear_error_and_writes_nothing(tiny
 @pytest.mark.parametrize(("kernel", "kind"), [
     ("fused_resize2d1_add3", "resize"), ("transpose2", "transpose"), ("fused_avg_pool2d51", "avg-pool"),
     ("fused_broadcast_to_concatenate1", "concatenate"), ("fused_reshape3_add2", "add"),
-    ("broadcast_to4", "broadcast")])
+    ("broadcast_to4", "broadcast"), ("fused_reshape6_transpose4_reshape7_transpose51", "reshape"),
+    ("fused_reshape_transpose1", "reshape"), ("fused_expand_dims_squeeze_add1", "add")])
 def test_a_kernel_is_named_by_its_first_operator_that_does_more_than_re_index(kernel, kind):
     """deeplab_v3's concatenation, with its pooled branch's broadcast fused in front, pairs with LiteRT's
     CONCATENATION, not with a broadcast LiteRT does not have."""

@@ -497,7 +497,7 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
 def test_an_only_prefix_that_matches_no_kernel_is_named(tiny_mod, target, tmp_path, capsys, monkeypatch):
     """A typo in --only fails before any build or measurement and lists the kernels there are; a prefix beside
     others that match is tuned without, with a warning."""
-    from runtime.acquire import sha256_of
+    from runtime.acquire import resolve_model, sha256_of
     from runtime.cli import main
     from tuning.errors import NoKernelMatchedError
     from tuning.tasks import plan_tasks
@@ -515,5 +515,15 @@ def test_an_only_prefix_that_matches_no_kernel_is_named(tiny_mod, target, tmp_pa
     assert main(["tune", "--model-path", str(model_file), *QUICK, "--work-dir", str(work), "--only", "conv_typo"]) == 2
     err = capsys.readouterr().err
     assert "--only conv_typo: no kernel of this model starts with that" in err and "fused_conv2d_add_" in err
-    assert not (tmp_path / "build").exists() and count_records(work) == 0
+    assert not (tmp_path / "build").exists() and not work.exists()  # nothing built, no provenance written
     assert not (tmp_path / "results" / f"file-{sha256_of(model_file)[:12]}").exists()
+
+    # --model all: a model none of the prefixes match is left alone; when that is every model, it is an error.
+    from runtime import acquire
+
+    monkeypatch.setattr(acquire, "available_models", lambda settings=None: [resolve_model(model_file)])
+    assert main(["tune", "--model", "all", *QUICK, "--only", "conv_typo"]) == 2
+    captured = capsys.readouterr()
+    assert "no kernel starts with --only conv_typo; left alone" in captured.out
+    assert "no kernel of any model starts with that" in captured.err
+    assert not (tmp_path / "build").exists()

@@ -50,10 +50,12 @@ class DeviceUnresponsiveError(Exception):
 
 
 class NoKernelMatchedError(SelfieTvmError):
-    """`--only` named prefixes that no kernel of the model starts with: nothing to tune."""
+    """`--only` named prefixes that no tuning task of the model starts with: nothing to tune. A task is a kernel,
+    or with `--module-equality anchor-block` the group of kernels sharing an anchor block, named after one of
+    them."""
 
     def __init__(self, prefixes: list[str], kernels: list[str]) -> None:
         self.prefixes = prefixes
         shown = ", ".join(kernels[:12]) + (f" and {len(kernels) - 12} more" if len(kernels) > 12 else "")
         super().__init__(f"--only {' '.join(prefixes)}: no kernel of this model starts with that; its {len(kernels)} "
-                         f"kernels are {shown} (their tuning statistics list them all)")
+                         f"tuning tasks are {shown} (its tuning statistics list them all)")

@@ -62,13 +62,6 @@ def kernels_called(mod: tvm.IRModule) -> set[str]:
     return called
 
 
-def check_only(mod: tvm.IRModule, only: list[str]) -> None:
-    """NoKernelMatchedError unless some kernel of `mod` (an optimised module) starts with one of the prefixes."""
-    kernels = sorted(kernels_called(mod))
-    if not any(name.startswith(prefix) for name in kernels for prefix in only):
-        raise NoKernelMatchedError(only, kernels)
-
-
 def task_flops(task) -> float:
     """TVM's FLOP estimate of one call of the task's kernel (0 for copies; symbolic loops count 1).
 

@@ -156,7 +156,7 @@ def run(args) -> int:
             failed.append(model.spec.name)
     if failed:
         print(f"{len(failed)} of {len(models)} models failed: {', '.join(failed)}")
-    if len(unmatched) == len(models):
+    if args.only and models and len(unmatched) == len(models):
         raise SelfieTvmError(f"--only {' '.join(args.only)}: no kernel of any model starts with that")
     return 1 if failed else 0
 
@@ -193,7 +193,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
         working_dir,
         write_provenance,
     )
-    from tuning.tasks import check_only
+    from tuning.tasks import plan_tasks
     from tuning.tune import small_search, tune
 
     target = target_from(args, device.llvm_cpu if device else None, device.threads if device else None)
@@ -204,28 +204,28 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     isa = isa_level(target)
     committed = None if args.work_dir else record_set_dir(target)
     work_dir = args.work_dir or working_dir(target)
-    if committed is not None:
-        seed_working(committed, work_dir)
     kept_in = committed or work_dir
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
     check_module_equality(kept_in, provenance, args.module_equality)
-    if not (work_dir / PROVENANCE).is_file():
-        # Mark the directory before a record lands: its graph and module equality (records without provenance
-        # would count as structural), which `records merge` checks, also after a run that was killed.
-        work_dir.mkdir(parents=True, exist_ok=True)
-        provenance = write_provenance(work_dir, target, model.spec.name, provenance.graph_options,
-                                      module_equality=args.module_equality)
-    existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
-    # Continue on the graph the records were tuned on, so that their kernels stay the same.
-    options = provenance.graph_options
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
           f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else "")
           + (f"; kernels sharing an anchor block share a task ({args.module_equality})"
              if args.module_equality != STRUCTURAL else ""))
+    # Continue on the graph the records were tuned on, so that their kernels stay the same.
+    options = provenance.graph_options
     mod = tuning_module(model, target, options)
-    if args.only:  # before any build: a prefix that matches nothing is most likely a typo
-        check_only(mod, args.only)
+    if args.only:  # before anything is written or built: a prefix that matches no task is most likely a typo
+        plan_tasks(mod, tvm_target, args.only, args.module_equality)
+    if committed is not None:
+        seed_working(committed, work_dir)
+    if not (work_dir / PROVENANCE).is_file():
+        # Mark the directory before a record lands: its graph and module equality (records without provenance
+        # would count as structural), which `records merge` checks, also after a run that was killed.
+        work_dir.mkdir(parents=True, exist_ok=True)
+        provenance = write_provenance(work_dir, target, model.spec.name, options,
+                                      module_equality=args.module_equality)
+    existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
     if existing is not None:
         cover = record_coverage(mod, target, existing)
         if len(cover.untuned) == cover.kernels:
