@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -226,6 +227,8 @@ def test_tune_command_end_to_end(tmp_path, capsys, caplog, monkeypatch):
     summary = out[out.index("summary:"):]
     assert "8 trials measured" in summary and "1 of 1 kernels improved" in summary
     assert "untuned" in summary and "-> tuned" in summary and "LiteRT" in summary
+    assert re.search(r"round by round, tuned / untuned: median \d+\.\d\d, the new library faster in \d+ of 20 rounds",
+                     summary)
     assert "partially tuned:" in caplog.text and f"selfie-tvm tune --model {name}" in caplog.text
     assert is_compressed(committed) and count_records(working) == 8
     assert 1 <= count_records(committed) <= KEEP_PER_CPU
@@ -527,3 +530,13 @@ def test_an_only_prefix_that_matches_no_kernel_is_named(tiny_mod, target, tmp_pa
     assert "no kernel starts with --only conv_typo; left alone" in captured.out
     assert "no kernel of any model starts with that" in captured.err
     assert not (tmp_path / "build").exists()
+
+
+def test_the_before_after_ratio_is_taken_round_by_round():
+    """A drift that slows whole rounds moves both runs of a round: the per-round ratio sees through it, and the
+    rounds a slow engine sat out (tuning/cli/tune.py SLOW_ROUNDS) pair nothing."""
+    from tuning.cli.tune import _paired
+
+    times = {"after": [9.0, 18.0, 9.5, 30.0], "before": [10.0, 20.0, 9.0]}  # round 2 ran slow for both
+    ratio, faster, rounds = _paired(times, "after", "before")
+    assert rounds == 3 and faster == 2 and ratio == pytest.approx(0.9)

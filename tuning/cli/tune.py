@@ -20,7 +20,7 @@ from .options import add_model_option, add_target_options, ensure_tvm_threads, r
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT_MIN = 60
-MEASURE_ROUNDS = 10
+MEASURE_ROUNDS = 20
 SLOW_ROUNDS, SLOW_MS = 3, 1000.0  # an engine whose warm-up run took longer (an untuned library) runs 3 rounds
 BEFORE = "before"  # the library the run started from (untuned, or tuned from the records before it)
 SEARCHES = ("default", "small")  # --search: MetaSchedule's evolutionary search, or tuning.tune.small_search
@@ -78,8 +78,8 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
-    """Median latency of each engine, measured in interleaved rounds (these machines drift), each run once the
+def _timed_rounds(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, list[float]]:
+    """Each engine's latencies (ms), measured in interleaved rounds (these machines drift), each run once the
     other engines' pools are idle (runtime/idle.py: the benchmark's and the bot's protocol)."""
     from runtime.idle import timed_after_idle_ms
 
@@ -91,7 +91,18 @@ def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, flo
         for name, engine in engines.items():
             if i < own_rounds[name]:
                 times[name].append(timed_after_idle_ms(lambda engine=engine: engine.run(x))[0])
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def _medians_ms(engines: dict, x, rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
+    return {name: statistics.median(t) for name, t in _timed_rounds(engines, x, rounds).items()}
+
+
+def _paired(times: dict[str, list[float]], first: str, second: str) -> tuple[float, int, int]:
+    """first / second round by round (the rounds both ran): the median ratio, in how many rounds first was the
+    faster, and of how many. Drift between rounds moves both sides of a round alike."""
+    ratios = [a / b for a, b in zip(times[first], times[second], strict=False)]
+    return statistics.median(ratios), sum(r < 1 for r in ratios), len(ratios)
 
 
 def _keep(library: Path, into: Path) -> Path:
@@ -286,10 +297,11 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
     if rpc is None:
         before_engine = TVMTunedEngine if existing is not None else TVMDefaultEngine
-        medians = _medians_ms({BEFORE: before_engine(model, threads, target=target, library=before_library),
+        times = _timed_rounds({BEFORE: before_engine(model, threads, target=target, library=before_library),
                                TVM_TUNED: TVMTunedEngine(model, threads, target=target, build_root=out),
                                LITERT: create_engine(LITERT, model, threads, isa=litert_kernels)}, x)
-        before_ms, after_ms, litert_ms = medians[BEFORE], medians[TVM_TUNED], medians[LITERT]
+        before_ms, after_ms, litert_ms = (statistics.median(times[name]) for name in (BEFORE, TVM_TUNED, LITERT))
+        paired = _paired(times, TVM_TUNED, BEFORE)
         stats.append_run(report_dir(model.spec.name, target), s.total_trials, result.seconds / 60, after_ms,
                          litert_ms, litert_kernels=litert_kernels, threads=threads,
                          cpu=host_target().mcpu)
@@ -306,6 +318,9 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
               f"{'tuned' if existing is not None else 'untuned'} {_fmt(before_ms)} -> tuned {_fmt(after_ms)}; "
               f"LiteRT{' (AVX2 kernels)' if litert_kernels == AVX2 else ''} {_fmt(litert_ms)} "
               f"(tuned/LiteRT {after_ms / litert_ms:.2f})")
+        ratio, faster, rounds = paired
+        print(f"  round by round, tuned / {'tuned before' if existing is not None else 'untuned'}: median {ratio:.2f}, "
+              f"the new library faster in {faster} of {rounds} rounds")
     else:
         print("  measured on the RPC devices only: run `./nox -s benchmark` there for model latencies")
     if committed is None and args.module_equality == STRUCTURAL:
