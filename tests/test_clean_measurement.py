@@ -77,7 +77,7 @@ def test_no_build_starts_while_a_measurement_runs(tmp_path, monkeypatch):
     builders: list[WatchedBuilder] = []
 
     @contextmanager
-    def watched_measuring(rpc, progress=None, terminal=None):
+    def watched_measuring(rpc, progress=None, terminal=None, cold=False):
         yield runner
 
     def watched_builder(**kwargs):

@@ -101,6 +101,7 @@ def test_into_an_empty_level_the_source_history_becomes_the_sets(tmp_path):
     ("empty", "holds no tuning records"),
     ("mixed", "mixes records of several ISA levels (1 x86-64-v3, 1 x86-64-v4)"),
     ("anchor", "tuned with --module-equality anchor-block: the committed sets hold structural records only"),
+    ("cold", "were measured cold (--cold-cache): the committed sets hold records measured hot only"),
     ("graph", "were tuned on the graph"),
     ("working database of another graph", "were tuned on the graph"),
     ("bare", "has no provenance.json, so the graph its records were tuned on is unknown"),
@@ -114,6 +115,8 @@ def test_what_cannot_join_is_refused_and_the_set_is_left_as_it_was(tmp_path, cas
         write_database(source, [record("k1", 1.0, "znver4"), record("k2", 1.0, "znver3")], compressed=False)
     elif case == "anchor":
         zen4_run(source, module_equality="anchor-block")
+    elif case == "cold":
+        zen4_run(source, measured="cold")
     elif case == "graph":
         zen4_run(source)
         prov = json.loads((source / PROVENANCE).read_text())

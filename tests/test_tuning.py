@@ -540,3 +540,34 @@ def test_the_before_after_ratio_is_taken_round_by_round():
     times = {"after": [9.0, 18.0, 9.5, 30.0], "before": [10.0, 20.0, 9.0]}  # round 2 ran slow for both
     ratio, faster, rounds = _paired(times, "after", "before")
     assert rounds == 3 and faster == 2 and ratio == pytest.approx(0.9)
+
+
+def test_a_cold_cache_run_measures_cold_into_a_database_of_its_own(tmp_path, capsys, monkeypatch):
+    """`tune --cold-cache`: every candidate timed in single runs, each after the cache was flushed of its weights
+    and output (five per record, where a hot record holds one mean of back-to-back runs); its database says so,
+    and neither a hot run nor the committed set takes its records."""
+    from runtime.cli import main
+
+    model_file = tiny_file_model(tmp_path / "mine.tflite")
+    monkeypatch.setenv("SELFIE_TVM_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SELFIE_TVM_BUILD_DIR", str(tmp_path / "build"))
+    assert main(["tune", "--model-path", str(model_file), *QUICK, "--cold-cache"]) == 2
+    assert "--cold-cache records cannot join the ones kept in results/tuning" in capsys.readouterr().err
+
+    cold, hot = tmp_path / "cold", tmp_path / "hot"
+    common = ["tune", "--model-path", str(model_file), *QUICK, "--per-iter", "4", "--budget", "4", "--only",
+              "fused_conv2d_add_"]
+    assert main([*common, "--work-dir", str(cold), "--cold-cache", "--out", str(tmp_path / "lib")]) == 0
+    assert main([*common, "--work-dir", str(hot), "--out", str(tmp_path / "lib")]) == 0
+    capsys.readouterr()
+    samples = {name: {len(r.body[1]) for r in read_records(d)} for name, d in (("cold", cold), ("hot", hot))}
+    assert samples == {"cold": {5}, "hot": {1}}
+    assert json.loads((cold / "provenance.json").read_text())["measured"] == "cold"
+    assert json.loads((hot / "provenance.json").read_text())["measured"] == "hot"
+
+    before = sorted(p.read_bytes() for p in cold.iterdir() if p.is_file())
+    assert main([*common, "--work-dir", str(cold), "--out", str(tmp_path / "lib")]) == 2  # hot into cold
+    assert "were measured cold (provenance.json), this run measures hot" in capsys.readouterr().err
+    assert main(["records", "merge", str(cold)]) == 2
+    assert "the committed sets hold records measured hot only" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in cold.iterdir() if p.is_file()) == before

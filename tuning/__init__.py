@@ -9,3 +9,7 @@ DEFAULT_BUDGET = 2000
 STRUCTURAL = "structural"
 ANCHOR_BLOCK = "anchor-block"
 MODULE_EQUALITIES = (STRUCTURAL, ANCHOR_BLOCK)
+
+# How a candidate kernel is timed (tuning/measure.py): back to back with its data cached, or with the cache
+# flushed of its weights and output before each run (`tune --cold-cache`).
+HOT, COLD = "hot", "cold"

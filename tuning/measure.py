@@ -11,19 +11,24 @@ from tvm.s_tir import meta_schedule as ms
 
 from .farm import FarmRunner, RpcSpec
 
+# Hot: the kernel run back to back, its data and weights cached (MetaSchedule's default way on CPUs).
 EVALUATOR = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50, enable_cpu_cache_flush=False)
+# Cold (`tune --cold-cache`): every argument but the first (the input, which its producer leaves in cache inside
+# the model) flushed from the cache before each of five single runs, as the kernel meets its weights and output
+# inside the model.
+COLD_EVALUATOR = ms.runner.EvaluatorConfig(number=1, repeat=5, min_repeat_ms=0, enable_cpu_cache_flush=True)
 
 
 @contextmanager
 def measuring(rpc: RpcSpec | None, progress: tqdm | None = None,
-              terminal: TextIO | None = None) -> Iterator[ms.runner.Runner]:
+              terminal: TextIO | None = None, cold: bool = False) -> Iterator[ms.runner.Runner]:
     """The runner for a tuning run. A farm that cannot go on (tracker gone, no device left) stops
     the run with its own FarmError, after every finished batch reached the database; MetaSchedule's
     C++ would otherwise turn it into a bare RuntimeError."""
     if rpc is None:
-        yield ms.runner.LocalRunner(evaluator_config=EVALUATOR, timeout_sec=60)
+        yield ms.runner.LocalRunner(evaluator_config=COLD_EVALUATOR if cold else EVALUATOR, timeout_sec=60)
         return
-    runner = FarmRunner(rpc, EVALUATOR, progress, terminal)
+    runner = FarmRunner(rpc, COLD_EVALUATOR if cold else EVALUATOR, progress, terminal)
     try:
         yield runner
     except RuntimeError as e:

@@ -16,7 +16,7 @@ from runtime.artifacts import first_run_seconds
 from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec
 
-from . import STRUCTURAL
+from . import HOT, STRUCTURAL
 from .database import KEEP_PER_CPU, Record, count_records, new_records, prune, read_records, write_database
 from .records import PROVENANCE, Provenance, RecordSet, isa_level, read_provenance, records_root, save_provenance
 
@@ -80,6 +80,9 @@ def merge_into_committed(source: Path, root: Path | None = None) -> MergeResult:
     if source_prov.module_equality != STRUCTURAL:
         raise SelfieTvmError(f"the records in {source} were tuned with --module-equality "
                              f"{source_prov.module_equality}: the committed sets hold {STRUCTURAL} records only")
+    if source_prov.measured != HOT:
+        raise SelfieTvmError(f"the records in {source} were measured {source_prov.measured} (--cold-cache): the "
+                             f"committed sets hold records measured {HOT} only, and the two rank on different scales")
     if prov is not None and source_prov.graph != prov.graph:
         raise SelfieTvmError(f"the records in {source} were tuned on the graph {source_prov.graph}, those in "
                              f"{committed} on {prov.graph}: their kernels differ, so they cannot share a set")

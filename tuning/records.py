@@ -22,7 +22,7 @@ from runtime.artifacts import build_root, describe_origins, results_root, tuning
 from runtime.errors import SelfieTvmError
 from runtime.target import TargetSpec, cpu_model_name
 
-from . import STRUCTURAL
+from . import HOT, STRUCTURAL
 from .database import KEEP_PER_CPU, build_cpu, count_records, is_generic_cpu, merge, prune, read_records, write_database
 from .importer import TUNED_GRAPH, GraphOptions
 
@@ -52,6 +52,9 @@ class Provenance:
     continued: list[dict] = field(default_factory=list)  # later runs that added records
     # How the records were matched to kernels (tuning.MODULE_EQUALITIES): a build must match them the same way.
     module_equality: str = STRUCTURAL
+    # How candidates were timed (tuning/measure.py): "hot", back to back with their data cached, or "cold", with
+    # the cache flushed of their weights and output before each run (`tune --cold-cache`). One set holds one kind.
+    measured: str = HOT
 
     @property
     def graph_options(self) -> GraphOptions:
@@ -85,6 +88,7 @@ class RecordSet:
         p = self.provenance
         behind = f" (best of {p.trials_measured} trials)" if p.trials_measured > self.trials else ""
         shared = f", one per {p.module_equality} group" if p.module_equality != STRUCTURAL else ""
+        shared += ", measured cold" if p.measured != HOT else ""
         origins = describe_origins(p.origins)
         return (f"{self.trials} tuning records{behind}{shared} for {p.isa} in {self.path} "
                 f"(tuned on {origins}, {p.updated_at[:10]})")
@@ -148,7 +152,7 @@ def available_levels(root: Path | None = None) -> list[str]:
 
 def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphOptions,
                      tuning_seconds: float = 0.0, trials: int = 0, cpu: str | None = None,
-                     module_equality: str = STRUCTURAL) -> Provenance:
+                     module_equality: str = STRUCTURAL, measured: str = HOT) -> Provenance:
     """Record (or update) where a record set comes from, after tuning into it. A set first tuned
     elsewhere keeps its origin; later runs are listed under `continued`. `cpu`: where the
     measurements ran, when not on this host (an RPC farm's devices). A set's `module_equality`
@@ -164,7 +168,7 @@ def write_provenance(path: Path, target: TargetSpec, model: str, options: GraphO
         prov = Provenance(isa=isa_level(target), graph=options.as_dict(), tuned_on_cpu=cpu,
                           tuned_for_target=target.as_dict(), models=[model], tvm_version=tvm.__version__,
                           updated_at=now, tuning_seconds=tuning_seconds, trials_measured=trials,
-                          module_equality=module_equality)
+                          module_equality=module_equality, measured=measured)
     else:
         prov = existing
         prov.graph = options.as_dict()
@@ -199,6 +203,15 @@ def resolve_records(model: str, target: TargetSpec, explicit: Path | None = None
     return found
 
 
+def check_measured(path: Path, provenance: Provenance, wanted: str) -> None:
+    """Refuse to tune cold into records measured hot, or the reverse: their latencies are on different scales,
+    so a database of both would rank one kind above the other, whatever the schedules."""
+    if count_records(path) and provenance.measured != wanted:
+        raise SelfieTvmError(
+            f"the records in {path} were measured {provenance.measured} ({PROVENANCE}), this run measures {wanted} "
+            f"(--cold-cache): they cannot share a database; use an empty --work-dir for {wanted} records")
+
+
 def check_module_equality(path: Path, provenance: Provenance, wanted: str) -> None:
     """Refuse to tune into records matched to kernels another way: one database holds one kind."""
     if count_records(path) and provenance.module_equality != wanted:
@@ -221,7 +234,7 @@ def seed_working(committed: Path, working: Path) -> int:
         origin = read_provenance(committed, Path(committed).name)
         Path(working).mkdir(parents=True, exist_ok=True)
         save_provenance(working, Provenance(isa=origin.isa, graph=origin.graph,
-                                            module_equality=origin.module_equality))
+                                            module_equality=origin.module_equality, measured=origin.measured))
     return added
 
 

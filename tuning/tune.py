@@ -138,7 +138,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
          time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
          module_equality: str = STRUCTURAL, register_tiles: bool | None = None,
-         search: ms.search_strategy.SearchStrategy | None = None) -> TuneResult:
+         search: ms.search_strategy.SearchStrategy | None = None, cold: bool = False) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best: only those
@@ -153,7 +153,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     `module_equality` (tuning.MODULE_EQUALITIES) must be the one work_dir's records were tuned with.
     `register_tiles` adds the 1x1 convs' register-tile designs (tuning/register_tile.py) to the default
     space; None: for AVX2 targets without AVX-512, where the default space lacks them. `search`: the
-    search strategy (default MetaSchedule's evolutionary search; tests pass a small one, `small_search`).
+    search strategy (default MetaSchedule's evolutionary search; tests pass a small one, `small_search`). `cold`:
+    measure with the cache flushed of each candidate's weights and output (tuning/measure.py COLD_EVALUATOR).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +184,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     with (_native_output_to(work_dir / "logs" / "native.log") as terminal,
           tqdm(total=budget, desc=f"tuning {len(plan.tasks)} kernels", unit="trial", disable=not progress,
                dynamic_ncols=True, file=terminal) as bar,
-          _unnamed_log_handlers_detached(), _task_tables_to_log_file(), measuring(rpc, bar, terminal) as runner):
+          _unnamed_log_handlers_detached(), _task_tables_to_log_file(),
+          measuring(rpc, bar, terminal, cold=cold) as runner):
         builder = ms.builder.LocalBuilder(f_build=build_candidate, timeout_sec=120)
         if elsewhere:
             bar.set_postfix_str(f"measuring {len(elsewhere)} schedules of other CPUs here")

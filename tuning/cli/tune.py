@@ -12,7 +12,7 @@ from pathlib import Path
 from runtime.acquire import ALL
 from runtime.cli.common import positive_int
 from runtime.errors import SelfieTvmError
-from tuning import DEFAULT_BUDGET, MODULE_EQUALITIES, STRUCTURAL
+from tuning import COLD, DEFAULT_BUDGET, HOT, MODULE_EQUALITIES, STRUCTURAL
 from tuning.errors import NoKernelMatchedError
 
 from .options import add_model_option, add_target_options, ensure_tvm_threads, rpc_tracker, target_from
@@ -55,6 +55,11 @@ def register(sub) -> None:
     p.add_argument("--only", action="append", default=None, metavar="KERNEL_PREFIX",
                    help="tune only kernels whose names start with this (repeatable): top-ups and experiments; "
                         "the tuned library then says which kernels have no record")
+    p.add_argument("--cold-cache", action="store_true",
+                   help="time each candidate with its weights and output flushed from the cache before every run, "
+                        "as the kernel meets them inside the model (MetaSchedule's enable_cpu_cache_flush), instead "
+                        "of back to back with all its data cached. Needs a --work-dir of its own: the committed "
+                        "records are measured hot, and the two kinds rank on different scales")
     p.add_argument("--time-limit", type=minutes, default=DEFAULT_TIME_LIMIT_MIN, metavar="MINUTES",
                    help="start no new batch after this many minutes (default: %(default)s; re-run to continue)")
     p.add_argument("--module-equality", choices=MODULE_EQUALITIES, default=STRUCTURAL,
@@ -141,6 +146,9 @@ def run(args) -> int:
     if args.module_equality != STRUCTURAL and args.work_dir is None:
         raise SelfieTvmError(f"--module-equality {args.module_equality} records cannot join the {STRUCTURAL} ones "
                              "kept in results/tuning: give them a --work-dir of their own")
+    if args.cold_cache and args.work_dir is None:
+        raise SelfieTvmError("--cold-cache records cannot join the ones kept in results/tuning, which are measured "
+                             "hot: give them a --work-dir of their own")
     ensure_tvm_threads(args.num_cores)
     rpc, device = _farm(args) if args.rpc_tracker else (None, None)
     from runtime.acquire import available_models, resolve_model
@@ -194,6 +202,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     from tuning.records import (
         PROVENANCE,
         RecordSet,
+        check_measured,
         check_module_equality,
         describe_use,
         isa_level,
@@ -219,6 +228,8 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     out = args.out or build_dir(model.spec.name, target)
     provenance = read_provenance(kept_in, isa)
     check_module_equality(kept_in, provenance, args.module_equality)
+    timing = COLD if args.cold_cache else HOT
+    check_measured(kept_in, provenance, timing)
     print(f"tuning {model.spec.name} for {target.id} ({isa}): up to {args.budget} trials or {args.time_limit:g} min; "
           f"measuring into {work_dir}" + (f", best records kept in {committed}" if committed else "")
           + (f"; kernels sharing an anchor block share a task ({args.module_equality})"
@@ -235,7 +246,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
         # would count as structural), which `records merge` checks, also after a run that was killed.
         work_dir.mkdir(parents=True, exist_ok=True)
         provenance = write_provenance(work_dir, target, model.spec.name, options,
-                                      module_equality=args.module_equality)
+                                      module_equality=args.module_equality, measured=timing)
     existing = RecordSet(kept_in, provenance) if count_records(kept_in) else None
     if existing is not None:
         cover = record_coverage(mod, target, existing)
@@ -269,7 +280,8 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     result = tune(mod, tvm_target, work_dir, budget=args.budget, per_task=args.per_task,
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality,
-                  register_tiles=args.register_tiles, search=small_search() if args.search == "small" else None)
+                  register_tiles=args.register_tiles, search=small_search() if args.search == "small" else None,
+                  cold=args.cold_cache)
     measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
@@ -286,7 +298,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     else:
         records = RecordSet(work_dir, write_provenance(work_dir, target, model.spec.name, options,
                                                          result.seconds, result.trials_run, cpu=measured_on,
-                                                         module_equality=args.module_equality))
+                                                         module_equality=args.module_equality, measured=timing))
     print("\n".join(describe_use(records, target, ranked_by)))
     lib = export(model, target, "tuned", records=records, budget=args.budget, out_root=out, ranked_by=ranked_by)
     print(f"wrote {lib}")
