@@ -25,10 +25,11 @@ def measuring(rpc: RpcSpec | None, progress: tqdm | None = None,
     """The runner for a tuning run. A farm that cannot go on (tracker gone, no device left) stops
     the run with its own FarmError, after every finished batch reached the database; MetaSchedule's
     C++ would otherwise turn it into a bare RuntimeError."""
+    config = COLD_EVALUATOR if cold else EVALUATOR
     if rpc is None:
-        yield ms.runner.LocalRunner(evaluator_config=COLD_EVALUATOR if cold else EVALUATOR, timeout_sec=60)
+        yield ms.runner.LocalRunner(evaluator_config=config, timeout_sec=60)
         return
-    runner = FarmRunner(rpc, COLD_EVALUATOR if cold else EVALUATOR, progress, terminal)
+    runner = FarmRunner(rpc, config, progress, terminal)
     try:
         yield runner
     except RuntimeError as e:
