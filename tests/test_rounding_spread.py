@@ -15,9 +15,14 @@ import numpy as np
 import pytest
 import tflite
 
+from benchmark.agreement import per_class_iou
 from runtime.acquire import resolve_model
+from runtime.engines import create_engine
 from runtime.engines.litert import LiteRTEngine
-from runtime.processing import preprocess, to_probabilities
+from runtime.processing import category_mask, preprocess, to_probabilities
+from runtime.target import host_target
+from tuning.build import export
+from tuning.records import find_records
 
 from .conftest import need_model
 
@@ -91,3 +96,19 @@ def test_a_model_without_argmax_routing_stays_within_rounding(name, astronaut, t
     need_model(name)
     worst_dprob, worst_share = spread(name, astronaut, tmp_path)
     assert worst_dprob < 2e-5 and worst_share == 0
+
+
+def test_hair_segmentation_tuned_agrees_with_litert_within_litert_s_own_spread(astronaut, tmp_path):
+    """Issue #30's agreement bound for a model that routes values through an argmax: the tuned library (this
+    host's committed records) is no further from LiteRT than LiteRT is from itself under one-ulp weight
+    changes on the same photo, and its category mask matches LiteRT's at IoU >= 0.999 for every class."""
+    need_model("hair_segmentation")
+    model, target = resolve_model("hair_segmentation"), host_target()
+    export(model, target, "tuned", records=find_records(target), out_root=tmp_path / "lib", warn=False)
+    x = preprocess(astronaut, model.spec)
+    ours = to_probabilities(create_engine("tvm-tuned", model, 2, target=target, build_root=tmp_path / "lib").run(x),
+                            model.spec)
+    reference = to_probabilities(LiteRTEngine(model, 1).run(x), model.spec)
+    litert_spread, _ = spread("hair_segmentation", astronaut, tmp_path)
+    assert np.abs(ours - reference).max() <= litert_spread
+    assert min(per_class_iou(category_mask(ours), category_mask(reference)).values()) >= 0.999

@@ -495,6 +495,9 @@ def test_anchor_block_kernels_share_one_task_and_its_record(tmp_path, target, ca
     own = tmp_path / "own"
     assert main([*common, "--budget", "8", "--work-dir", str(own), "--out", str(tmp_path / "own_lib")]) == 0
     assert f"`selfie-tvm records merge {own}`" in capsys.readouterr().out
+    # Its statistics stay beside its records; the committed report describes the committed records only.
+    assert (own / "statistics" / model.spec.name / target.id / "tuning_summary.md").is_file()
+    assert not (tmp_path / "results" / model.spec.name / target.id / "tuning_summary.md").exists()
 
 
 def test_an_only_prefix_that_matches_no_kernel_is_named(tiny_mod, target, tmp_path, capsys, monkeypatch):

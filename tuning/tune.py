@@ -138,7 +138,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
          progress: bool = True, seed: int = 0, only: list[str] | None = None,
          time_limit_s: float | None = None, in_model_ms: dict[str, float] | None = None,
          module_equality: str = STRUCTURAL, register_tiles: bool | None = None,
-         search: ms.search_strategy.SearchStrategy | None = None, cold: bool = False) -> TuneResult:
+         search: ms.search_strategy.SearchStrategy | None = None, cold: bool = False,
+         plan: TaskPlan | None = None) -> TuneResult:
     """Measure up to `budget` trials on `mod` (already optimised) in this run, into work_dir.
 
     Records already in work_dir seed the search and give kernels their starting best: only those
@@ -155,11 +156,13 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, *, budget
     space; None: for AVX2 targets without AVX-512, where the default space lacks them. `search`: the
     search strategy (default MetaSchedule's evolutionary search; tests pass a small one, `small_search`). `cold`:
     measure with the cache flushed of each candidate's weights and output (tuning/measure.py COLD_EVALUATOR).
+    `plan`: the tasks, if the caller planned them already (plan_tasks of the same mod, target, only and
+    module_equality).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     before = count_records(work_dir)
-    plan = plan_tasks(mod, target, only, module_equality)
+    plan = plan or plan_tasks(mod, target, only, module_equality)
     if plan.unmatched:
         log.warning("--only %s: no kernel of this model starts with that (tuning the %d kernels the other "
                     "prefixes match)", " ".join(plan.unmatched), len(plan.tasks))

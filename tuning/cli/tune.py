@@ -23,6 +23,7 @@ DEFAULT_TIME_LIMIT_MIN = 60
 MEASURE_ROUNDS = 20
 SLOW_ROUNDS, SLOW_MS = 3, 1000.0  # an engine whose warm-up run took longer (an untuned library) runs 3 rounds
 BEFORE = "before"  # the library the run started from (untuned, or tuned from the records before it)
+STATISTICS = "statistics"  # under a --work-dir: that run's statistics (tuning_summary.md, ...)
 SEARCHES = ("default", "small")  # --search: MetaSchedule's evolutionary search, or tuning.tune.small_search
 
 
@@ -237,8 +238,8 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     # Continue on the graph the records were tuned on, so that their kernels stay the same.
     options = provenance.graph_options
     mod = tuning_module(model, target, options)
-    if args.only:  # before anything is written or built: a prefix that matches no task is most likely a typo
-        plan_tasks(mod, tvm_target, args.only, args.module_equality)
+    # Before anything is written or built: a prefix that matches no task is most likely a typo.
+    plan = plan_tasks(mod, tvm_target, args.only, args.module_equality) if args.only else None
     if committed is not None:
         seed_working(committed, work_dir)
     if not (work_dir / PROVENANCE).is_file():
@@ -281,7 +282,7 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
                   per_iter=args.per_iter, rpc=rpc, time_limit_s=args.time_limit * 60,
                   in_model_ms=in_model_ms, only=args.only, module_equality=args.module_equality,
                   register_tiles=args.register_tiles, search=small_search() if args.search == "small" else None,
-                  cold=args.cold_cache)
+                  cold=args.cold_cache, plan=plan)
     measured_on = device.describe(rpc) if device else None
     measured = (f"{result.trials_run} trials measured ({result.valid_trials} built and ran) in "
                 f"{result.seconds / 60:.1f} min; stopped because {result.stopped_because}")
@@ -307,6 +308,9 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
     # An x86-64-v3 library is compared with LiteRT's AVX2 kernels, also on a host that has AVX-512.
     litert_kernels = AVX2 if isa == AVX2_LEVEL else NATIVE
     s = stats.collect(mod, tvm_target, work_dir, args.module_equality)
+    # A directory of one's own is an experiment: its statistics stay beside its records, and the committed
+    # report (which describes the committed records) is left as it is.
+    stats_dir = report_dir(model.spec.name, target, root=None if committed else work_dir / STATISTICS)
     if rpc is None:
         before_engine = TVMTunedEngine if existing is not None else TVMDefaultEngine
         times = _timed_rounds({BEFORE: before_engine(model, threads, target=target, library=before_library),
@@ -314,10 +318,10 @@ def _tune_model(args, model, rpc, device, kept: Path) -> None:
                                LITERT: create_engine(LITERT, model, threads, isa=litert_kernels)}, x)
         before_ms, after_ms, litert_ms = (statistics.median(times[name]) for name in (BEFORE, TVM_TUNED, LITERT))
         paired = _paired(times, TVM_TUNED, BEFORE)
-        stats.append_run(report_dir(model.spec.name, target), s.total_trials, result.seconds / 60, after_ms,
+        stats.append_run(stats_dir, s.total_trials, result.seconds / 60, after_ms,
                          litert_ms, litert_kernels=litert_kernels, threads=threads,
                          cpu=host_target().mcpu)
-    paths = stats.write(s, report_dir(model.spec.name, target), title=f"{model.spec.name} on {target.id}",
+    paths = stats.write(s, stats_dir, title=f"{model.spec.name} on {target.id}",
                         default_ms=before_ms if existing is None else None, litert_ms=litert_ms)
     print("statistics: " + ", ".join(str(p) for p in paths))
     print(f"summary: {measured}; {result.kernels_improved} of {result.kernels} kernels improved")
