@@ -4,11 +4,12 @@ These sandboxes refuse `podman run` (the OCI runtime's setrlimit), so the image'
 the way its config says (USER, WORKDIR, ENV, CMD) with chroot, against the fake Bot API server of
 the tests on 127.0.0.1. Checks: the image holds only what the bot runs (no tuning extras, code or
 databases) and keeps SELFIE_TVM_OFFLINE=1; the token is read from a file (TELEGRAM_BOT_TOKEN_FILE);
-/start is answered; a /segmentation photo gets the album and the overlay, with the TVM engines loaded
-and their timings edited in; the caption's TVM tuned / LiteRT ratio is within 20 % of the two engines
-timed side by side in the image; the TVM tuned timing is a 2-thread one (nearer a 2-thread run of the
-same library in the image than a 1-thread run); SIGTERM stops the bot cleanly within 3 s; the bot
-restricted to one core (taskset) still serves the TVM engines; nothing it logged holds the token.
+/start is answered; each of three /segmentation photos gets the album and the overlay, with the TVM
+engines loaded and their timings edited in; the TVM tuned / LiteRT ratio of the three captions (their
+median) is within 20 % of the two engines timed side by side in the image; the TVM tuned timing is a
+2-thread one (nearer a 2-thread run of the same library in the image than a 1-thread run); SIGTERM
+stops the bot cleanly within 3 s; the bot restricted to one core (taskset) still serves the TVM
+engines; nothing it logged holds the token.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,7 +170,8 @@ for i in range(rounds + 2):
 print(statistics.median(times[TVM_TUNED]) / statistics.median(times[LITERT]))
 """
 SIDE_BY_SIDE_ROUNDS = 15
-RATIO_TOLERANCE = 0.20  # the caption's tuned / LiteRT ratio within 20 % of the side-by-side one
+RATIO_TOLERANCE = 0.20  # the captions' tuned / LiteRT ratio within 20 % of the side-by-side one
+CAPTION_PHOTOS = 3  # photos sent: the check takes the median of their captions' ratios
 
 
 def in_image(rootfs: Path, config: dict, what: str, script: str, *args: str) -> str:
@@ -193,23 +196,29 @@ def caption_ratio(caption: str) -> float:
     return float(found.group(1))
 
 
-def check_caption_ratio(rootfs: Path, config: dict, model: str, caption: str) -> None:
-    """The caption's tuned / LiteRT ratio is what the two engines measure side by side in the image, within
-    RATIO_TOLERANCE: a caption timed beside another engine's spinning pool once read 2x where side by side the
-    two were within 10 % (issue 32)."""
+def check_caption_ratio(rootfs: Path, config: dict, model: str, captions: list[str]) -> None:
+    """The captions' tuned / LiteRT ratio (their median) is what the two engines measure side by side in the image,
+    within RATIO_TOLERANCE: a caption timed beside another engine's spinning pool once read 2x where side by side
+    the two were within 10 % (issue 32). The median of several photos, because one caption's ratio (a median of at
+    most five runs each, at 2 threads on a 2-core host) once read +26 % off with nothing wrong; a caption
+    that is off every time still fails."""
     threads = next((e.split("=", 1)[1] for e in config.get("Env") or [] if e.startswith("SELFIE_BOT_THREADS=")), "2")
-    stated = caption_ratio(caption)
+    ratios = [caption_ratio(caption) for caption in captions]
+    stated = statistics.median(ratios)
+    log(f"TVM tuned / TFLite (LiteRT) in the {len(ratios)} captions: " + ", ".join(f"{r:.2f}x" for r in ratios))
     measured = float(in_image(rootfs, config, "timing TVM tuned and LiteRT side by side", SIDE_BY_SIDE, model,
                               threads, str(SIDE_BY_SIDE_ROUNDS)))
     off = stated / measured - 1
-    log(f"TVM tuned / TFLite (LiteRT): the caption says {stated:.2f}x, side by side in the image {measured:.2f}x "
-        f"({threads} threads each, median of {SIDE_BY_SIDE_ROUNDS} interleaved rounds): {off:+.0%}")
-    assert abs(off) <= RATIO_TOLERANCE, (f"the caption's ratio {stated:.2f}x is {off:+.0%} off the side-by-side "
+    log(f"TVM tuned / TFLite (LiteRT): the captions say {stated:.2f}x (median), side by side in the image "
+        f"{measured:.2f}x ({threads} threads each, median of {SIDE_BY_SIDE_ROUNDS} interleaved rounds): {off:+.0%}")
+    assert abs(off) <= RATIO_TOLERANCE, (f"the captions' ratio {stated:.2f}x is {off:+.0%} off the side-by-side "
                                          f"{measured:.2f}x (tolerance {RATIO_TOLERANCE:.0%})")
 
 
-async def converse(api: FakeTelegram, proc: subprocess.Popen, output: list[str], chat: int = 1) -> str:
-    """/start, then /segmentation with a photo; the caption once the late timings are edited in."""
+async def converse(api: FakeTelegram, proc: subprocess.Popen, output: list[str], chat: int = 1,
+                   photos: int = 1) -> list[str]:
+    """/start, then /segmentation with a photo, `photos` times; each photo's caption once the late timings are
+    edited in."""
     from PIL import Image
     from skimage import data
 
@@ -240,34 +249,38 @@ async def converse(api: FakeTelegram, proc: subprocess.Popen, output: list[str],
         (reply,) = await alive(api.replies(chat, 1, timeout=300))  # the bot warms up every engine before polling
         assert "/segmentation" in reply.params["text"], reply.params
         log(f"/start answered {time.monotonic() - t0:.1f} s after launch")
-        await api.send_text(chat, "/segmentation")
-        await api.replies(chat, 1)
-        t0 = time.monotonic()
-        await api.send_photo(chat, photo.getvalue())
-        album, overlay = await alive(api.replies(chat, 2, timeout=120))
-        assert album.method == "sendMediaGroup" and len(album.files) == 7, album.method
-        caption = overlay.params["caption"]
-        log(f"/segmentation photo answered in {time.monotonic() - t0:.2f} s:\n{caption}")
-        assert "not available" not in caption, "an engine is missing in the image"
-        for label in ("TVM tuned", "TVM default", "TFLite"):
-            assert label in caption, f"{label} missing from the reply"
-        (edit,) = await alive(api.edits(chat, 1, timeout=300))
-        late = edit.params["caption"]
-        log(f"timings edited in {time.monotonic() - t0:.2f} s after the photo:\n{late}")
-        assert re.search(r"TVM tuned \d+ ms", late) and re.search(r"TVM default \d+ ms", late), late
-        return late
+        captions = []
+        for _ in range(photos):
+            await api.send_text(chat, "/segmentation")
+            await api.replies(chat, 1)
+            t0 = time.monotonic()
+            await api.send_photo(chat, photo.getvalue())
+            album, overlay = await alive(api.replies(chat, 2, timeout=120))
+            assert album.method == "sendMediaGroup" and len(album.files) == 7, album.method
+            caption = overlay.params["caption"]
+            log(f"/segmentation photo answered in {time.monotonic() - t0:.2f} s:\n{caption}")
+            assert "not available" not in caption, "an engine is missing in the image"
+            for label in ("TVM tuned", "TVM default", "TFLite"):
+                assert label in caption, f"{label} missing from the reply"
+            (edit,) = await alive(api.edits(chat, 1, timeout=300))
+            late = edit.params["caption"]
+            log(f"timings edited in {time.monotonic() - t0:.2f} s after the photo:\n{late}")
+            assert re.search(r"TVM tuned \d+ ms", late) and re.search(r"TVM default \d+ ms", late), late
+            captions.append(late)
+        return captions
     finally:
         reader.cancel()
 
 
-async def run_once(rootfs: Path, config: dict, token_file: Path, *, cores: str | None = None, chat: int = 1) -> str:
-    """Start the image's bot, converse, stop it with SIGTERM; the late caption."""
+async def run_once(rootfs: Path, config: dict, token_file: Path, *, cores: str | None = None, chat: int = 1,
+                   photos: int = 1) -> list[str]:
+    """Start the image's bot, converse (`photos` photos), stop it with SIGTERM; each photo's late caption."""
     api = FakeTelegram(TOKEN)
     url = await api.start()
     proc = start_bot(rootfs, config, url, token_file, cores=cores)
     output: list[str] = []
     try:
-        late = await converse(api, proc, output, chat)
+        late = await converse(api, proc, output, chat, photos)
         log("sending SIGTERM")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -303,8 +316,9 @@ async def check(tag: str) -> None:
         os.chmod(secrets, 0o755)
         (Path(secrets) / "telegram_bot_token").chmod(0o644)
         token_file = Path("/mnt/telegram_bot_token")
-        late = await run_once(rootfs, config, token_file)
-        check_caption_ratio(rootfs, config, model, late)
+        captions = await run_once(rootfs, config, token_file, photos=CAPTION_PHOTOS)
+        check_caption_ratio(rootfs, config, model, captions)
+        late = captions[-1]
         bot_ms = float(re.search(r"TVM tuned (\d+) ms", late).group(1))
         runs = {threads: tvm_tuned_ms(rootfs, config, model, threads) for threads in (1, 2)}
         log(f"TVM tuned: the bot {bot_ms:.0f} ms; in the image at 1 thread {runs[1]:.0f} ms, at 2 threads "
@@ -316,7 +330,7 @@ async def check(tag: str) -> None:
         nearer = 2 if abs(bot_ms - runs[2]) < abs(bot_ms - runs[1]) else 1
         log(f"the bot's TVM tuned timing is nearer the {nearer}-thread run"
             + ("" if nearer == 2 else " (a host busy while the bot timed it, or between the runs; pools: 2)"))
-        late = await run_once(rootfs, config, token_file, cores="0", chat=2)  # the image on a 1-core host
+        (late,) = await run_once(rootfs, config, token_file, cores="0", chat=2)  # the image on a 1-core host
         assert "not available" not in late, f"an engine is missing on one core:\n{late}"
         log("on one core: every engine served")
 

@@ -24,6 +24,7 @@ import tvm_ffi
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from .build_fn import record_as_built
 from .default_schedule import apply_default_schedule, default_schedule
 from .depthwise import DepthwiseTile, depthwise_shape, schedule, tiles
 from .tasks import plan_tasks
@@ -162,16 +163,6 @@ def measure(mod: tvm.IRModule, target: tvm.target.Target, record_db: ms.database
         record = p50.pop("record", None)
         timings.append(KernelTiming(name, key, str(shape), record, p50))
     return timings
-
-
-def record_as_built(mod: tvm.IRModule) -> tvm.IRModule:
-    """A record's kernel as a build runs it. A record tuned with weight prepacking carries a block that re-blocks
-    the weights (MetaSchedule's RewriteLayout); the build runs it once, on the constants (SplitLayoutRewritePreproc
-    and constant folding), and MetaSchedule's builder times candidates without it, so it is left out here too:
-    the kernel then takes its weights already in the new layout."""
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-
-    return RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
 
 
 def _timer(mod: tvm.IRModule, target, device, built=None) -> tuple[Callable, list]:
