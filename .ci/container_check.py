@@ -149,8 +149,10 @@ print(statistics.median([seg.segment(photo).timings.inference_ms for _ in range(
 
 
 # TVM tuned and LiteRT side by side, as the benchmark times them: interleaved rounds, each run once the process's
-# other threads are idle (runtime/idle.py), after two warm-up rounds; prints tuned / LiteRT paired as the benchmark
-# pairs them (the median over rounds of each round's ratio), which drift of the host between rounds does not move.
+# other threads are idle (runtime/idle.py), after two warm-up rounds; prints tuned / LiteRT paired: the median over
+# rounds of each round's ratio of its two adjacent runs, which drift of the host between rounds does not move. (The
+# benchmark's paired ratio, benchmark.summary.paired_ratios, also pairs the other way round; it needs pandas, which
+# the image leaves out.)
 SIDE_BY_SIDE = """
 import statistics, sys
 import numpy as np
@@ -281,7 +283,7 @@ async def run_once(rootfs: Path, config: dict, token_file: Path, *, cores: str |
     proc = start_bot(rootfs, config, url, token_file, cores=cores)
     output: list[str] = []
     try:
-        late = await converse(api, proc, output, chat, photos)
+        captions = await converse(api, proc, output, chat, photos)
         log("sending SIGTERM")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -301,7 +303,7 @@ async def run_once(rootfs: Path, config: dict, token_file: Path, *, cores: str |
     assert pools and pools.group(1).strip() == "TVM tuned 2, TVM default 2", f"TVM pools: {pools and pools.group(1)}"
     assert TOKEN not in text and TOKEN.split(":")[1] not in text, "the token reached the logs"
     assert "Traceback" not in text, "the bot logged a traceback"
-    return late
+    return captions
 
 
 async def check(tag: str) -> None:
