@@ -183,7 +183,10 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
                      r"\(sum / whole = ([\d.]+)\)", text)
     whole_ms, count, ops_ms, share = float(lite[1]), int(lite[2]), float(lite[3]), float(lite[4])
     assert count == len(ops) and ops_ms == pytest.approx(ops.ms.sum(), abs=1e-3)
-    assert whole_ms > 0 and share == pytest.approx(ops_ms / whole_ms, abs=0.01)
+    # Both times are printed to 0.001 ms and the share to 0.01, so the share is checked against the range
+    # the printed times allow (a 0.066 ms model alone moves the quotient by 1 % per rounding step).
+    low, high = (ops_ms - 5e-4) / (whole_ms + 5e-4), (ops_ms + 5e-4) / (whole_ms - 5e-4)
+    assert whole_ms > 0 and low - 0.005 <= share <= high + 0.005
     total = pd.read_csv(out / KINDS_CSV).set_index("kind").loc["total"]
     tvm = re.search(r"TVM kernels ([\d.]+) ms vs LiteRT operators ([\d.]+) ms", text)
     assert float(tvm[1]) == pytest.approx(total.tvm_ms, abs=1e-3) and float(tvm[1]) > 0
