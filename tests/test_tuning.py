@@ -105,6 +105,12 @@ def test_tuned_library_matches_litert(tuned_records, tuned_dir, tiny, target, tm
 
     profiled = kernel_times(engine.library, preprocess(astronaut, tiny.spec), repeat=1)
     assert set(plan_tasks(tuning_module(tiny, target), target.to_tvm()).names) <= set(profiled)
+    # Folding the prepacked weights leaves no tuple of constants built and unpacked on every inference.
+    import tvm
+    from tvm import relax
+
+    bytecode = relax.VMExecutable(tvm.runtime.load_module(str(engine.library))).as_text()
+    assert "_prepacked in:" in bytecode and "vm.builtin.make_tuple" not in bytecode, bytecode
     x = preprocess(astronaut, tiny.spec)
     diff = np.abs(to_probabilities(engine.run(x), tiny.spec)
                   - to_probabilities(create_engine("litert", tiny, 1).run(x), tiny.spec))

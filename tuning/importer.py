@@ -125,6 +125,10 @@ def finalize(mod: tvm.IRModule, target: tvm.target.Target, options: GraphOptions
     seq = tvm.transform.Sequential([
         relax.transform.SplitLayoutRewritePreproc(),
         relax.transform.FoldConstant(),
+        # Folding leaves each prepacked weight bound as a tuple of constants unpacked item by item, which
+        # the VM would build, unpack and free on every inference (4 calls per prepacked kernel): drop them.
+        relax.transform.CanonicalizeBindings(),
+        relax.transform.DeadCodeElimination(),
     ])
     with target:
         return seq(mod)
