@@ -13,6 +13,7 @@ from benchmark.single_op import SingleOpModels, signature
 from runtime.engines.litert import interpreter
 
 from .conftest import need_model
+from .printed_numbers import printed_quotient_bounds
 from .tiny_models import tiny_depthwise, tiny_segmenter, tiny_shared_anchor
 
 # LiteRT warns that keeping every intermediate tensor is for debugging: here it is the point.
@@ -183,10 +184,8 @@ def test_the_cli_writes_its_files_and_names_isa_and_threads(tiny_library, tmp_pa
                      r"\(sum / whole = ([\d.]+)\)", text)
     whole_ms, count, ops_ms, share = float(lite[1]), int(lite[2]), float(lite[3]), float(lite[4])
     assert count == len(ops) and ops_ms == pytest.approx(ops.ms.sum(), abs=1e-3)
-    # Both times are printed to 0.001 ms and the share to 0.01, so the share is checked against the range
-    # the printed times allow (a 0.066 ms model alone moves the quotient by 1 % per rounding step).
-    low, high = (ops_ms - 5e-4) / (whole_ms + 5e-4), (ops_ms + 5e-4) / (whole_ms - 5e-4)
-    assert whole_ms > 0 and low - 0.005 <= share <= high + 0.005
+    low, high = printed_quotient_bounds(ops_ms, whole_ms)  # both times printed to 0.001 ms, the share to 0.01
+    assert whole_ms > 0 and low <= share <= high
     total = pd.read_csv(out / KINDS_CSV).set_index("kind").loc["total"]
     tvm = re.search(r"TVM kernels ([\d.]+) ms vs LiteRT operators ([\d.]+) ms", text)
     assert float(tvm[1]) == pytest.approx(total.tvm_ms, abs=1e-3) and float(tvm[1]) > 0
